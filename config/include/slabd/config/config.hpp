@@ -1,0 +1,107 @@
+// slabd's settings: one Config with defaults that run out of the box, read from a TOML file and
+// overridden by command-line flags. Every error names where the bad value came from (file:line: key
+// or --flag) and what was expected; the server only ever sees a Config that passed validation.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace slabd::config {
+
+/// What the data listener does with a client: echo its bytes back, or relay them to an upstream.
+enum class server_mode { echo, proxy };
+/// What a full connection pool does with a newcomer: refuse it, or stop accepting until one frees.
+enum class exhausted_policy { refuse, pause };
+/// How proxy mode picks the upstream for a new client.
+enum class balance_policy { round_robin, least_connections };
+/// How log lines are written.
+enum class log_format { text, json };
+
+/// A TCP address. `host` is an IP literal in canonical form; "localhost" is stored as "127.0.0.1".
+struct endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+/// "127.0.0.1:7000", or "[::1]:7000" for IPv6: the form the config file and flags accept.
+std::string to_string(const endpoint& e);
+/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+std::string_view to_string(server_mode m) noexcept;
+/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+std::string_view to_string(exhausted_policy p) noexcept;
+/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+std::string_view to_string(balance_policy b) noexcept;
+/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+std::string_view to_string(log_format f) noexcept;
+
+/// Worker threads when none are configured: one per core, at least 1.
+unsigned default_threads() noexcept;
+
+/// Every setting, with its default. The TOML key for each is given as [table] key.
+struct Config {
+    server_mode mode = server_mode::echo;           ///< [server] mode
+    endpoint listen{"127.0.0.1", 7000};             ///< [server] listen; port 0 picks a free port
+    endpoint admin{"127.0.0.1", 9100};              ///< [admin] listen; port 0 picks a free port
+    std::vector<endpoint> upstreams;                ///< [proxy] upstreams; proxy mode needs one
+    balance_policy balance = balance_policy::round_robin;  ///< [proxy] balance
+    std::size_t max_connections = 10'000;           ///< [pool] max_connections: client N+1 waits
+    unsigned threads = default_threads();           ///< [server] threads, one io_context each
+    exhausted_policy on_exhausted = exhausted_policy::refuse;  ///< [pool] on_exhausted
+    std::string busy_message;  ///< [pool] busy_message: one line, no "\n" (slabd adds it); "" = none
+    std::size_t buffer_count = 1024;                ///< [pool] buffer_count: write-buffer blocks
+    std::size_t buffer_size = 16 * 1024;            ///< [pool] buffer_size in bytes
+    std::chrono::milliseconds idle_timeout = std::chrono::seconds{300};  ///< [timeouts] idle; 0 = never
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds{5};  ///< [timeouts] connect
+    std::chrono::milliseconds shutdown_grace = std::chrono::seconds{10};  ///< [timeouts] shutdown_grace
+    std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};  ///< [proxy] fail_timeout
+    std::string admin_token;       ///< [admin] token: required as "Bearer" when set; "" = open
+    std::size_t ready_headroom = 0;  ///< [admin] ready_headroom; see effective_ready_headroom()
+    std::string log_level = "info";  ///< [log] level: trace|debug|info|warn|error|critical|off
+    std::string log_file;            ///< [log] file; "" = stderr
+    log_format log_fmt = log_format::text;  ///< [log] format
+    bool daemonize = false;          ///< [daemon] daemonize; needs an absolute pidfile
+    std::string pidfile;             ///< [daemon] pidfile; "" = none
+    std::string source_file;         ///< the --config path, or "" (not a setting)
+    friend bool operator==(const Config&, const Config&) = default;
+};
+
+/// A configuration that cannot be used; what() is the complete message for the user.
+class config_error : public std::runtime_error {
+public:
+    using runtime_error::runtime_error;
+};
+
+/// Reads a TOML file over `base` and validates the result; throws config_error.
+Config load_file(const std::string& path, Config base = {});
+/// As load_file, from text; `name` stands for the file in messages.
+Config load_string(std::string_view toml, std::string_view name, Config base = {});
+/// The effective configuration as TOML that load_string accepts again; secrets shown as "<redacted>".
+std::string to_toml(const Config& config, bool redact_secrets = true);
+
+/// What main should do after parsing the command line.
+enum class action { run, check_config, pool_demo, exit };
+
+/// The outcome of parse_command_line.
+struct command_line {
+    Config config;
+    action what = action::run;
+    int exit_code = 0;   ///< for check_config and exit: 0, or 2 for bad usage or config
+    std::string output;  ///< help, version, effective config or error text, ending in "\n"
+};
+
+/// Parses argv: defaults < --config file < flags. Never exits or prints; errors give action::exit,
+/// exit_code 2 and the message in output (for stderr); --help/--version give exit, exit_code 0;
+/// --check-config gives check_config, exit_code 0 and the effective config (redacted) in output.
+command_line parse_command_line(int argc, const char* const* argv);
+
+/// Free pool blocks below which /readyz answers 503: ready_headroom, or if that is 0, 1% of
+/// max_connections and at least 1 block.
+std::size_t effective_ready_headroom(const Config& config) noexcept;
+
+}  // namespace slabd::config

@@ -1,0 +1,197 @@
+#include "settings.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <system_error>
+
+namespace slabd::config {
+namespace detail {
+namespace {
+
+std::string read_file(const std::string& path) {
+    struct closer {
+        void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+    };
+    const std::unique_ptr<std::FILE, closer> file{std::fopen(path.c_str(), "rb")};
+    if (!file) {
+        throw config_error(path + ": cannot open: " + std::generic_category().message(errno));
+    }
+    std::string text;
+    char chunk[4096];
+    while (const std::size_t n = std::fread(chunk, 1, sizeof chunk, file.get())) {
+        text.append(chunk, n);
+    }
+    if (std::ferror(file.get()) != 0) {
+        throw config_error(path + ": cannot read: " + std::generic_category().message(errno));
+    }
+    return text;
+}
+
+std::string list_tables() {
+    std::string out;
+    std::string_view previous;
+    for (const auto& s : settings()) {
+        if (s.table == previous) continue;
+        out += (out.empty() ? "" : ", ") + std::string{s.table};
+        previous = s.table;
+    }
+    return out;
+}
+
+std::string list_keys(std::string_view table) {
+    std::string out;
+    for (const auto& s : settings()) {
+        if (s.table == table) out += (out.empty() ? "" : ", ") + std::string{s.key};
+    }
+    return out;
+}
+
+const setting* find_setting(std::string_view table, std::string_view key) {
+    for (const auto& s : settings()) {
+        if (s.table == table && s.key == key) return &s;
+    }
+    return nullptr;
+}
+
+bool is_table(std::string_view name) { return !list_keys(name).empty(); }
+
+// "name:line: " for a key; toml++ knows where each key was written, headers included.
+std::string at(std::string_view name, const toml::key& key) {
+    return std::string{name} + ":" + std::to_string(key.source().begin.line) + ": ";
+}
+
+[[noreturn]] void unknown_top_level(std::string_view name, const toml::key& key,
+                                    const toml::node& value) {
+    if (value.is_table()) {
+        throw config_error(at(name, key) + "[" + std::string{key.str()} +
+                           "]: unknown table (the tables are " + list_tables() + ")");
+    }
+    for (const auto& s : settings()) {
+        if (s.key == key.str()) {
+            throw config_error(at(name, key) + std::string{key.str()} +
+                               ": unknown key at the top level (did you mean " +
+                               std::string{s.table} + "." + std::string{s.key} + "?)");
+        }
+    }
+    throw config_error(at(name, key) + std::string{key.str()} +
+                       ": unknown key at the top level (settings go in the tables " +
+                       list_tables() + ")");
+}
+
+std::string_view origin(const origins& where, std::string_view key) {
+    const auto it = where.find(key);
+    return it == where.end() ? key : std::string_view{it->second};
+}
+
+// Binding both fails on Linux when the ports match and the addresses overlap: equal, or one of
+// them a wildcard covering the other's family ("::" also covers IPv4 unless IPV6_V6ONLY is set).
+bool overlap(const endpoint& a, const endpoint& b) {
+    if (a.port == 0 || a.port != b.port) return false;
+    const auto ipv4 = [](const endpoint& e) { return e.host.find(':') == std::string::npos; };
+    return a.host == b.host || a.host == "::" || b.host == "::" ||
+           (a.host == "0.0.0.0" && ipv4(b)) || (b.host == "0.0.0.0" && ipv4(a));
+}
+
+void check_path(const origins& where, std::string_view key, const std::string& path) {
+    if (!path.empty() && !path.starts_with('/')) {
+        throw config_error(std::string{origin(where, key)} +
+                           ": expected an absolute path in daemon mode (the daemon runs in /), "
+                           "got " + quote(path));
+    }
+}
+
+}  // namespace
+
+void apply_toml(std::string_view toml, std::string_view name, Config& config, origins& where) {
+    toml::table root;
+    try {
+        root = toml::parse(toml, name);
+    } catch (const toml::parse_error& e) {
+        const auto& begin = e.source().begin;
+        throw config_error(std::string{name} + ":" + std::to_string(begin.line) + ":" +
+                           std::to_string(begin.column) + ": " + std::string{e.description()});
+    }
+    for (const auto& [table_key, table_node] : root) {
+        if (!is_table(table_key.str())) unknown_top_level(name, table_key, table_node);
+        const auto* table = table_node.as_table();
+        if (table == nullptr) given{table_node, name, std::string{table_key.str()}}.fail("a table");
+        for (const auto& [key, node] : *table) {
+            std::string path = std::string{table_key.str()} + "." + std::string{key.str()};
+            const setting* s = find_setting(table_key.str(), key.str());
+            if (s == nullptr) {
+                throw config_error(at(name, key) + path + ": unknown key (the keys of [" +
+                                   std::string{table_key.str()} + "] are " +
+                                   list_keys(table_key.str()) + ")");
+            }
+            const given value{node, name, path};
+            s->set(config, value);
+            where[std::move(path)] = value.where();
+        }
+    }
+}
+
+void apply_file(const std::string& path, Config& config, origins& where) {
+    apply_toml(read_file(path), path, config, where);
+    config.source_file = path;
+}
+
+void check_consistency(const Config& config, const origins& where) {
+    const auto blame = [&where](std::string_view key) { return std::string{origin(where, key)}; };
+    if (config.mode == server_mode::proxy && config.upstreams.empty()) {
+        throw config_error(blame("server.mode") +
+                           ": proxy mode needs at least one upstream (proxy.upstreams or --upstream)");
+    }
+    if (overlap(config.listen, config.admin)) {
+        throw config_error(blame("admin.listen") + ": expected an endpoint apart from the data "
+                           "listener " + quote(to_string(config.listen)) + " (" +
+                           blame("server.listen") + "), got " + quote(to_string(config.admin)));
+    }
+    if (config.ready_headroom > config.max_connections) {
+        throw config_error(blame("admin.ready_headroom") + ": expected at most " +
+                           "pool.max_connections (" + std::to_string(config.max_connections) +
+                           "), got " + std::to_string(config.ready_headroom));
+    }
+    if (config.daemonize) {
+        if (config.pidfile.empty()) {
+            throw config_error(blame("daemon.daemonize") +
+                               ": daemon mode needs a pidfile (daemon.pidfile or --pidfile)");
+        }
+        check_path(where, "daemon.pidfile", config.pidfile);
+        check_path(where, "log.file", config.log_file);
+    }
+}
+
+}  // namespace detail
+
+Config load_string(std::string_view toml, std::string_view name, Config base) {
+    detail::origins where;
+    detail::apply_toml(toml, name, base, where);
+    detail::check_consistency(base, where);
+    return base;
+}
+
+Config load_file(const std::string& path, Config base) {
+    detail::origins where;
+    detail::apply_file(path, base, where);
+    detail::check_consistency(base, where);
+    return base;
+}
+
+std::string to_toml(const Config& config, bool redact_secrets) {
+    std::string out = "# slabd " SLABD_VERSION ", effective configuration";
+    if (!config.source_file.empty()) out += " (file " + detail::quote(config.source_file) + ")";
+    out += "\n";
+    std::string_view table;
+    for (const auto& s : detail::settings()) {
+        if (s.table != table) {
+            table = s.table;
+            out += "\n[" + std::string{table} + "]\n";
+        }
+        out += "# " + std::string{s.help} + "\n";
+        out += std::string{s.key} + " = " + s.show(config, redact_secrets) + "\n";
+    }
+    return out;
+}
+
+}  // namespace slabd::config

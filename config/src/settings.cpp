@@ -1,0 +1,190 @@
+#include "settings.hpp"
+
+#include <algorithm>
+#include <array>
+#include <thread>
+
+namespace slabd::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Each enum's spellings, indexed by its value: the one place they are written down.
+constexpr std::array<std::string_view, 2> mode_names{"echo", "proxy"};
+constexpr std::array<std::string_view, 2> exhausted_names{"refuse", "pause"};
+constexpr std::array<std::string_view, 2> balance_names{"round-robin", "least-connections"};
+constexpr std::array<std::string_view, 2> format_names{"text", "json"};
+// spdlog's level names.
+constexpr std::array<std::string_view, 7> level_names{"trace", "debug",    "info", "warn",
+                                                      "error", "critical", "off"};
+
+constexpr unsigned max_threads = 1024;
+constexpr std::size_t max_text = 1024;  // a busy message is one short line
+constexpr std::size_t max_path = 4096;  // PATH_MAX
+constexpr std::size_t max_secret = 256;
+
+template <class Enum, std::size_t N>
+Enum pick(const detail::given& value, const std::array<std::string_view, N>& names) {
+    return static_cast<Enum>(value.choice(names));
+}
+
+std::string show_bool(bool b) { return b ? "true" : "false"; }
+std::string show_duration(std::chrono::milliseconds d) {
+    return detail::quote(detail::format_duration(d));
+}
+
+using detail::flag_kind;
+using detail::given;
+using detail::quote;
+
+// clang-format off
+constexpr detail::setting all_settings[] = {
+    {"server", "mode", "echo: send each client's bytes back; proxy: relay them to an upstream",
+     flag_kind::value, "--mode", "echo|proxy",
+     [](Config& c, const given& v) { c.mode = pick<server_mode>(v, mode_names); },
+     [](const Config& c, bool) { return quote(to_string(c.mode)); }},
+    {"server", "listen", "data listener, HOST:PORT (port 0: any free port)",
+     flag_kind::value, "--listen", "HOST:PORT",
+     [](Config& c, const given& v) { c.listen = v.address(0); },
+     [](const Config& c, bool) { return quote(to_string(c.listen)); }},
+    {"server", "threads", "worker threads, one event loop each (0: one per core)",
+     flag_kind::value, "--threads", "N",
+     [](Config& c, const given& v) {
+         const auto n = static_cast<unsigned>(v.integer(0, max_threads));
+         c.threads = n == 0 ? default_threads() : n;
+     },
+     [](const Config& c, bool) { return std::to_string(c.threads); }},
+
+    {"pool", "max_connections", "clients served at once; the next is refused or waits",
+     flag_kind::value, "--max-connections", "N",
+     [](Config& c, const given& v) { c.max_connections = static_cast<std::size_t>(v.integer(1, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.max_connections); }},
+    {"pool", "on_exhausted", "when the pool is full: refuse newcomers, or pause accepting",
+     flag_kind::value, "--on-exhausted", "refuse|pause",
+     [](Config& c, const given& v) { c.on_exhausted = pick<exhausted_policy>(v, exhausted_names); },
+     [](const Config& c, bool) { return quote(to_string(c.on_exhausted)); }},
+    {"pool", "busy_message", "line sent to a refused client before closing (empty: none)",
+     flag_kind::value, "--busy-message", "TEXT",
+     [](Config& c, const given& v) { c.busy_message = v.text(max_text); },
+     [](const Config& c, bool) { return quote(c.busy_message); }},
+    {"pool", "buffer_count", "write buffers, lent only while a write is blocked (none left: "
+                             "reading pauses)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.buffer_count = static_cast<std::size_t>(v.integer(1, 1'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.buffer_count); }},
+    {"pool", "buffer_size", "bytes in each write buffer and in each thread's read buffer",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.buffer_size = static_cast<std::size_t>(v.integer(1024, 1024 * 1024)); },
+     [](const Config& c, bool) { return std::to_string(c.buffer_size); }},
+
+    {"timeouts", "idle", "close a client that has been silent this long (0: never)",
+     flag_kind::value, "--idle-timeout", "DURATION",
+     [](Config& c, const given& v) { c.idle_timeout = v.duration(0ms, 24h); },
+     [](const Config& c, bool) { return show_duration(c.idle_timeout); }},
+    {"timeouts", "connect", "give up connecting to an upstream after this long",
+     flag_kind::value, "--connect-timeout", "DURATION",
+     [](Config& c, const given& v) { c.connect_timeout = v.duration(1ms, 5min); },
+     [](const Config& c, bool) { return show_duration(c.connect_timeout); }},
+    {"timeouts", "shutdown_grace", "on SIGTERM or SIGINT, how long open connections may finish",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.shutdown_grace = v.duration(0ms, 1h); },
+     [](const Config& c, bool) { return show_duration(c.shutdown_grace); }},
+
+    {"proxy", "upstreams", "servers to relay to in proxy mode (--upstream replaces the file's list)",
+     flag_kind::repeated, "--upstream", "HOST:PORT",
+     [](Config& c, const given& v) {
+         std::vector<endpoint> upstreams;
+         for (const auto& item : v.items(R"(an array of "HOST:PORT" strings)")) {
+             auto e = item.address(1);
+             if (std::ranges::find(upstreams, e) != upstreams.end()) item.fail("each upstream once");
+             upstreams.push_back(std::move(e));
+         }
+         c.upstreams = std::move(upstreams);
+     },
+     [](const Config& c, bool) {
+         std::string out = "[";
+         for (const auto& e : c.upstreams) out += (out.size() > 1 ? ", " : "") + quote(to_string(e));
+         return out + "]";
+     }},
+    {"proxy", "balance", "how a new client picks its upstream",
+     flag_kind::value, "--balance", "round-robin|least-connections",
+     [](Config& c, const given& v) { c.balance = pick<balance_policy>(v, balance_names); },
+     [](const Config& c, bool) { return quote(to_string(c.balance)); }},
+    {"proxy", "fail_timeout", "how long an upstream that failed to answer is skipped",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.upstream_fail_timeout = v.duration(0ms, 1h); },
+     [](const Config& c, bool) { return show_duration(c.upstream_fail_timeout); }},
+
+    {"admin", "listen", "admin HTTP listener, HOST:PORT (port 0: any free port)",
+     flag_kind::value, "--admin", "HOST:PORT",
+     [](Config& c, const given& v) { c.admin = v.address(0); },
+     [](const Config& c, bool) { return quote(to_string(c.admin)); }},
+    {"admin", "token", R"(when set, admin requests need "Authorization: Bearer <token>")",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.admin_token = v.secret(max_secret); },
+     [](const Config& c, bool redact) {
+         return quote(redact && !c.admin_token.empty() ? detail::redacted : c.admin_token);
+     }},
+    {"admin", "ready_headroom", "/readyz is 503 below this many free blocks "
+                                "(0: 1% of max_connections, at least 1)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.ready_headroom = static_cast<std::size_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.ready_headroom); }},
+
+    {"log", "level", "trace, debug, info, warn, error, critical or off",
+     flag_kind::value, "--log-level", "LEVEL",
+     [](Config& c, const given& v) { c.log_level = level_names[v.choice(level_names)]; },
+     [](const Config& c, bool) { return quote(c.log_level); }},
+    {"log", "file", "append the log to this file, reopened on SIGHUP (empty: stderr)",
+     flag_kind::value, "--log-file", "PATH",
+     [](Config& c, const given& v) { c.log_file = v.text(max_path); },
+     [](const Config& c, bool) { return quote(c.log_file); }},
+    {"log", "format", "text, or json with one object per line",
+     flag_kind::value, "--log-format", "text|json",
+     [](Config& c, const given& v) { c.log_fmt = pick<log_format>(v, format_names); },
+     [](const Config& c, bool) { return quote(to_string(c.log_fmt)); }},
+
+    {"daemon", "daemonize", "detach from the terminal (needs an absolute pidfile)",
+     flag_kind::toggle, "--daemonize", "",
+     [](Config& c, const given& v) { c.daemonize = v.boolean(); },
+     [](const Config& c, bool) { return show_bool(c.daemonize); }},
+    {"daemon", "pidfile", "file holding the process id, locked while slabd runs (empty: none)",
+     flag_kind::value, "--pidfile", "PATH",
+     [](Config& c, const given& v) { c.pidfile = v.text(max_path); },
+     [](const Config& c, bool) { return quote(c.pidfile); }},
+};
+// clang-format on
+
+}  // namespace
+
+std::string to_string(const endpoint& e) {
+    const bool ipv6 = e.host.find(':') != std::string::npos;
+    return (ipv6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port);
+}
+
+std::string_view to_string(server_mode m) noexcept {
+    return mode_names[static_cast<std::size_t>(m)];
+}
+std::string_view to_string(exhausted_policy p) noexcept {
+    return exhausted_names[static_cast<std::size_t>(p)];
+}
+std::string_view to_string(balance_policy b) noexcept {
+    return balance_names[static_cast<std::size_t>(b)];
+}
+std::string_view to_string(log_format f) noexcept {
+    return format_names[static_cast<std::size_t>(f)];
+}
+
+unsigned default_threads() noexcept {
+    // hardware_concurrency() may be 0 when the count is unknown.
+    return std::clamp(std::thread::hardware_concurrency(), 1U, max_threads);
+}
+
+std::size_t effective_ready_headroom(const Config& config) noexcept {
+    if (config.ready_headroom != 0) return config.ready_headroom;
+    return std::max<std::size_t>(1, config.max_connections / 100);
+}
+
+std::span<const detail::setting> detail::settings() noexcept { return all_settings; }
+
+}  // namespace slabd::config

@@ -1,0 +1,256 @@
+#include "connection.hpp"
+
+#include <asio/post.hpp>
+
+#include "shard.hpp"
+
+namespace slabd::server {
+
+// Handlers are tiny structs rather than lambdas so that their allocator, the relay's in-block
+// op_memory, is visible to Asio through get_allocator().
+struct connection::ready_handler {
+    connection* self;
+    relay* r;
+    bool writable;
+    using allocator_type = op_allocator<std::byte>;
+    allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
+    void operator()(const asio::error_code& ec) const noexcept {
+        r->op_pending = false;
+        if (writable)
+            self->on_writable(*r, ec);
+        else
+            self->on_readable(*r, ec);
+    }
+};
+
+struct connection::yield_handler {
+    connection* self;
+    relay* r;
+    using allocator_type = op_allocator<std::byte>;
+    allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
+    void operator()() const noexcept {
+        r->op_pending = false;
+        if (self->closing_ != close_reason::none) return self->maybe_destroy();
+        self->pump(*r);
+    }
+};
+
+struct connection::connect_handler {
+    connection* self;
+    using allocator_type = op_allocator<std::byte>;
+    allocator_type get_allocator() const noexcept { return allocator_type(self->leg_->to_client.memory); }
+    void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
+};
+
+connection::connection(shard& owner, socket_type&& client) noexcept
+    : shard_(owner), client_(std::move(client)) {
+    to_target_.from = &client_;
+    to_target_.to = &client_;
+}
+
+connection::~connection() = default;
+
+void connection::start_echo() noexcept {
+    asio::error_code ec;
+    client_.non_blocking(true, ec);
+    if (ec) return fail(close_reason::error);
+    client_.set_option(asio::ip::tcp::no_delay(true), ec);
+    // Read at once: bytes that arrived before now raised no edge we could still wait for.
+    pump(to_target_);
+}
+
+void connection::start_proxy(upstream_leg* leg) noexcept {
+    leg_ = leg;
+    to_target_.to = &leg_->socket;
+    leg_->to_client.from = &leg_->socket;
+    leg_->to_client.to = &client_;
+    asio::error_code ec;
+    client_.non_blocking(true, ec);
+    if (ec) return fail(close_reason::error);
+    client_.set_option(asio::ip::tcp::no_delay(true), ec);
+    connect_next_upstream();
+}
+
+void connection::connect_next_upstream() noexcept {
+    auto* up = shard_.upstream_list().pick(leg_->tried_mask);
+    if (up == nullptr) return fail(close_reason::upstream_failure);
+    leg_->tried_mask |= std::uint64_t{1} << shard_.upstream_list().index_of(*up);
+    leg_->upstream = up;
+    up->active.fetch_add(1, std::memory_order_relaxed);
+    asio::error_code ec;
+    leg_->socket.close(ec);
+    leg_->connecting = true;
+    shard_.link_connecting(*this);  // each attempt gets the full connect timeout
+    leg_->socket.async_connect(up->endpoint, connect_handler{this});
+}
+
+void connection::on_connected(const asio::error_code& ec) noexcept {
+    leg_->connecting = false;
+    auto& up = *static_cast<upstreams::upstream*>(leg_->upstream);
+    if (closing_ != close_reason::none) return maybe_destroy();
+    if (ec) {
+        // Refused, unreachable, or cancelled by the connect timeout: mark it, try the next one.
+        up.active.fetch_sub(1, std::memory_order_relaxed);
+        leg_->upstream = nullptr;
+        shard_.upstream_list().mark_failed(up);
+        bump(shard_.stats().upstream_connect_failures);
+        return connect_next_upstream();
+    }
+    shard_.upstream_list().mark_ok(up);
+    asio::error_code opt_ec;
+    leg_->socket.non_blocking(true, opt_ec);
+    if (opt_ec) return fail(close_reason::upstream_failure);
+    leg_->socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
+    shard_.link_idle(*this);
+    // Hold the other relay "pending" so that a failure in the first pump cannot free the block
+    // under the second.
+    leg_->to_client.op_pending = true;
+    pump(to_target_);
+    leg_->to_client.op_pending = false;
+    if (closing_ != close_reason::none) return maybe_destroy();
+    pump(leg_->to_client);
+}
+
+void connection::pump(relay& r) noexcept {
+    // A bounded number of rounds, then yield: one fast sender must not starve the shard.
+    constexpr int max_rounds = 16;
+    const std::size_t capacity = shard_.buffer_size();
+    for (int round = 0; round < max_rounds; ++round) {
+        if (r.buffer == nullptr) {
+            r.buffer = shard_.take_buffer();
+            if (r.buffer == nullptr) [[unlikely]] {
+                r.waiting_for_buffer = true;
+                shard_.wait_for_buffer(*this);
+                return;
+            }
+        }
+        asio::error_code ec;
+        const std::size_t n = r.from->read_some(asio::buffer(r.buffer, capacity), ec);
+        if (ec) {
+            release_buffer(r);
+            if (ec == asio::error::would_block) return wait_read(r);
+            if (ec == asio::error::eof) return finish_direction(r);
+            return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+        }
+        bump(shard_.stats().bytes_in, n);
+        shard_.touch(*this);
+        r.filled = static_cast<std::uint32_t>(n);
+        r.written = 0;
+        if (!flush(r)) return;
+        if (n < capacity) {
+            // A short read emptied the socket: the next byte raises a new edge.
+            release_buffer(r);
+            return wait_read(r);
+        }
+    }
+    release_buffer(r);
+    r.op_pending = true;
+    asio::post(shard_.context(), yield_handler{this, &r});
+}
+
+bool connection::flush(relay& r) noexcept {
+    while (r.written < r.filled) {
+        asio::error_code ec;
+        const std::size_t n = r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
+        if (ec == asio::error::would_block) {
+            wait_write(r);
+            return false;
+        }
+        if (ec) {
+            release_buffer(r);
+            fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+            return false;
+        }
+        r.written += static_cast<std::uint32_t>(n);
+        bump(shard_.stats().bytes_out, n);
+    }
+    return true;
+}
+
+void connection::on_readable(relay& r, const asio::error_code& ec) noexcept {
+    if (closing_ != close_reason::none) return maybe_destroy();
+    if (ec) return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+    pump(r);
+}
+
+void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
+    if (closing_ != close_reason::none) {
+        release_buffer(r);
+        return maybe_destroy();
+    }
+    if (ec) {
+        release_buffer(r);
+        return fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+    }
+    if (!flush(r)) return;
+    release_buffer(r);
+    // Read at once: while we waited to write, a read edge may have come and gone.
+    pump(r);
+}
+
+void connection::wait_read(relay& r) noexcept {
+    r.op_pending = true;
+    r.from->async_wait(socket_type::wait_read, ready_handler{this, &r, false});
+}
+
+void connection::wait_write(relay& r) noexcept {
+    r.op_pending = true;
+    r.to->async_wait(socket_type::wait_write, ready_handler{this, &r, true});
+}
+
+void connection::release_buffer(relay& r) noexcept {
+    if (r.buffer != nullptr) shard_.give_back_buffer(std::exchange(r.buffer, nullptr));
+}
+
+void connection::resume_after_buffer_wait() noexcept {
+    relay* relays[2] = {&to_target_, leg_ != nullptr ? &leg_->to_client : nullptr};
+    for (relay* r : relays) {
+        if (r == nullptr || !r->waiting_for_buffer) continue;
+        r->waiting_for_buffer = false;
+        // As in on_connected: keep the block alive until the second relay has been resumed.
+        relay* other = r == relays[0] ? relays[1] : nullptr;
+        const bool hold = other != nullptr && !other->op_pending;
+        if (hold) other->op_pending = true;
+        pump(*r);
+        if (hold) other->op_pending = false;
+        if (closing_ != close_reason::none) return maybe_destroy();
+    }
+}
+
+void connection::finish_direction(relay& r) noexcept {
+    r.done = true;
+    asio::error_code ignored;
+    // Half-close travels on: the reader of `to` sees EOF once everything before it arrived.
+    r.to->shutdown(socket_type::shutdown_send, ignored);
+    const bool all_done = leg_ == nullptr || (to_target_.done && leg_->to_client.done);
+    if (!all_done) return;
+    if (closing_ == close_reason::none) closing_ = close_reason::client_eof;
+    maybe_destroy();
+}
+
+void connection::fail(close_reason why) noexcept {
+    if (closing_ == close_reason::none) closing_ = why;
+    asio::error_code ignored;
+    client_.close(ignored);
+    if (leg_ != nullptr) leg_->socket.close(ignored);
+    maybe_destroy();
+}
+
+void connection::abort(close_reason why) noexcept { fail(why); }
+
+void connection::abort_connect_attempt() noexcept {
+    asio::error_code ignored;
+    leg_->socket.close(ignored);
+}
+
+bool connection::ops_pending() const noexcept {
+    if (to_target_.op_pending) return true;
+    return leg_ != nullptr && (leg_->to_client.op_pending || leg_->connecting);
+}
+
+void connection::maybe_destroy() noexcept {
+    if (ops_pending()) return;
+    shard_.destroy(*this, closing_, leg_);
+}
+
+}  // namespace slabd::server

@@ -1,0 +1,123 @@
+#include "server.hpp"
+
+#include <asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "admin.hpp"
+#include "shard.hpp"
+
+namespace slabd::server {
+
+namespace {
+
+asio::ip::tcp::endpoint resolve(const config::endpoint& e) {
+    // Literal addresses only (config validates it): start-up never waits on DNS.
+    return {asio::ip::make_address(e.host == "localhost" ? "127.0.0.1" : e.host), e.port};
+}
+
+std::int64_t now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+server::server(const config::Config& settings)
+    : settings_(settings), connections_(settings.max_connections), signals_(control_, SIGINT, SIGTERM) {
+    if (settings_.mode == config::server_mode::proxy) {
+        legs_ = std::make_unique<leg_pool>(settings_.max_connections);
+        upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
+                                                 settings_.upstream_fail_timeout);
+    }
+    const unsigned threads = std::max(1U, settings_.threads);
+    const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
+    asio::ip::tcp::endpoint at = resolve(settings_.listen);
+    for (unsigned i = 0; i < threads; ++i) {
+        shards_.push_back(std::make_unique<shard>(*this, i, buffers_per_shard, settings_.buffer_size));
+        shards_.back()->listen(at);
+        at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
+    }
+    admin_ = std::make_unique<admin>(control_, resolve(settings_.admin), *this);
+}
+
+server::~server() = default;
+
+asio::ip::tcp::endpoint server::data_endpoint() const { return shards_.front()->local_endpoint(); }
+asio::ip::tcp::endpoint server::admin_endpoint() const { return admin_->local_endpoint(); }
+
+void server::run() {
+    signals_.async_wait([this](const asio::error_code& ec, int signo) {
+        if (ec) return;
+        spdlog::info("received signal {}, draining (grace {} ms)", signo, settings_.shutdown_grace.count());
+        request_stop();
+    });
+    admin_->start();
+
+    std::vector<std::thread> threads;
+    for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
+    std::thread control([this] { control_.run(); });
+    for (auto& t : threads) t.join();
+    // Every shard has drained: the admin endpoint and the signal watch go too.
+    asio::post(control_, [this] {
+        asio::error_code ignored;
+        signals_.cancel(ignored);
+        admin_->stop();
+        control_.stop();  // keep-alive admin sessions would otherwise hold run() open
+    });
+    control.join();
+}
+
+void server::request_stop() {
+    if (draining_.exchange(true)) return;
+    admin_->set_draining();
+    for (auto& s : shards_) s->begin_drain(settings_.shutdown_grace);
+}
+
+void server::wake_paused_shards() noexcept {
+    for (auto& s : shards_) s->notify_block_freed();
+}
+
+void server::note_refusal() noexcept {
+    // At most one line a second, carrying how many were refused since the last one.
+    refusals_unlogged_.fetch_add(1, std::memory_order_relaxed);
+    log_refusals_if_due();
+}
+
+void server::log_refusals_if_due() noexcept {
+    const std::int64_t now = now_ns();
+    std::int64_t due = next_refusal_log_.load(std::memory_order_relaxed);
+    if (now < due || !next_refusal_log_.compare_exchange_strong(due, now + 1'000'000'000)) return;
+    const std::uint64_t n = refusals_unlogged_.exchange(0, std::memory_order_relaxed);
+    spdlog::warn("connection pool exhausted ({} blocks in use): refused {} connection(s)",
+                 connections_.capacity(), n);
+}
+
+void server::note_accept_error(const asio::error_code& ec) noexcept {
+    const std::int64_t now = now_ns();
+    std::int64_t due = next_accept_error_log_.load(std::memory_order_relaxed);
+    if (now < due || !next_accept_error_log_.compare_exchange_strong(due, now + 1'000'000'000)) return;
+    spdlog::warn("accept failed: {}; backing off", ec.message());
+}
+
+server_snapshot server::snapshot() const {
+    server_snapshot s;
+    s.version = SLABD_VERSION;
+    s.mode = settings_.mode == config::server_mode::echo ? "echo" : "proxy";
+    s.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    s.threads = static_cast<unsigned>(shards_.size());
+    s.pool = connections_.stats();
+    s.buffer_size = settings_.buffer_size;
+    s.buffers.block_size = settings_.buffer_size;
+    for (const auto& sh : shards_) {
+        s.shards.push_back(::slabd::server::snapshot(sh->stats()));
+        s.buffers += sh->buffer_stats();
+    }
+    s.op_memory_overflows = op_memory_overflows.load(std::memory_order_relaxed);
+    s.draining = draining_.load();
+    return s;
+}
+
+}  // namespace slabd::server

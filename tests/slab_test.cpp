@@ -1,0 +1,212 @@
+#include "slabd/pool/slab.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <set>
+#include <vector>
+
+using slabd::pool::free_result;
+using slabd::pool::slab;
+
+namespace {
+
+std::vector<std::uint32_t> head_of_free_list(const slab& s, std::size_t n) {
+    auto list = s.free_list();
+    list.resize(std::min(n, list.size()));
+    return list;
+}
+
+}  // namespace
+
+TEST_CASE("the worked example from DESIGN.md, step by step") {
+    slab s(64, 16);
+    REQUIRE(s.check_invariants() == "");
+    CHECK(head_of_free_list(s, 4) == std::vector<std::uint32_t>{0, 1, 2, 3});
+
+    void* a = s.alloc();
+    void* b = s.alloc();
+    void* c = s.alloc();
+    void* d = s.alloc();
+    CHECK(s.index_of(a) == 0);
+    CHECK(s.index_of(b) == 1);
+    CHECK(s.index_of(c) == 2);
+    CHECK(s.index_of(d) == 3);
+    CHECK(head_of_free_list(s, 1) == std::vector<std::uint32_t>{4});
+
+    REQUIRE(s.free(b) == free_result::ok);  // next[1] = 4, head = 1
+    CHECK(head_of_free_list(s, 3) == std::vector<std::uint32_t>{1, 4, 5});
+    REQUIRE(s.free(d) == free_result::ok);  // next[3] = 1, head = 3
+    CHECK(head_of_free_list(s, 4) == std::vector<std::uint32_t>{3, 1, 4, 5});
+    CHECK(s.check_invariants() == "");
+
+    void* e = s.alloc();  // the most recently freed block comes back first
+    CHECK(s.index_of(e) == 3);
+    CHECK(e == d);
+    CHECK(s.in_use() == 3);
+    CHECK(s.check_invariants() == "");
+}
+
+TEST_CASE("exhaustion at exactly capacity, then recovery") {
+    constexpr std::size_t n = 100;
+    slab s(48, n);
+    std::set<void*> seen;
+    for (std::size_t i = 0; i < n; ++i) {
+        void* p = s.alloc();
+        REQUIRE(p != nullptr);
+        CHECK(seen.insert(p).second);
+    }
+    CHECK(s.alloc() == nullptr);
+    CHECK(s.alloc() == nullptr);
+    CHECK(s.stats().failed_allocs == 2);
+    CHECK(s.available() == 0);
+    CHECK(s.check_invariants() == "");
+
+    void* back = *seen.begin();
+    REQUIRE(s.free(back) == free_result::ok);
+    CHECK(s.alloc() == back);
+    CHECK(s.stats().high_water == n);
+}
+
+TEST_CASE("LIFO reuse: blocks come back in reverse order of their frees") {
+    slab s(32, 8);
+    std::vector<void*> blocks;
+    for (int i = 0; i < 8; ++i) blocks.push_back(s.alloc());
+    for (void* p : blocks) REQUIRE(s.free(p) == free_result::ok);
+    for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) CHECK(s.alloc() == *it);
+}
+
+TEST_CASE("bad frees are rejected, counted, and corrupt nothing") {
+    constexpr std::size_t n = 32;
+    slab s(64, n);
+    void* a = s.alloc();
+    void* b = s.alloc();
+    REQUIRE(s.free(a) == free_result::ok);
+
+    SUBCASE("double free") {
+        CHECK(s.free(a) == free_result::double_free);
+        CHECK(s.stats().rejected_double_frees == 1);
+    }
+    SUBCASE("a block that was never handed out") {
+        void* never = static_cast<std::byte*>(b) + 64 * 5;
+        CHECK(s.free(never) == free_result::double_free);
+        CHECK(s.stats().rejected_double_frees == 1);
+    }
+    SUBCASE("foreign pointers: stack, heap, one past the end, below the start") {
+        int local = 0;
+        auto heap = std::make_unique<int>(1);
+        CHECK(s.free(&local) == free_result::foreign);
+        CHECK(s.free(heap.get()) == free_result::foreign);
+        CHECK(s.free(static_cast<std::byte*>(a) + 64 * n) == free_result::foreign);
+        CHECK(s.free(static_cast<std::byte*>(a) - 1) == free_result::foreign);
+        CHECK(s.free(nullptr) == free_result::foreign);
+        CHECK(s.stats().rejected_foreign_frees == 5);
+    }
+    SUBCASE("inside the slab but not a block start") {
+        CHECK(s.free(static_cast<std::byte*>(b) + 1) == free_result::misaligned);
+        CHECK(s.free(static_cast<std::byte*>(b) + 63) == free_result::misaligned);
+        CHECK(s.stats().rejected_misaligned_frees == 2);
+        CHECK(s.in_use() == 1);
+    }
+
+    CHECK(s.check_invariants() == "");
+    REQUIRE(s.free(b) == free_result::ok);
+    std::set<void*> distinct;
+    for (std::size_t i = 0; i < n; ++i) distinct.insert(s.alloc());
+    CHECK(distinct.size() == n);
+    CHECK(distinct.count(nullptr) == 0);
+    CHECK(s.alloc() == nullptr);
+}
+
+TEST_CASE("blocks honour over-alignment and the block size includes the padding") {
+    struct alignas(64) cache_line {
+        char bytes[40];
+    };
+    slab s(sizeof(cache_line), 10, alignof(cache_line));
+    CHECK(s.block_size() == 64);
+    for (int i = 0; i < 10; ++i) {
+        void* p = s.alloc();
+        REQUIRE(p != nullptr);
+        CHECK(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
+    }
+    slab page_aligned(100, 3, 8192);
+    for (int i = 0; i < 3; ++i) CHECK(reinterpret_cast<std::uintptr_t>(page_aligned.alloc()) % 8192 == 0);
+}
+
+TEST_CASE("blocks smaller than the link still hold it") {
+    slab s(1, 4, 1);
+    CHECK(s.block_size() == sizeof(std::uint32_t));
+    void* a = s.alloc();
+    void* b = s.alloc();
+    CHECK(static_cast<std::byte*>(b) - static_cast<std::byte*>(a) == 4);
+    CHECK(s.free(static_cast<std::byte*>(a) + 2) == free_result::misaligned);
+}
+
+TEST_CASE("a slab over caller-owned memory") {
+    alignas(64) std::byte region[1000];
+    slab s(std::span<std::byte>(region + 8, 992), 128, 64);
+    CHECK(s.capacity() == (992 - 56) / 128);
+    void* p = s.alloc();
+    CHECK(p == region + 64);
+    CHECK(s.owns(p));
+    CHECK_FALSE(s.owns(region));
+}
+
+TEST_CASE("construction rejects impossible shapes") {
+    CHECK_THROWS_AS(slab(64, 0), std::invalid_argument);
+    CHECK_THROWS_AS(slab(64, 10, 3), std::invalid_argument);
+    CHECK_THROWS_AS(slab(64, slab::max_capacity + 1), std::invalid_argument);
+}
+
+TEST_CASE("moving a slab keeps its blocks and empties the source") {
+    slab a(64, 4);
+    void* p = a.alloc();
+    slab b(std::move(a));
+    CHECK(b.in_use() == 1);
+    CHECK(b.free(p) == free_result::ok);
+    CHECK(b.check_invariants() == "");
+}
+
+TEST_CASE("randomised: 100,000 operations against a model, invariant checked as it goes") {
+    constexpr std::size_t n = 257;
+    slab s(24, n, 8);
+    std::vector<void*> live;        // the model: what the slab should consider in use
+    std::vector<void*> freed_order; // the model of LIFO: last freed, first reused
+    std::mt19937_64 rng(20261125);
+    std::uint64_t expected_rejections = 0;
+    for (int op = 0; op < 100'000; ++op) {
+        const auto dice = rng() % 10;
+        if (dice < 5) {
+            void* p = s.alloc();
+            if (live.size() == n) {
+                CHECK(p == nullptr);
+            } else {
+                REQUIRE(p != nullptr);
+                if (!freed_order.empty()) {
+                    CHECK(p == freed_order.back());
+                    freed_order.pop_back();
+                }
+                CHECK(std::find(live.begin(), live.end(), p) == live.end());
+                live.push_back(p);
+            }
+        } else if (dice < 9 && !live.empty()) {
+            const std::size_t i = rng() % live.size();
+            void* p = live[i];
+            live[i] = live.back();
+            live.pop_back();
+            REQUIRE(s.free(p) == free_result::ok);
+            freed_order.push_back(p);
+        } else if (!freed_order.empty()) {
+            CHECK(s.free(freed_order[rng() % freed_order.size()]) == free_result::double_free);
+            ++expected_rejections;
+        }
+        REQUIRE(s.in_use() == live.size());
+        if (op % 97 == 0) REQUIRE(s.check_invariants() == "");
+    }
+    CHECK(s.check_invariants() == "");
+    CHECK(s.stats().rejected_double_frees == expected_rejections);
+}
