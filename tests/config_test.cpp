@@ -34,7 +34,7 @@ command_line parse(std::vector<std::string> args) {
 
 // A TOML file that exists for one test case.
 class temp_file {
-public:
+  public:
     explicit temp_file(std::string_view text)
         : path_{std::filesystem::temp_directory_path() /
                 ("slabd_config_test_" + std::to_string(::getpid()) + ".toml")} {
@@ -45,7 +45,7 @@ public:
     temp_file& operator=(const temp_file&) = delete;
     std::string path() const { return path_.string(); }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
@@ -184,14 +184,16 @@ TEST_CASE("durations") {
     for (const std::string_view bad :
          {R"("5 mins")", R"("1.5s")", R"("")", R"("-1s")", R"("s")", R"("10d")", "-1", "1.5"}) {
         CAPTURE(bad);
-        CHECK(load_error("timeouts.idle = " + std::string{bad}) == std::string{syntax} + std::string{bad});
+        CHECK(load_error("timeouts.idle = " + std::string{bad}) ==
+              std::string{syntax} + std::string{bad});
     }
     CHECK(load_error(R"(timeouts.idle = "25h")") ==
           R"(slabd.toml:1: timeouts.idle: expected a duration 0s..24h, got "25h")");
     CHECK(load_error(R"(timeouts.connect = "0ms")") ==
           R"(slabd.toml:1: timeouts.connect: expected a duration 1ms..5m, got "0ms")");
-    CHECK(load_error(R"(timeouts.idle = "99999999999999999999h")") ==
-          R"(slabd.toml:1: timeouts.idle: expected a duration 0s..24h, got "99999999999999999999h")");
+    CHECK(
+        load_error(R"(timeouts.idle = "99999999999999999999h")") ==
+        R"(slabd.toml:1: timeouts.idle: expected a duration 0s..24h, got "99999999999999999999h")");
     CHECK(load_error("timeouts.idle = 9223372036854775807") ==
           "slabd.toml:1: timeouts.idle: expected a duration 0s..24h, got 9223372036854775807");
 }
@@ -211,7 +213,8 @@ TEST_CASE("endpoints") {
 
     const std::string at = "slabd.toml:1: server.listen: expected ";
     const std::string shape = R"("HOST:PORT", such as "127.0.0.1:7000" or "[::1]:7000", got )";
-    const std::string host = R"(an IP address or "localhost" as HOST (names are not looked up), got )";
+    const std::string host =
+        R"(an IP address or "localhost" as HOST (names are not looked up), got )";
     const auto error = [](std::string_view value) {
         return load_error("server.listen = \"" + std::string{value} + "\"");
     };
@@ -222,15 +225,18 @@ TEST_CASE("endpoints") {
     CHECK(error("127.1:80") == at + host + R"("127.1:80")");
     CHECK(error("[127.0.0.1]:80") == at + host + R"("[127.0.0.1]:80")");
     CHECK(error(":80") == at + host + R"(":80")");
-    CHECK(error("::1:80") == at + R"(an IPv6 address in brackets, such as "[::1]:7000", got "::1:80")");
-    CHECK(error("127.0.0.1:65536") == at + R"(a port 0..65535 after the host, got "127.0.0.1:65536")");
+    CHECK(error("::1:80") ==
+          at + R"(an IPv6 address in brackets, such as "[::1]:7000", got "::1:80")");
+    CHECK(error("127.0.0.1:65536") ==
+          at + R"(a port 0..65535 after the host, got "127.0.0.1:65536")");
     CHECK(error("127.0.0.1:") == at + R"(a port 0..65535 after the host, got "127.0.0.1:")");
     CHECK(error("127.0.0.1:+80") == at + R"(a port 0..65535 after the host, got "127.0.0.1:+80")");
-    CHECK(load_error(R"(proxy.upstreams = ["127.0.0.1:0"])") ==
-          R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "127.0.0.1:0")");
+    CHECK(
+        load_error(R"(proxy.upstreams = ["127.0.0.1:0"])") ==
+        R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "127.0.0.1:0")");
 }
 
-TEST_CASE("file errors name the file, the line, the key and what was expected") {
+TEST_CASE("file errors name file and line and key and say what was expected") {
     SUBCASE("wrong type and out of range") {
         CHECK(load_error("[server]\n\n[pool]\nmax_connections = \"lots\"\n") ==
               R"(slabd.toml:4: pool.max_connections: expected an integer 1..10000000, got "lots")");
@@ -248,25 +254,35 @@ TEST_CASE("file errors name the file, the line, the key and what was expected") 
               "slabd.toml:2: server.threads: expected an integer 0..1024, got 1025");
         CHECK(load_error("[daemon]\ndaemonize = \"yes\"") ==
               R"(slabd.toml:2: daemon.daemonize: expected true or false, got "yes")");
-        CHECK(load_error("[log]\nfile = 7") ==
-              "slabd.toml:2: log.file: expected a string, got 7");
-        CHECK(load_error("[pool]\nbusy_message = \"two\\nlines\"") ==
-              R"(slabd.toml:2: pool.busy_message: expected one line of UTF-8 text without control characters, got "two\nlines")");
-        CHECK(load_error("[proxy]\nupstreams = \"127.0.0.1:8000\"") ==
-              R"(slabd.toml:2: proxy.upstreams: expected an array of "HOST:PORT" strings, got "127.0.0.1:8000")");
-        CHECK(load_error("[proxy]\nupstreams = [\n  \"127.0.0.1:8000\",\n  \"127.0.0.1:8000\",\n]") ==
-              R"(slabd.toml:4: proxy.upstreams[1]: expected each upstream once, got "127.0.0.1:8000")");
+        CHECK(load_error("[log]\nfile = 7") == "slabd.toml:2: log.file: expected a string, got 7");
+        CHECK(
+            load_error("[pool]\nbusy_message = \"two\\nlines\"") ==
+            R"(slabd.toml:2: pool.busy_message: expected one line of UTF-8 text without control characters, got "two\nlines")");
+        CHECK(
+            load_error("[proxy]\nupstreams = \"127.0.0.1:8000\"") ==
+            R"(slabd.toml:2: proxy.upstreams: expected an array of "HOST:PORT" strings, got "127.0.0.1:8000")");
+        CHECK(
+            load_error("[proxy]\nupstreams = [\n  \"127.0.0.1:8000\",\n  \"127.0.0.1:8000\",\n]") ==
+            R"(slabd.toml:4: proxy.upstreams[1]: expected each upstream once, got "127.0.0.1:8000")");
         CHECK(load_error("server = 5") == "slabd.toml:1: server: expected a table, got 5");
         CHECK(load_error("[[server]]\nmode = \"echo\"") ==
               "slabd.toml:1: server: expected a table, got an array");
     }
+    SUBCASE("the first error in the file is the one reported") {
+        CHECK(load_error("[server]\nmode = \"x\"\n[admin]\nlisten = \"x\"")
+                  .starts_with("slabd.toml:2: server.mode:"));
+        CHECK(load_error("[pool]\non_exhausted = 1\nbuffer_count = 0")
+                  .starts_with("slabd.toml:2: pool.on_exhausted:"));
+    }
     SUBCASE("bad enum") {
         CHECK(load_error("[server]\nmode = \"prox\"") ==
               R"(slabd.toml:2: server.mode: expected "echo" or "proxy", got "prox")");
-        CHECK(load_error("[log]\nlevel = \"loud\"") ==
-              R"(slabd.toml:2: log.level: expected one of "trace", "debug", "info", "warn", "error", "critical", "off", got "loud")");
-        CHECK(load_error("[proxy]\nbalance = \"round_robin\"") ==
-              R"(slabd.toml:2: proxy.balance: expected "round-robin" or "least-connections", got "round_robin")");
+        CHECK(
+            load_error("[log]\nlevel = \"loud\"") ==
+            R"(slabd.toml:2: log.level: expected one of "trace", "debug", "info", "warn", "error", "critical", "off", got "loud")");
+        CHECK(
+            load_error("[proxy]\nbalance = \"round_robin\"") ==
+            R"(slabd.toml:2: proxy.balance: expected "round-robin" or "least-connections", got "round_robin")");
     }
     SUBCASE("unknown keys and tables") {
         CHECK(load_error("[pool]\nmax_conections = 5") ==
@@ -284,7 +300,7 @@ TEST_CASE("file errors name the file, the line, the key and what was expected") 
               "slabd.toml:1: colour: unknown key at the top level (settings go in the tables "
               "server, pool, timeouts, proxy, admin, log, daemon)");
     }
-    SUBCASE("syntax errors give line, column and toml++'s description") {
+    SUBCASE("syntax errors give line and column and the toml++ description") {
         const std::string e = load_error("[server]\nmode = \"echo\"\nlisten = \n");
         CHECK(e.starts_with("slabd.toml:3:10: "));
         CHECK(e.size() > std::string_view{"slabd.toml:3:10: "}.size());
@@ -293,8 +309,9 @@ TEST_CASE("file errors name the file, the line, the key and what was expected") 
     }
     SUBCASE("the token is never echoed") {
         const std::string e = load_error("[admin]\ntoken = \"hunter 2\"");
-        CHECK(e == "slabd.toml:2: admin.token: expected a string of at most 256 visible ASCII "
-                   "characters, no spaces (the value is not shown)");
+        CHECK(e ==
+              "slabd.toml:2: admin.token: expected a string of at most 256 visible ASCII "
+              "characters, no spaces (the value is not shown)");
         CHECK(e.find("hunter") == std::string::npos);
         CHECK(load_error("[admin]\ntoken = 1234").find("1234") == std::string::npos);
     }
@@ -304,33 +321,41 @@ TEST_CASE("checks across settings name where the culprit was set") {
     CHECK(load_error("[server]\n\nmode = \"proxy\"") ==
           "slabd.toml:3: server.mode: proxy mode needs at least one upstream "
           "(proxy.upstreams or --upstream)");
-    CHECK(load_error("server.mode = \"proxy\"\nproxy.upstreams = []").starts_with(
-        "slabd.toml:1: server.mode: proxy mode needs"));
-    CHECK(load_string("server.mode = \"proxy\"\nproxy.upstreams = [\"127.0.0.1:8000\"]", "x").mode ==
-          server_mode::proxy);
+    CHECK(load_error("server.mode = \"proxy\"\nproxy.upstreams = []")
+              .starts_with("slabd.toml:1: server.mode: proxy mode needs"));
+    CHECK(
+        load_string("server.mode = \"proxy\"\nproxy.upstreams = [\"127.0.0.1:8000\"]", "x").mode ==
+        server_mode::proxy);
 
-    CHECK(load_error("[server]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.1:7000\"") ==
-          "slabd.toml:4: admin.listen: expected an endpoint apart from the data listener "
-          R"("127.0.0.1:7000" (slabd.toml:2: server.listen), got "127.0.0.1:7000")");
+    CHECK(
+        load_error("[server]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.1:7000\"") ==
+        "slabd.toml:4: admin.listen: expected an endpoint apart from the data listener "
+        R"("127.0.0.1:7000" (slabd.toml:2: server.listen), got "127.0.0.1:7000")");
     CHECK(load_error("server.listen = \"0.0.0.0:9100\"") ==
           R"(admin.listen: expected an endpoint apart from the data listener "0.0.0.0:9100" )"
           R"((slabd.toml:1: server.listen), got "127.0.0.1:9100")");
     CHECK(load_error("server.listen = \"[::]:9100\"").starts_with("admin.listen: expected"));
     CHECK(load_error("server.listen = \"localhost:9100\"").starts_with("admin.listen: expected"));
     // Port 0 means any free port, so two of them never collide; other addresses or families don't.
-    CHECK_NOTHROW(load_string("server.listen = \"127.0.0.1:0\"\nadmin.listen = \"127.0.0.1:0\"", "x"));
+    CHECK_NOTHROW(
+        load_string("server.listen = \"127.0.0.1:0\"\nadmin.listen = \"127.0.0.1:0\"", "x"));
     CHECK_NOTHROW(load_string("server.listen = \"127.0.0.2:9100\"", "x"));
     CHECK_NOTHROW(load_string("server.listen = \"[::1]:9100\"", "x"));
-    CHECK_NOTHROW(load_string("server.listen = \"0.0.0.0:9100\"\nadmin.listen = \"[::1]:9100\"", "x"));
+    CHECK_NOTHROW(
+        load_string("server.listen = \"0.0.0.0:9100\"\nadmin.listen = \"[::1]:9100\"", "x"));
 
     CHECK(load_error("pool.max_connections = 10\nadmin.ready_headroom = 11") ==
           "slabd.toml:2: admin.ready_headroom: expected at most pool.max_connections (10), got 11");
     CHECK(load_error("[daemon]\ndaemonize = true") ==
-          "slabd.toml:2: daemon.daemonize: daemon mode needs a pidfile (daemon.pidfile or --pidfile)");
-    CHECK(load_error("[daemon]\ndaemonize = true\npidfile = \"slabd.pid\"") ==
-          R"(slabd.toml:3: daemon.pidfile: expected an absolute path in daemon mode (the daemon runs in /), got "slabd.pid")");
-    CHECK(load_error("daemon.daemonize = true\ndaemon.pidfile = \"/run/s.pid\"\nlog.file = \"s.log\"") ==
-          R"(slabd.toml:3: log.file: expected an absolute path in daemon mode (the daemon runs in /), got "s.log")");
+          "slabd.toml:2: daemon.daemonize: daemon mode needs a pidfile (daemon.pidfile or "
+          "--pidfile)");
+    CHECK(
+        load_error("[daemon]\ndaemonize = true\npidfile = \"slabd.pid\"") ==
+        R"(slabd.toml:3: daemon.pidfile: expected an absolute path in daemon mode (the daemon runs in /), got "slabd.pid")");
+    CHECK(
+        load_error(
+            "daemon.daemonize = true\ndaemon.pidfile = \"/run/s.pid\"\nlog.file = \"s.log\"") ==
+        R"(slabd.toml:3: log.file: expected an absolute path in daemon mode (the daemon runs in /), got "s.log")");
     CHECK_NOTHROW(load_string("daemon.pidfile = \"slabd.pid\"\nlog.file = \"s.log\"", "x"));
 }
 
@@ -361,7 +386,7 @@ TEST_CASE("to_toml redacts the token") {
     CHECK(to_toml(Config{}).find("token = \"\"") != std::string::npos);
 }
 
-TEST_CASE("deploy/slabd.toml sets every key, to its default") {
+TEST_CASE("deploy/slabd.toml sets every key to its default") {
     const std::string path = SLABD_SOURCE_DIR "/deploy/slabd.toml";
     // Starting from values that differ everywhere proves that the sample names every key.
     Config base = unusual();
@@ -378,7 +403,8 @@ TEST_CASE("load_file") {
         FAIL("no error");
     } catch (const config_error& e) {
         CHECK(std::string{e.what()} ==
-              file.path() + R"(:2: pool.max_connections: expected an integer 1..10000000, got "lots")");
+              file.path() +
+                  R"(:2: pool.max_connections: expected an integer 1..10000000, got "lots")");
     }
     CHECK_THROWS_WITH_AS((void)load_file("/nonexistent/slabd.toml"),
                          "/nonexistent/slabd.toml: cannot open: No such file or directory",
@@ -396,13 +422,24 @@ TEST_CASE("flags override the file") {
         [proxy]
         upstreams = ["127.0.0.1:8000"]
     )"};
-    const auto cl = parse({"--config", file.path(), "--max-connections", "200", "--upstream",
-                           "127.0.0.1:8001", "--upstream", "[::1]:8002", "--listen", "[::1]:7000",
-                           "--admin", "127.0.0.1:0", "--threads", "1", "--threads", "2",
-                           "--on-exhausted", "pause", "--log-level", "warn", "--balance",
-                           "least-connections", "--idle-timeout", "90", "--connect-timeout",
-                           "250ms", "--busy-message", "full, sorry", "--log-file", "/tmp/s.log",
-                           "--log-format", "json", "--daemonize", "--pidfile", "/tmp/s.pid"});
+    const auto cl = parse({"--config",          file.path(),
+                           "--max-connections", "200",
+                           "--upstream",        "127.0.0.1:8001",
+                           "--upstream",        "[::1]:8002",
+                           "--listen",          "[::1]:7000",
+                           "--admin",           "127.0.0.1:0",
+                           "--threads",         "1",
+                           "--threads",         "2",
+                           "--on-exhausted",    "pause",
+                           "--log-level",       "warn",
+                           "--balance",         "least-connections",
+                           "--idle-timeout",    "90",
+                           "--connect-timeout", "250ms",
+                           "--busy-message",    "full, sorry",
+                           "--log-file",        "/tmp/s.log",
+                           "--log-format",      "json",
+                           "--daemonize",       "--pidfile",
+                           "/tmp/s.pid"});
     REQUIRE_MESSAGE(cl.exit_code == 0, cl.output);
     CHECK(cl.what == action::run);
     const Config& c = cl.config;
@@ -434,16 +471,18 @@ TEST_CASE("checks across settings see the file and the flags together") {
     CHECK(parse({"--config", file.path(), "--upstream", "127.0.0.1:8000"}).exit_code == 0);
     const auto from_file = parse({"--config", file.path()});
     CHECK(from_file.exit_code == 2);
-    CHECK(from_file.output == file.path() + ":2: server.mode: proxy mode needs at least one "
-                                            "upstream (proxy.upstreams or --upstream)\n");
+    CHECK(from_file.output == file.path() +
+                                  ":2: server.mode: proxy mode needs at least one "
+                                  "upstream (proxy.upstreams or --upstream)\n");
     CHECK(parse({"--mode", "proxy"}).output ==
           "--mode: proxy mode needs at least one upstream (proxy.upstreams or --upstream)\n");
     CHECK(parse({"--listen", "127.0.0.1:9100"}).output ==
           R"(admin.listen: expected an endpoint apart from the data listener "127.0.0.1:9100" )"
           "(--listen), got \"127.0.0.1:9100\"\n");
-    CHECK(parse({"--daemonize", "--pidfile", "s.pid"}).output ==
-          R"(--pidfile: expected an absolute path in daemon mode (the daemon runs in /), got "s.pid")"
-          "\n");
+    CHECK(
+        parse({"--daemonize", "--pidfile", "s.pid"}).output ==
+        R"(--pidfile: expected an absolute path in daemon mode (the daemon runs in /), got "s.pid")"
+        "\n");
 }
 
 TEST_CASE("bad flags exit with 2 and say what was expected") {
@@ -460,18 +499,24 @@ TEST_CASE("bad flags exit with 2 and say what was expected") {
           R"(--max-connections: expected an integer 1..10000000, got "-1")");
     check({"--threads", "2000"}, R"(--threads: expected an integer 0..1024, got "2000")");
     check({"--mode", "relay"}, R"(--mode: expected "echo" or "proxy", got "relay")");
-    check({"--on-exhausted", "drop"}, R"(--on-exhausted: expected "refuse" or "pause", got "drop")");
-    check({"--listen", "localhost"},
-          R"(--listen: expected "HOST:PORT", such as "127.0.0.1:7000" or "[::1]:7000", got "localhost")");
-    check({"--upstream", "127.0.0.1:8000", "--upstream", "db:5432"},
-          R"(--upstream: expected an IP address or "localhost" as HOST (names are not looked up), got "db:5432")");
-    check({"--idle-timeout", "10x"},
-          R"(--idle-timeout: expected a duration such as "500ms", "30s", "2m" or "1h", or a whole number of seconds, got "10x")");
+    check({"--on-exhausted", "drop"},
+          R"(--on-exhausted: expected "refuse" or "pause", got "drop")");
+    check(
+        {"--listen", "localhost"},
+        R"(--listen: expected "HOST:PORT", such as "127.0.0.1:7000" or "[::1]:7000", got "localhost")");
+    check(
+        {"--upstream", "127.0.0.1:8000", "--upstream", "db:5432"},
+        R"(--upstream: expected an IP address or "localhost" as HOST (names are not looked up), got "db:5432")");
+    check(
+        {"--idle-timeout", "10x"},
+        R"(--idle-timeout: expected a duration such as "500ms", "30s", "2m" or "1h", or a whole number of seconds, got "10x")");
     check({"--log-format", "xml"}, R"(--log-format: expected "text" or "json", got "xml")");
-    check({"--busy-message", "a\tb"},
-          R"(--busy-message: expected one line of UTF-8 text without control characters, got "a\tb")");
-    check({"--busy-message", "\xff"},
-          "--busy-message: expected one line of UTF-8 text without control characters, got \"\xff\"");
+    check(
+        {"--busy-message", "a\tb"},
+        R"(--busy-message: expected one line of UTF-8 text without control characters, got "a\tb")");
+    check(
+        {"--busy-message", "\xff"},
+        "--busy-message: expected one line of UTF-8 text without control characters, got \"\xff\"");
     check({"--config", "/nonexistent/slabd.toml"},
           "/nonexistent/slabd.toml: cannot open: No such file or directory");
 
@@ -486,15 +531,17 @@ TEST_CASE("bad flags exit with 2 and say what was expected") {
     }
 }
 
-TEST_CASE("--help, --version, --check-config, --pool-demo") {
+TEST_CASE("--help --version --check-config and --pool-demo") {
     const auto help = parse({"--help"});
     CHECK(help.what == action::exit);
     CHECK(help.exit_code == 0);
-    for (const char* flag :
-         {"--mode", "--listen", "--admin", "--upstream", "--max-connections", "--threads",
-          "--on-exhausted", "--log-level", "--config", "--balance", "--idle-timeout",
-          "--connect-timeout", "--busy-message", "--log-file", "--log-format", "--daemonize",
-          "--pidfile", "--pool-demo", "--check-config", "--version"}) {
+    for (const char* flag : {"--mode",         "--listen",          "--admin",
+                             "--upstream",     "--max-connections", "--threads",
+                             "--on-exhausted", "--log-level",       "--config",
+                             "--balance",      "--idle-timeout",    "--connect-timeout",
+                             "--busy-message", "--log-file",        "--log-format",
+                             "--daemonize",    "--pidfile",         "--pool-demo",
+                             "--check-config", "--version"}) {
         CAPTURE(flag);
         CHECK(help.output.find(std::string{flag} + " ") != std::string::npos);
     }

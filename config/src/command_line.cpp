@@ -22,10 +22,12 @@ CLI::Option* add_setting_flag(CLI::App& app, const detail::setting& s, flag_inpu
     const std::string help{s.help};
     switch (s.kind) {
         case detail::flag_kind::value:
-            return app.add_option(name, in.text, help)->type_name(std::string{s.value_name})
+            return app.add_option(name, in.text, help)
+                ->type_name(std::string{s.value_name})
                 ->take_last();
         case detail::flag_kind::repeated:
-            return app.add_option(name, in.texts, help)->type_name(std::string{s.value_name})
+            return app.add_option(name, in.texts, help)
+                ->type_name(std::string{s.value_name})
                 ->allow_extra_args(false);
         case detail::flag_kind::toggle:
             return app.add_flag(name, in.on, help);
@@ -85,8 +87,10 @@ command_line parse_command_line(int argc, const char* const* argv) {
     try {
         // CLI11 reads argv[0] even when there are no arguments; argc can be 0 from execve.
         const char* const program_only[] = {"slabd"};
-        if (argc < 1) app.parse(1, program_only);
-        else app.parse(argc, argv);
+        if (argc < 1)
+            app.parse(1, program_only);
+        else
+            app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         std::ostringstream out;
         const int code = app.exit(e, out, out);

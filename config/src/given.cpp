@@ -270,13 +270,27 @@ std::string quote(std::string_view s, std::size_t max_size) {
     std::string out = "\"";
     for (const char c : s.substr(0, cut)) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\t': out += "\\t"; break;
-            case '\n': out += "\\n"; break;
-            case '\f': out += "\\f"; break;
-            case '\r': out += "\\r"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
             default:
                 if (const unsigned u = static_cast<unsigned char>(c); u < 0x20u || u == 0x7Fu) {
                     constexpr std::string_view hex = "0123456789ABCDEF";

@@ -18,8 +18,8 @@ namespace slabd::config::detail {
 
 /// A value plus where it was given; every error about it starts with "file:line: key" or "--flag".
 class given {
-public:
-    /// A value from a TOML document named `file`; `key` is its dotted path, e.g. "pool.buffer_size".
+  public:
+    /// A value from the TOML document `file`; `key` is its dotted path, e.g. "pool.buffer_size".
     given(const toml::node& node, std::string_view file, std::string key);
     /// The text of a flag; repeatable flags have one text per occurrence, others exactly one.
     given(std::vector<std::string> texts, std::string flag);
@@ -47,7 +47,7 @@ public:
     /// The elements of an array (in a file), or one value per occurrence (of a flag).
     std::vector<given> items(std::string_view expected) const;
 
-private:
+  private:
     std::string_view string_or_fail(std::string_view expected) const;
     std::string shown() const;
 
@@ -60,7 +60,7 @@ private:
 /// What to_toml prints instead of a secret; given::secret() refuses it back.
 inline constexpr std::string_view redacted = "<redacted>";
 
-/// s in double quotes with TOML escapes, cut to max_size bytes (at a character boundary) plus "...".
+/// s as a TOML basic string; past max_size bytes it is cut at a character boundary, "..." added.
 std::string quote(std::string_view s, std::size_t max_size = std::string_view::npos);
 /// A duration in the largest unit that is exact: "5m", "1500ms", "0s".
 std::string format_duration(std::chrono::milliseconds d);

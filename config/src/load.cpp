@@ -1,9 +1,12 @@
 #include "settings.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 namespace slabd::config {
 namespace detail {
@@ -54,7 +57,9 @@ const setting* find_setting(std::string_view table, std::string_view key) {
     return nullptr;
 }
 
-bool is_table(std::string_view name) { return !list_keys(name).empty(); }
+bool is_table(std::string_view name) {
+    return !list_keys(name).empty();
+}
 
 // "name:line: " for a key; toml++ knows where each key was written, headers included.
 std::string at(std::string_view name, const toml::key& key) {
@@ -95,10 +100,21 @@ bool overlap(const endpoint& a, const endpoint& b) {
 
 void check_path(const origins& where, std::string_view key, const std::string& path) {
     if (!path.empty() && !path.starts_with('/')) {
-        throw config_error(std::string{origin(where, key)} +
-                           ": expected an absolute path in daemon mode (the daemon runs in /), "
-                           "got " + quote(path));
+        throw config_error(std::string{origin(where, key)} + ": expected an absolute path in " +
+                           "daemon mode (the daemon runs in /), got " + quote(path));
     }
+}
+
+// toml++ keeps a table's keys sorted by name; walking them in the order of the file makes the
+// first error reported the first one in the file.
+std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const toml::table& t) {
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (const auto& [key, node] : t) entries.emplace_back(&key, &node);
+    std::ranges::sort(entries, {}, [](const auto& entry) {
+        const auto& begin = entry.first->source().begin;
+        return std::pair{begin.line, begin.column};
+    });
+    return entries;
 }
 
 }  // namespace
@@ -112,19 +128,20 @@ void apply_toml(std::string_view toml, std::string_view name, Config& config, or
         throw config_error(std::string{name} + ":" + std::to_string(begin.line) + ":" +
                            std::to_string(begin.column) + ": " + std::string{e.description()});
     }
-    for (const auto& [table_key, table_node] : root) {
-        if (!is_table(table_key.str())) unknown_top_level(name, table_key, table_node);
-        const auto* table = table_node.as_table();
-        if (table == nullptr) given{table_node, name, std::string{table_key.str()}}.fail("a table");
-        for (const auto& [key, node] : *table) {
-            std::string path = std::string{table_key.str()} + "." + std::string{key.str()};
-            const setting* s = find_setting(table_key.str(), key.str());
+    for (const auto& [table_key, table_node] : in_file_order(root)) {
+        const std::string_view table_name = table_key->str();
+        if (!is_table(table_name)) unknown_top_level(name, *table_key, *table_node);
+        const auto* table = table_node->as_table();
+        if (table == nullptr) given{*table_node, name, std::string{table_name}}.fail("a table");
+        for (const auto& [key, node] : in_file_order(*table)) {
+            std::string path = std::string{table_name} + "." + std::string{key->str()};
+            const setting* s = find_setting(table_name, key->str());
             if (s == nullptr) {
-                throw config_error(at(name, key) + path + ": unknown key (the keys of [" +
-                                   std::string{table_key.str()} + "] are " +
-                                   list_keys(table_key.str()) + ")");
+                throw config_error(at(name, *key) + path + ": unknown key (the keys of [" +
+                                   std::string{table_name} + "] are " + list_keys(table_name) +
+                                   ")");
             }
-            const given value{node, name, path};
+            const given value{*node, name, path};
             s->set(config, value);
             where[std::move(path)] = value.where();
         }
@@ -139,13 +156,15 @@ void apply_file(const std::string& path, Config& config, origins& where) {
 void check_consistency(const Config& config, const origins& where) {
     const auto blame = [&where](std::string_view key) { return std::string{origin(where, key)}; };
     if (config.mode == server_mode::proxy && config.upstreams.empty()) {
-        throw config_error(blame("server.mode") +
-                           ": proxy mode needs at least one upstream (proxy.upstreams or --upstream)");
+        throw config_error(
+            blame("server.mode") +
+            ": proxy mode needs at least one upstream (proxy.upstreams or --upstream)");
     }
     if (overlap(config.listen, config.admin)) {
-        throw config_error(blame("admin.listen") + ": expected an endpoint apart from the data "
-                           "listener " + quote(to_string(config.listen)) + " (" +
-                           blame("server.listen") + "), got " + quote(to_string(config.admin)));
+        const std::string listener = quote(to_string(config.listen));
+        throw config_error(blame("admin.listen") + ": expected an endpoint apart from the data " +
+                           "listener " + listener + " (" + blame("server.listen") + "), got " +
+                           quote(to_string(config.admin)));
     }
     if (config.ready_headroom > config.max_connections) {
         throw config_error(blame("admin.ready_headroom") + ": expected at most " +

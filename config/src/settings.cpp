@@ -28,7 +28,9 @@ Enum pick(const detail::given& value, const std::array<std::string_view, N>& nam
     return static_cast<Enum>(value.choice(names));
 }
 
-std::string show_bool(bool b) { return b ? "true" : "false"; }
+std::string show_bool(bool b) {
+    return b ? "true" : "false";
+}
 std::string show_duration(std::chrono::milliseconds d) {
     return detail::quote(detail::format_duration(d));
 }
@@ -185,6 +187,8 @@ std::size_t effective_ready_headroom(const Config& config) noexcept {
     return std::max<std::size_t>(1, config.max_connections / 100);
 }
 
-std::span<const detail::setting> detail::settings() noexcept { return all_settings; }
+std::span<const detail::setting> detail::settings() noexcept {
+    return all_settings;
+}
 
 }  // namespace slabd::config

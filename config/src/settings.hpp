@@ -1,5 +1,6 @@
-// The list of settings, declared once: each one's TOML table and key, its flag, its check and how it
-// prints. The file loader, the flag parser and to_toml all walk this list, so none is half-wired.
+// The list of settings, declared once: each one's TOML table and key, its flag, its check and how
+// it prints. The file loader, the flag parser and to_toml all walk this list, so none is
+// half-wired.
 #pragma once
 
 #include "given.hpp"

@@ -12,7 +12,7 @@ struct connection::ready_handler {
     connection* self;
     relay* r;
     bool writable;
-    using allocator_type = op_allocator<std::byte>;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
     void operator()(const asio::error_code& ec) const noexcept {
         r->op_pending = false;
@@ -26,7 +26,7 @@ struct connection::ready_handler {
 struct connection::yield_handler {
     connection* self;
     relay* r;
-    using allocator_type = op_allocator<std::byte>;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
     void operator()() const noexcept {
         r->op_pending = false;
@@ -37,7 +37,7 @@ struct connection::yield_handler {
 
 struct connection::connect_handler {
     connection* self;
-    using allocator_type = op_allocator<std::byte>;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->leg_->to_client.memory); }
     void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };

@@ -31,7 +31,7 @@ struct relay {
     bool op_pending = false;
     bool done = false;  // `from` reached EOF and everything read has been written
     bool waiting_for_buffer = false;
-    op_memory memory;
+    io_op_memory memory;
 };
 
 /// Intrusive links every connection carries so its shard can find it without a side table.

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 
 #include "server.hpp"
 
@@ -22,7 +23,7 @@ std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
 
 struct shard::accept_handler {
     shard* self;
-    using allocator_type = op_allocator<std::byte>;
+    using allocator_type = op_allocator<std::byte, accept_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
     void operator()(const asio::error_code& ec, socket_type peer) const noexcept {
         self->on_accept(ec, std::move(peer));
@@ -104,7 +105,7 @@ void shard::refuse(socket_type& peer) noexcept {
     asio::error_code ignored;
     peer.non_blocking(true, ignored);
     const std::string& busy = server_.settings().busy_message;
-    if (!busy.empty()) peer.write_some(asio::buffer(busy), ignored);
+    if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
     // Whatever the client already sent must be read, or close() answers with RST, not FIN.
     std::byte sink[2048];
     for (int i = 0; i < 8; ++i) {

@@ -84,7 +84,7 @@ private:
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
     asio::ip::tcp::endpoint listen_at_;
-    op_memory accept_memory_;
+    accept_op_memory accept_memory_;
     asio::steady_timer tick_timer_;
     asio::steady_timer backoff_timer_;
     asio::steady_timer grace_timer_;

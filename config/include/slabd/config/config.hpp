@@ -31,49 +31,73 @@ struct endpoint {
 
 /// "127.0.0.1:7000", or "[::1]:7000" for IPv6: the form the config file and flags accept.
 std::string to_string(const endpoint& e);
-/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+/// "echo" or "proxy", as the config file spells it.
 std::string_view to_string(server_mode m) noexcept;
-/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+/// "refuse" or "pause", as the config file spells it.
 std::string_view to_string(exhausted_policy p) noexcept;
-/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+/// "round-robin" or "least-connections", as the config file spells it.
 std::string_view to_string(balance_policy b) noexcept;
-/// The config-file spelling of each enum value: "echo", "round-robin", "json", ...
+/// "text" or "json", as the config file spells it.
 std::string_view to_string(log_format f) noexcept;
 
 /// Worker threads when none are configured: one per core, at least 1.
 unsigned default_threads() noexcept;
 
-/// Every setting, with its default. The TOML key for each is given as [table] key.
+/// Every setting, with its default; each comment names the setting's [table] key in the file.
 struct Config {
-    server_mode mode = server_mode::echo;           ///< [server] mode
-    endpoint listen{"127.0.0.1", 7000};             ///< [server] listen; port 0 picks a free port
-    endpoint admin{"127.0.0.1", 9100};              ///< [admin] listen; port 0 picks a free port
-    std::vector<endpoint> upstreams;                ///< [proxy] upstreams; proxy mode needs one
-    balance_policy balance = balance_policy::round_robin;  ///< [proxy] balance
-    std::size_t max_connections = 10'000;           ///< [pool] max_connections: client N+1 waits
-    unsigned threads = default_threads();           ///< [server] threads, one io_context each
-    exhausted_policy on_exhausted = exhausted_policy::refuse;  ///< [pool] on_exhausted
-    std::string busy_message;  ///< [pool] busy_message: one line, no "\n" (slabd adds it); "" = none
-    std::size_t buffer_count = 1024;                ///< [pool] buffer_count: write-buffer blocks
-    std::size_t buffer_size = 16 * 1024;            ///< [pool] buffer_size in bytes
-    std::chrono::milliseconds idle_timeout = std::chrono::seconds{300};  ///< [timeouts] idle; 0 = never
-    std::chrono::milliseconds connect_timeout = std::chrono::seconds{5};  ///< [timeouts] connect
-    std::chrono::milliseconds shutdown_grace = std::chrono::seconds{10};  ///< [timeouts] shutdown_grace
-    std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};  ///< [proxy] fail_timeout
-    std::string admin_token;       ///< [admin] token: required as "Bearer" when set; "" = open
-    std::size_t ready_headroom = 0;  ///< [admin] ready_headroom; see effective_ready_headroom()
-    std::string log_level = "info";  ///< [log] level: trace|debug|info|warn|error|critical|off
-    std::string log_file;            ///< [log] file; "" = stderr
-    log_format log_fmt = log_format::text;  ///< [log] format
-    bool daemonize = false;          ///< [daemon] daemonize; needs an absolute pidfile
-    std::string pidfile;             ///< [daemon] pidfile; "" = none
-    std::string source_file;         ///< the --config path, or "" (not a setting)
+    /// [server] mode
+    server_mode mode = server_mode::echo;
+    /// [server] listen; port 0 takes any free port
+    endpoint listen{"127.0.0.1", 7000};
+    /// [admin] listen; port 0 takes any free port
+    endpoint admin{"127.0.0.1", 9100};
+    /// [proxy] upstreams; proxy mode needs at least one
+    std::vector<endpoint> upstreams;
+    /// [proxy] balance
+    balance_policy balance = balance_policy::round_robin;
+    /// [pool] max_connections: with this many clients connected, the next is refused or waits
+    std::size_t max_connections = 10'000;
+    /// [server] threads, one io_context each
+    unsigned threads = default_threads();
+    /// [pool] on_exhausted
+    exhausted_policy on_exhausted = exhausted_policy::refuse;
+    /// [pool] busy_message: one line without its "\n", which the server adds; "" sends nothing
+    std::string busy_message;
+    /// [pool] buffer_count: blocks in the write-buffer slab
+    std::size_t buffer_count = 1024;
+    /// [pool] buffer_size: bytes per write buffer and per thread's read buffer
+    std::size_t buffer_size = 16 * 1024;
+    /// [timeouts] idle; zero: never
+    std::chrono::milliseconds idle_timeout = std::chrono::seconds{300};
+    /// [timeouts] connect, to an upstream
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds{5};
+    /// [timeouts] shutdown_grace
+    std::chrono::milliseconds shutdown_grace = std::chrono::seconds{10};
+    /// [proxy] fail_timeout: how long a failed upstream is skipped
+    std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};
+    /// [admin] token: when set, admin requests need "Authorization: Bearer <token>"
+    std::string admin_token;
+    /// [admin] ready_headroom; use effective_ready_headroom()
+    std::size_t ready_headroom = 0;
+    /// [log] level, one of spdlog's names: trace, debug, info, warn, error, critical, off
+    std::string log_level = "info";
+    /// [log] file; "" logs to stderr
+    std::string log_file;
+    /// [log] format
+    log_format log_fmt = log_format::text;
+    /// [daemon] daemonize; implies an absolute pidfile
+    bool daemonize = false;
+    /// [daemon] pidfile; "" writes none
+    std::string pidfile;
+    /// The --config path, or "": not a setting, to_toml only mentions it
+    std::string source_file;
+
     friend bool operator==(const Config&, const Config&) = default;
 };
 
 /// A configuration that cannot be used; what() is the complete message for the user.
 class config_error : public std::runtime_error {
-public:
+  public:
     using runtime_error::runtime_error;
 };
 
@@ -81,7 +105,7 @@ public:
 Config load_file(const std::string& path, Config base = {});
 /// As load_file, from text; `name` stands for the file in messages.
 Config load_string(std::string_view toml, std::string_view name, Config base = {});
-/// The effective configuration as TOML that load_string accepts again; secrets shown as "<redacted>".
+/// The effective config as commented TOML that load_string reads back; redacted: token hidden.
 std::string to_toml(const Config& config, bool redact_secrets = true);
 
 /// What main should do after parsing the command line.

@@ -1,0 +1,153 @@
+// Proves DESIGN decision 5: after warm-up, echo and proxy traffic and accept/close cycles make
+// no heap allocation at all. The server runs in this process on its own threads; the clients
+// use raw POSIX sockets and fixed buffers so that they allocate nothing either.
+#include "server.hpp"
+
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <thread>
+
+#include "alloc_counter.hpp"
+
+namespace {
+
+using slabd::test::allocation_count;
+
+slabd::config::Config loopback_config() {
+    slabd::config::Config c;
+    c.listen = {"127.0.0.1", 0};
+    c.admin = {"127.0.0.1", 0};
+    c.threads = 1;
+    c.max_connections = 256;
+    c.buffer_count = 64;
+    c.log_level = "warn";
+    return c;
+}
+
+/// A server running on its own thread for the duration of a test.
+class running_server {
+public:
+    explicit running_server(const slabd::config::Config& c) : server_(c), thread_([this] { server_.run(); }) {}
+    ~running_server() {
+        server_.request_stop();
+        thread_.join();
+    }
+    running_server(const running_server&) = delete;
+    running_server& operator=(const running_server&) = delete;
+    std::uint16_t port() const { return server_.data_endpoint().port(); }
+    slabd::server::server_snapshot stats() const { return server_.snapshot(); }
+
+private:
+    slabd::server::server server_;
+    std::thread thread_;
+};
+
+int connect_to(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/// Sends `n` bytes and reads them back; false on any short or failed transfer.
+bool round_trip(int fd, std::size_t n) {
+    static std::array<char, 4096> out{}, in{};
+    std::memset(out.data(), 'x', n);
+    if (::send(fd, out.data(), n, 0) != static_cast<ssize_t>(n)) return false;
+    std::size_t got = 0;
+    while (got < n) {
+        const ssize_t r = ::recv(fd, in.data() + got, n - got, 0);
+        if (r <= 0) return false;
+        got += static_cast<std::size_t>(r);
+    }
+    return std::memcmp(in.data(), out.data(), n) == 0;
+}
+
+struct traffic_result {
+    std::uint64_t allocations = 0;
+    int failures = 0;
+};
+
+/// Echo messages over `conns` open connections: warm-up first, then the counted run.
+traffic_result messages(std::uint16_t port, int conns, int warmup, int counted) {
+    std::array<int, 64> fds{};
+    for (int i = 0; i < conns; ++i) fds[static_cast<std::size_t>(i)] = connect_to(port);
+    traffic_result r;
+    for (int round = 0; round < warmup; ++round)
+        for (int i = 0; i < conns; ++i) r.failures += round_trip(fds[static_cast<std::size_t>(i)], 64) ? 0 : 1;
+    const std::uint64_t before = allocation_count();
+    for (int round = 0; round < counted; ++round)
+        for (int i = 0; i < conns; ++i)
+            r.failures += round_trip(fds[static_cast<std::size_t>(i)], 1 + static_cast<std::size_t>(round) % 2000) ? 0 : 1;
+    r.allocations = allocation_count() - before;
+    for (int i = 0; i < conns; ++i) ::close(fds[static_cast<std::size_t>(i)]);
+    return r;
+}
+
+/// Connect, one message, close: warm-up cycles first, then the counted ones.
+traffic_result cycles(std::uint16_t port, int warmup, int counted) {
+    traffic_result r;
+    auto one_cycle = [&] {
+        const int fd = connect_to(port);
+        r.failures += (fd >= 0 && round_trip(fd, 32)) ? 0 : 1;
+        ::close(fd);
+    };
+    for (int i = 0; i < warmup; ++i) one_cycle();
+    const std::uint64_t before = allocation_count();
+    for (int i = 0; i < counted; ++i) one_cycle();
+    r.allocations = allocation_count() - before;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("the allocation counter sees operator new and aligned_alloc") {
+    const std::uint64_t before = allocation_count();
+    delete new int(1);
+    std::free(std::aligned_alloc(64, 64));
+    CHECK(allocation_count() - before == 2);
+}
+
+TEST_CASE("echo: zero heap allocations per message and per accept/close cycle") {
+    running_server echo(loopback_config());
+    const auto traffic = messages(echo.port(), 32, 50, 500);
+    CHECK(traffic.failures == 0);
+    CHECK(traffic.allocations == 0);
+
+    const auto churn = cycles(echo.port(), 200, 1000);
+    CHECK(churn.failures == 0);
+    CHECK(churn.allocations == 0);
+    CHECK(echo.stats().op_memory_overflows == 0);
+}
+
+TEST_CASE("proxy: zero heap allocations per message and per accept/connect/close cycle") {
+    running_server upstream(loopback_config());
+    auto proxy_config = loopback_config();
+    proxy_config.mode = slabd::config::server_mode::proxy;
+    proxy_config.upstreams = {{"127.0.0.1", upstream.port()}};
+    running_server proxy(proxy_config);
+
+    const auto traffic = messages(proxy.port(), 32, 50, 500);
+    CHECK(traffic.failures == 0);
+    CHECK(traffic.allocations == 0);
+
+    const auto churn = cycles(proxy.port(), 200, 1000);
+    CHECK(churn.failures == 0);
+    CHECK(churn.allocations == 0);
+    CHECK(proxy.stats().op_memory_overflows == 0);
+}
