@@ -82,9 +82,9 @@ TEST_CASE("dealloc of a pointer the class does not own is refused and counted") 
     size_class_heap heap;
     region r(64 * 1024);
     heap.init(r.data(), r.size());
-    int local = 0;
-    heap.dealloc(&local, sizeof local, alignof(int));
-    heap.dealloc(&local, 10000, 8);
+    alignas(64) std::byte local[64]{};
+    heap.dealloc(local, sizeof local, alignof(int));
+    heap.dealloc(local, 10000, 8);
     CHECK(heap.rejected_deallocs() == 2);
     CHECK(heap.used_bytes() == 0);
 }

@@ -57,7 +57,9 @@ void size_class_heap::add_memory(std::byte* start, std::size_t size) {
 }
 
 std::size_t size_class_heap::class_for(std::size_t size, std::size_t align) const noexcept {
-    if (size == 0 || align == 0 || !std::has_single_bit(align)) return npos;
+    // (a & (a - 1)) rather than std::has_single_bit, which baseline x86-64 turns into a libgcc
+    // popcount call.
+    if (size == 0 || align == 0 || (align & (align - 1)) != 0) return npos;
     const std::size_t need = std::max(size, align);
     // Class sizes are powers of two, so a block of the class that fits `need` is also aligned to it.
     for (std::size_t i = 0; i < classes_.size(); ++i)

@@ -75,35 +75,45 @@ slab::slab(std::span<std::byte> region, std::size_t block_size, std::size_t alig
 }
 
 void slab::carve(std::size_t block_size, std::size_t align) {
-    stride_ = round_up(std::max(block_size, sizeof(std::uint32_t)), align);
+    // Blocks are carved lazily by alloc_fresh(): nothing here touches them, so the kernel's zero
+    // pages stay unmapped until a block is first used.
+    stride_ = round_up(std::max(block_size, sizeof(std::byte*)), align);
     region_bytes_used_ = capacity_ * stride_;
     fast_divide_ = region_bytes_used_ <= UINT32_MAX && stride_ <= UINT32_MAX;
     if (fast_divide_) reciprocal_ = UINT64_MAX / stride_ + 1;
-    bitmap_.assign((capacity_ + 63) / 64, 0);
-    for (std::size_t i = 0; i < capacity_; ++i) {
-        const std::size_t next = i + 1 < capacity_ ? i + 1 : npos;
-        store_next(block_at(i), static_cast<std::uint32_t>(next));
-        poison_tail(block_at(i), stride_);
+    // The state bytes get a mapping of their own: the kernel's zero pages already say "free"
+    // (free_state is 0), so they too cost memory only once their blocks are used.
+    static_assert(free_state == 0);
+    if (capacity_ > 0) {
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        states_bytes_ = round_up(capacity_, page);
+        void* states = ::mmap(nullptr, states_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (states == MAP_FAILED) {
+            if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
+            throw std::bad_alloc();
+        }
+        states_ = static_cast<std::uint8_t*>(states);
     }
-    head_ = capacity_ > 0 ? 0 : npos;
+    poison_whole(base_, region_bytes_used_);
 }
 
 slab::slab(slab&& other) noexcept
     : base_(std::exchange(other.base_, nullptr)),
+      head_(std::exchange(other.head_, nullptr)),
       stride_(other.stride_),
       capacity_(std::exchange(other.capacity_, 0)),
       region_bytes_used_(std::exchange(other.region_bytes_used_, 0)),
       reciprocal_(other.reciprocal_),
       fast_divide_(other.fast_divide_),
-      head_(std::exchange(other.head_, npos)),
-      in_use_(std::exchange(other.in_use_, 0)),
-      high_water_(other.high_water_),
-      allocs_(other.allocs_),
+      fresh_(std::exchange(other.fresh_, 0)),
+      allocs_(std::exchange(other.allocs_, 0)),
+      frees_(std::exchange(other.frees_, 0)),
       failed_allocs_(other.failed_allocs_),
       rejected_double_(other.rejected_double_),
       rejected_foreign_(other.rejected_foreign_),
       rejected_misaligned_(other.rejected_misaligned_),
-      bitmap_(std::move(other.bitmap_)),
+      states_(std::exchange(other.states_, nullptr)),
+      states_bytes_(std::exchange(other.states_bytes_, 0)),
       mapping_(std::exchange(other.mapping_, nullptr)),
       mapping_bytes_(std::exchange(other.mapping_bytes_, 0)) {}
 
@@ -111,11 +121,36 @@ slab::~slab() {
     // Caller-owned memory must come back to its owner as the slab found it: addressable.
     if (base_ != nullptr) unpoison(base_, region_bytes_used_);
     if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
+    if (states_ != nullptr) ::munmap(states_, states_bytes_);
 }
 
-void* slab::on_empty() noexcept {
-    ++failed_allocs_;
-    return nullptr;
+void* slab::alloc_fresh() noexcept {
+    // The free list is empty, so every block used so far is in use: the next never-used block
+    // is also the new high-water mark.
+    if (fresh_ == capacity_) {
+        ++failed_allocs_;
+        return nullptr;
+    }
+    std::byte* block = block_at(fresh_);
+    states_[fresh_++] = in_use_state;
+    unpoison(block, stride_);
+    ++allocs_;
+    return block;
+}
+
+free_result slab::free_slow(std::byte* block) noexcept {
+    const std::uintptr_t offset = offset_of(block);
+    if (offset >= region_bytes_used_) return reject(free_result::foreign);
+    // Only slabs of 4 GiB or more get here with a pointer they own.
+    if (offset % stride_ != 0) return reject(free_result::misaligned);
+    std::uint8_t& state = states_[offset / stride_];
+    if (state != in_use_state) return reject(free_result::double_free);
+    state = free_state;
+    store_next(block, head_);
+    poison_tail(block, stride_);
+    head_ = block;
+    ++frees_;
+    return free_result::ok;
 }
 
 free_result slab::reject(free_result why) noexcept {
@@ -128,22 +163,15 @@ free_result slab::reject(free_result why) noexcept {
     return why;
 }
 
-bool slab::owns(const void* p) const noexcept {
-    const std::uintptr_t offset = reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
-    return offset < region_bytes_used_;
-}
-
-std::size_t slab::index_of(const void* p) const noexcept {
-    return index_of_offset(reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_));
-}
+std::size_t slab::index_of(const void* p) const noexcept { return index_of_offset(offset_of(p)); }
 
 slab_stats slab::stats() const noexcept {
     slab_stats s;
     s.block_size = stride_;
     s.capacity = capacity_;
-    s.in_use = in_use_;
-    s.free = capacity_ - in_use_;
-    s.high_water = high_water_;
+    s.in_use = in_use();
+    s.free = available();
+    s.high_water = fresh_;
     s.slab_bytes = region_bytes_used_;
     s.allocs = allocs_;
     s.failed_allocs = failed_allocs_;
@@ -155,30 +183,41 @@ slab_stats slab::stats() const noexcept {
 
 std::vector<std::uint32_t> slab::free_list() const {
     std::vector<std::uint32_t> list;
-    for (std::uint32_t i = head_; i != npos && list.size() <= capacity_; i = load_next(block_at(i)))
-        list.push_back(i);
+    for (std::byte* b = head_; b != nullptr && list.size() <= capacity_; b = load_next(b))
+        list.push_back(static_cast<std::uint32_t>(index_of(b)));
+    for (std::size_t i = fresh_; i < capacity_; ++i) list.push_back(static_cast<std::uint32_t>(i));
     return list;
 }
 
 std::string slab::check_invariants() const {
     std::vector<bool> seen(capacity_, false);
-    std::size_t free_count = 0;
-    for (std::uint32_t i = head_; i != npos; i = load_next(block_at(i))) {
-        if (i >= capacity_) return "free list links to block " + std::to_string(i) + " past capacity";
+    std::size_t listed = 0;
+    for (std::byte* b = head_; b != nullptr; b = load_next(b)) {
+        const std::uintptr_t offset = offset_of(b);
+        if (offset >= region_bytes_used_ || offset % stride_ != 0)
+            return "free list links to " + std::to_string(offset) + ", not a block start of this slab";
+        const std::size_t i = offset / stride_;
+        if (i >= fresh_) return "free list holds block " + std::to_string(i) + ", which was never handed out";
         if (seen[i]) return "free list has a cycle through block " + std::to_string(i);
-        if (is_in_use(i)) return "block " + std::to_string(i) + " is on the free list but marked in use";
+        if (states_[i] != free_state) return "block " + std::to_string(i) + " is on the free list but marked in use";
         seen[i] = true;
-        ++free_count;
+        ++listed;
     }
     std::size_t marked = 0;
-    for (std::size_t i = 0; i < capacity_; ++i)
-        if (is_in_use(i)) ++marked;
-    if (marked != in_use_)
-        return "bitmap marks " + std::to_string(marked) + " blocks in use, counter says " + std::to_string(in_use_);
-    if (in_use_ + free_count != capacity_)
-        return "in_use " + std::to_string(in_use_) + " + free " + std::to_string(free_count) +
-               " != capacity " + std::to_string(capacity_);
-    if (high_water_ < in_use_) return "high-water mark below in_use";
+    for (std::size_t i = 0; i < capacity_; ++i) {
+        if (states_[i] == in_use_state) {
+            if (i >= fresh_) return "block " + std::to_string(i) + " is marked in use but was never handed out";
+            ++marked;
+        } else if (i < fresh_ && !seen[i]) {
+            return "block " + std::to_string(i) + " is free but not on the free list (lost)";
+        }
+    }
+    if (marked != in_use())
+        return "state bytes mark " + std::to_string(marked) + " blocks in use, counters say " + std::to_string(in_use());
+    const std::size_t free_count = listed + (capacity_ - fresh_);
+    if (in_use() + free_count != capacity_)
+        return "in_use " + std::to_string(in_use()) + " + free " + std::to_string(free_count) + " != capacity " +
+               std::to_string(capacity_);
     return {};
 }
 

@@ -1,44 +1,72 @@
-// The admin HTTP endpoint: its own listener on the control thread, so operators can always see
-// why the data plane is full (DESIGN decision 6). Routes are pure functions of the request and a
-// stats snapshot; the socket loop around them is small.
+// The admin HTTP endpoint: its own listener on the control thread and its own small session
+// pool, so operators can always see why the data plane is full (DESIGN decision 6). Routes are
+// pure functions of the request and a stats snapshot; the socket loop around them is small.
 #pragma once
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <string_view>
 
+#include "slabd/config/config.hpp"
 #include "slabd/server/stats.hpp"
 
 namespace slabd::server {
 
 class server;
 
+/// The parts of a request the routes look at.
+struct admin_request {
+    std::string_view method;
+    std::string_view target;
+    std::string_view authorization;  // the Authorization header's value, or empty
+};
+
 /// What a route answers.
 struct admin_response {
     int status = 200;
     std::string content_type = "text/plain; charset=utf-8";
     std::string body;
+    std::string extra_headers;  // complete "Name: value\r\n" lines
 };
 
 /// Answers one request; no I/O, so it is tested without sockets.
-admin_response route(std::string_view method, std::string_view target, const server_snapshot& snapshot);
+admin_response route(const admin_request& request, const server_snapshot& snapshot, const config::Config& config);
+/// The effective configuration as JSON, the token redacted.
+std::string config_json(const config::Config& config);
+/// The live status page served at "/": self-contained HTML that polls /stats.
+std::string_view status_page() noexcept;
+
+/// Limits of the admin listener.
+struct admin_limits {
+    static constexpr std::size_t max_sessions = 64;          // its own pool, apart from the data pool
+    static constexpr std::size_t max_request_bytes = 8192;   // request line and headers; 431 beyond
+    static constexpr int header_timeout_seconds = 10;        // a slow client is cut off (408)
+};
 
 class admin {
 public:
     admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, server& owner);
+    ~admin();
     void start();
     void stop();
-    void set_draining() noexcept { draining_.store(true); }
     [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    /// Admin connections turned away because the admin's own pool was full.
+    [[nodiscard]] std::uint64_t sessions_refused() const noexcept;
+    /// Admin connections open now.
+    [[nodiscard]] std::uint64_t sessions_active() const noexcept;
+
+    struct session_pool;
 
 private:
     asio::io_context& context_;
     asio::ip::tcp::acceptor acceptor_;
     server& server_;
-    std::atomic<bool> draining_{false};
+    // Shared with every live session, which may outlive this object inside the io_context.
+    std::shared_ptr<session_pool> sessions_;
 };
 
 }  // namespace slabd::server

@@ -42,6 +42,19 @@ struct connection::connect_handler {
     void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };
 
+void close_cleanly(socket_type& socket) noexcept {
+    asio::error_code ignored;
+    socket.non_blocking(true, ignored);
+    std::byte sink[2048];
+    for (int i = 0; i < 8; ++i) {
+        asio::error_code ec;
+        socket.read_some(asio::buffer(sink), ec);
+        if (ec) break;
+    }
+    socket.shutdown(socket_type::shutdown_send, ignored);
+    socket.close(ignored);
+}
+
 connection::connection(shard& owner, socket_type&& client) noexcept
     : shard_(owner), client_(std::move(client)) {
     to_target_.from = &client_;
@@ -230,8 +243,10 @@ void connection::finish_direction(relay& r) noexcept {
 
 void connection::fail(close_reason why) noexcept {
     if (closing_ == close_reason::none) closing_ = why;
+    // A client whose upstream failed, or that was dropped at shutdown, may have a request
+    // in flight that we never read.
+    close_cleanly(client_);
     asio::error_code ignored;
-    client_.close(ignored);
     if (leg_ != nullptr) leg_->socket.close(ignored);
     maybe_destroy();
 }

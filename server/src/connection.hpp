@@ -20,6 +20,10 @@ using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::e
 
 enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown };
 
+/// Closes with FIN rather than RST: close() over unread bytes makes the kernel reset the
+/// connection, so what the peer already sent is read first (a bounded amount).
+void close_cleanly(socket_type& socket) noexcept;
+
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer only while bytes it
 /// read are not yet written.
 struct relay {

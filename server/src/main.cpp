@@ -2,11 +2,13 @@
 // Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (DESIGN decision 9).
 #include <sys/resource.h>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <memory>
 
 #include "pool_demo.hpp"
 #include "server.hpp"
@@ -49,6 +51,10 @@ int main(int argc, char** argv) {
         case action::run: break;
     }
     const auto& settings = cli.config;
+    // spdlog's default logger writes to stdout; the log belongs on stderr (log.file empty), and
+    // stdout only to what was asked for (--check-config, --help).
+    spdlog::set_default_logger(
+        std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
     spdlog::set_level(spdlog::level::from_str(settings.log_level));
     raise_descriptor_limit(settings);
     try {

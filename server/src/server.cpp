@@ -72,7 +72,6 @@ void server::run() {
 
 void server::request_stop() {
     if (draining_.exchange(true)) return;
-    admin_->set_draining();
     for (auto& s : shards_) s->begin_drain(settings_.shutdown_grace);
 }
 
@@ -117,6 +116,16 @@ server_snapshot server::snapshot() const {
     }
     s.op_memory_overflows = op_memory_overflows.load(std::memory_order_relaxed);
     s.draining = draining_.load();
+    s.ready_headroom = config::effective_ready_headroom(settings_);
+    s.admin_sessions_active = admin_->sessions_active();
+    s.admin_sessions_refused = admin_->sessions_refused();
+    if (upstreams_ != nullptr) {
+        for (std::size_t i = 0; i < upstreams_->size(); ++i) {
+            const auto& u = upstreams_->at(i);
+            s.upstreams.push_back({u.name, u.active.load(std::memory_order_relaxed),
+                                   u.connect_failures.load(std::memory_order_relaxed), upstreams_->is_down(u)});
+        }
+    }
     return s;
 }
 

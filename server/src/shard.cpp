@@ -106,15 +106,7 @@ void shard::refuse(socket_type& peer) noexcept {
     peer.non_blocking(true, ignored);
     const std::string& busy = server_.settings().busy_message;
     if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
-    // Whatever the client already sent must be read, or close() answers with RST, not FIN.
-    std::byte sink[2048];
-    for (int i = 0; i < 8; ++i) {
-        asio::error_code ec;
-        peer.read_some(asio::buffer(sink), ec);
-        if (ec) break;
-    }
-    peer.shutdown(socket_type::shutdown_send, ignored);
-    peer.close(ignored);
+    close_cleanly(peer);
 }
 
 void shard::on_accept_error(const asio::error_code& ec) noexcept {

@@ -2,10 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string_view>
+#include <utility>
+
 namespace slabd::server {
 
 shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept {
-#define SLABD_ADD(name, help) name += other.name;
+#define SLABD_ADD(name, family, label, help) name += other.name;
     SLABD_SHARD_COUNTERS(SLABD_ADD)
     SLABD_SHARD_GAUGES(SLABD_ADD)
 #undef SLABD_ADD
@@ -14,7 +17,7 @@ shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept
 
 shard_snapshot snapshot(const shard_stats& stats) noexcept {
     shard_snapshot s;
-#define SLABD_COPY(name, help) s.name = stats.name.load(std::memory_order_relaxed);
+#define SLABD_COPY(name, family, label, help) s.name = stats.name.load(std::memory_order_relaxed);
     SLABD_SHARD_COUNTERS(SLABD_COPY)
     SLABD_SHARD_GAUGES(SLABD_COPY)
 #undef SLABD_COPY
@@ -46,7 +49,7 @@ nlohmann::json pool_json(const pool::slab_stats& p) {
 
 nlohmann::json shard_json(const shard_snapshot& s) {
     nlohmann::json j;
-#define SLABD_FIELD(name, help) j[#name] = s.name;
+#define SLABD_FIELD(name, family, label, help) j[#name] = s.name;
     SLABD_SHARD_COUNTERS(SLABD_FIELD)
     SLABD_SHARD_GAUGES(SLABD_FIELD)
 #undef SLABD_FIELD
@@ -63,6 +66,12 @@ std::string to_json(const server_snapshot& s) {
         one["shard"] = i;
         shards.push_back(std::move(one));
     }
+    nlohmann::json upstreams = nlohmann::json::array();
+    for (const auto& u : s.upstreams)
+        upstreams.push_back({{"name", u.name},
+                             {"active", u.active},
+                             {"connect_failures", u.connect_failures},
+                             {"state", u.down ? "down" : "up"}});
     const nlohmann::json j = {
         {"server",
          {{"version", s.version},
@@ -88,9 +97,162 @@ std::string to_json(const server_snapshot& s) {
         {"bytes", {{"in", t.bytes_in}, {"out", t.bytes_out}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"op_memory_overflows", s.op_memory_overflows},
+        {"admin", {{"sessions_active", s.admin_sessions_active}, {"sessions_refused", s.admin_sessions_refused}}},
+        {"ready", ready(s)},
+        {"ready_headroom", s.ready_headroom},
         {"shards", std::move(shards)},
+        {"upstreams", std::move(upstreams)},
     };
     return j.dump();
+}
+
+bool ready(const server_snapshot& s) noexcept { return !s.draining && s.pool.free >= s.ready_headroom; }
+
+namespace {
+
+/// Writes metric families, each with its HELP and TYPE once, in the text format 0.0.4.
+class prometheus_writer {
+public:
+    void family(std::string_view name, std::string_view type, std::string_view help) {
+        out_ += "# HELP slabd_";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE slabd_";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+    void sample(std::string_view name, std::string_view labels, double value) {
+        out_ += "slabd_";
+        out_ += name;
+        if (!labels.empty()) {
+            out_ += '{';
+            out_ += labels;
+            out_ += '}';
+        }
+        out_ += ' ';
+        out_ += fmt_number(value);
+        out_ += '\n';
+    }
+    std::string take() { return std::move(out_); }
+
+private:
+    static std::string fmt_number(double v) {
+        if (v == static_cast<double>(static_cast<std::uint64_t>(v))) return std::to_string(static_cast<std::uint64_t>(v));
+        return std::to_string(v);
+    }
+    std::string out_;
+};
+
+std::string label_value(std::string_view v) {
+    std::string out;
+    for (const char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string to_prometheus(const server_snapshot& s) {
+    prometheus_writer w;
+    w.family("info", "gauge", "Version and mode of this slabd; always 1");
+    w.sample("info", "version=\"" + label_value(s.version) + "\",mode=\"" + label_value(s.mode) + "\"", 1);
+    w.family("uptime_seconds", "gauge", "Seconds since start");
+    w.sample("uptime_seconds", "", s.uptime_seconds);
+    w.family("ready", "gauge", "1 while /readyz answers 200");
+    w.sample("ready", "", ready(s) ? 1 : 0);
+    w.family("draining", "gauge", "1 after SIGTERM or SIGINT, while connections finish");
+    w.sample("draining", "", s.draining ? 1 : 0);
+    w.family("op_memory_overflows_total", "counter",
+             "Asio operations too large for their in-block memory (heap fallback); 0 when healthy");
+    w.sample("op_memory_overflows_total", "", static_cast<double>(s.op_memory_overflows));
+
+    w.family("admin_sessions_active", "gauge", "Admin HTTP connections open");
+    w.sample("admin_sessions_active", "", static_cast<double>(s.admin_sessions_active));
+    w.family("admin_sessions_refused_total", "counter", "Admin HTTP connections turned away: admin pool full");
+    w.sample("admin_sessions_refused_total", "", static_cast<double>(s.admin_sessions_refused));
+
+    using field = std::uint64_t (*)(const pool::slab_stats&);
+    const struct {
+        const char* name;
+        const char* type;
+        const char* help;
+        field get;
+    } pool_families[] = {
+        {"pool_block_size_bytes", "gauge", "Bytes per block, alignment padding included",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.block_size; }},
+        {"pool_capacity_blocks", "gauge", "Blocks in the pool",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.capacity; }},
+        {"pool_in_use_blocks", "gauge", "Blocks handed out",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.in_use; }},
+        {"pool_free_blocks", "gauge", "Blocks free",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.free; }},
+        {"pool_high_water_blocks", "gauge", "Most blocks in use at once since start",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.high_water; }},
+        {"pool_slab_bytes", "gauge", "Bytes of the slabs the blocks are carved from",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.slab_bytes; }},
+        {"pool_allocs_total", "counter", "Blocks handed out since start",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.allocs; }},
+        {"pool_failed_allocs_total", "counter", "Allocations that found the pool empty",
+         [](const pool::slab_stats& p) -> std::uint64_t { return p.failed_allocs; }},
+    };
+    for (const auto& f : pool_families) {
+        w.family(f.name, f.type, f.help);
+        w.sample(f.name, "pool=\"connections\"", static_cast<double>(f.get(s.pool)));
+        w.sample(f.name, "pool=\"buffers\"", static_cast<double>(f.get(s.buffers)));
+    }
+    w.family("pool_rejected_frees_total", "counter", "Frees refused: double, foreign or misaligned pointers");
+    for (const auto& [label, p] : {std::pair{"connections", &s.pool}, std::pair{"buffers", &s.buffers}}) {
+        const std::string pool_label = std::string("pool=\"") + label + "\",kind=";
+        w.sample("pool_rejected_frees_total", pool_label + "\"double\"", static_cast<double>(p->rejected_double_frees));
+        w.sample("pool_rejected_frees_total", pool_label + "\"foreign\"", static_cast<double>(p->rejected_foreign_frees));
+        w.sample("pool_rejected_frees_total", pool_label + "\"misaligned\"",
+                 static_cast<double>(p->rejected_misaligned_frees));
+    }
+
+    // Shard counters, generated from the declared list: one family per metric name.
+    std::string_view previous_family;
+    auto shard_metric = [&](std::string_view family, std::string_view suffix, std::string_view type,
+                            std::string_view label, std::string_view help, auto value_of) {
+        const std::string name = std::string(family) + std::string(suffix);
+        if (family != previous_family) w.family(name, type, help);
+        previous_family = family;
+        for (std::size_t i = 0; i < s.shards.size(); ++i) {
+            std::string labels = "shard=\"" + std::to_string(i) + "\"";
+            if (!label.empty()) labels += "," + std::string(label);
+            w.sample(name, labels, static_cast<double>(value_of(s.shards[i])));
+        }
+    };
+#define SLABD_COUNTER(field_name, family, label, help) \
+    shard_metric(family, "_total", "counter", label, help, [](const shard_snapshot& x) { return x.field_name; });
+#define SLABD_GAUGE(field_name, family, label, help) \
+    shard_metric(family, "", "gauge", label, help, [](const shard_snapshot& x) { return x.field_name; });
+    SLABD_SHARD_COUNTERS(SLABD_COUNTER)
+    SLABD_SHARD_GAUGES(SLABD_GAUGE)
+#undef SLABD_COUNTER
+#undef SLABD_GAUGE
+
+    if (!s.upstreams.empty()) {
+        w.family("upstream_active_connections", "gauge", "Clients relayed to this upstream now");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_active_connections", "upstream=\"" + label_value(u.name) + "\"", static_cast<double>(u.active));
+        w.family("upstream_connect_failures_total", "counter", "Failed or timed-out connects to this upstream");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_connect_failures_total", "upstream=\"" + label_value(u.name) + "\"",
+                     static_cast<double>(u.connect_failures));
+        w.family("upstream_up", "gauge", "0 while the upstream is marked failed and skipped");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_up", "upstream=\"" + label_value(u.name) + "\"", u.down ? 0 : 1);
+    }
+    return w.take();
 }
 
 }  // namespace slabd::server

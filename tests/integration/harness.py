@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -84,6 +85,11 @@ class _Drain(threading.Thread):
             return "".join(self.chunks)
 
 
+def sanitizer_report(text):
+    """The first sanitizer marker found in `text`, or None."""
+    return next((marker for marker in SANITIZER_REPORTS if marker in text), None)
+
+
 def run_slabd(*args, timeout=WAIT):
     """Runs slabd to completion (for flags that exit at once): (exit code, stdout, stderr)."""
     done = subprocess.run(
@@ -99,9 +105,8 @@ def run_slabd(*args, timeout=WAIT):
 class Slabd:
     """One running slabd. Start it with SlabdTest.start() so that it is always killed."""
 
-    def __init__(self, args, nofile=None, ephemeral_ports=True):
-        ports = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"] if ephemeral_ports else []
-        self.argv = [SLABD, *ports, *args]
+    def __init__(self, args, nofile=None):
+        self.argv = [SLABD, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", *args]
         self._changed = threading.Condition()
         self.proc = subprocess.Popen(
             self.argv,
@@ -137,7 +142,6 @@ class Slabd:
         self.admin_port = int(m["admin_port"])
         self.capacity = int(m["capacity"])
         self.threads = int(m["threads"])
-        self.mode = m["mode"]
         return self
 
     def running(self):
@@ -150,8 +154,10 @@ class Slabd:
     def wait_exit(self, timeout=WAIT):
         """The exit code, once slabd has exited and its output has been collected."""
         code = self.proc.wait(timeout)
-        self._stdout.join(timeout)
-        self._stderr.join(timeout)
+        for drain in (self._stdout, self._stderr):
+            drain.join(timeout)
+            if not drain.is_alive():
+                drain.stream.close()
         return code
 
     def kill(self):
@@ -174,15 +180,22 @@ class Slabd:
         return f"$ {' '.join(self.argv)}\n--- stderr ---\n{self.stderr()}--- stdout ---\n{self.stdout()}"
 
     def sanitizer_report(self):
-        err = self.stderr() + self.stdout()
-        for marker in SANITIZER_REPORTS:
-            if marker in err:
-                return marker
-        return None
+        return sanitizer_report(self.stderr() + self.stdout())
 
     # -- talking to it ----------------------------------------------------------------------
-    def connect(self, timeout=IO_TIMEOUT):
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+    def connect(self, timeout=IO_TIMEOUT, rcvbuf=None):
+        """A client; `rcvbuf` fixes its receive buffer (set before connect, so the window obeys)."""
+        if rcvbuf is None:
+            return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            s.settimeout(timeout)
+            s.connect(("127.0.0.1", self.port))
+        except OSError:
+            s.close()
+            raise
+        return s
 
     def get(self, path, timeout=IO_TIMEOUT):
         url = f"http://127.0.0.1:{self.admin_port}{path}"
@@ -210,8 +223,9 @@ class Slabd:
 class SlabdTest(unittest.TestCase):
     """Starts slabd instances that are killed whatever happens, and checks how each one ended."""
 
-    def start(self, *args, nofile=None, ephemeral_ports=True):
-        server = Slabd(list(args), nofile=nofile, ephemeral_ports=ephemeral_ports)
+    def start(self, *args, nofile=None):
+        """slabd on ephemeral loopback ports, with `args` after those (a later flag wins)."""
+        server = Slabd(list(args), nofile=nofile)
         self.addCleanup(self._finish, server)
         return server.wait_ready()
 
@@ -230,6 +244,15 @@ class SlabdTest(unittest.TestCase):
             self.fail(f"slabd did not exit within {WAIT:.0f} s of SIGTERM:\n{server.output()}")
         self.assertIsNone(server.sanitizer_report(), server.output())
         self.assertEqual(code, 0, f"exit code after SIGTERM\n{server.output()}")
+
+    def write_config(self, text, name="slabd.toml"):
+        """A config file in a directory that is removed after the test; returns its path."""
+        directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
+        self.addCleanup(directory.cleanup)
+        path = os.path.join(directory.name, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
 
     def connect_all(self, server, n):
         socks = []
@@ -299,17 +322,21 @@ class Sender(threading.Thread):
     """Sends `data` on `sock` (then optionally shuts the write side), remembering any error so
     that the receiving side can run concurrently in the test's thread."""
 
-    def __init__(self, sock, data, shutdown=False, chunk=1 << 16):
+    def __init__(self, sock, data, shutdown=False, repeat=1, chunk=1 << 16):
         super().__init__(daemon=True)
-        self.sock, self.data, self.shutdown, self.chunk = sock, data, shutdown, chunk
+        self.sock, self.data, self.shutdown, self.repeat, self.chunk = sock, data, shutdown, repeat, chunk
         self.error = None
         self.sent = 0
 
     def run(self):
         try:
             view = memoryview(self.data)
-            while self.sent < len(view):
-                self.sent += self.sock.send(view[self.sent:self.sent + self.chunk])
+            for _ in range(self.repeat):
+                at = 0
+                while at < len(view):
+                    n = self.sock.send(view[at:at + self.chunk])
+                    at += n
+                    self.sent += n
             if self.shutdown:
                 self.sock.shutdown(socket.SHUT_WR)
         except OSError as e:
@@ -338,7 +365,6 @@ def stream_echo(sock, size, shutdown=False):
             raise AssertionError(f"echo differs at byte {got + first_difference(chunk, view[got:got + len(chunk)])}")
         got += len(chunk)
     sender.finish()
-    return data
 
 
 def refused_port():
@@ -349,13 +375,34 @@ def refused_port():
     return s, s.getsockname()[1]
 
 
+def readable(socks, timeout=0.0):
+    """Those of `socks` with data or EOF to read, waiting up to `timeout` seconds for the first.
+    poll(), not select(): a storm's descriptors may pass FD_SETSIZE."""
+    poller = select.poll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    return [by_fd[fd] for fd, _ in poller.poll(int(timeout * 1000))]
+
+
 def is_readable(sock):
-    r, _, _ = select.select([sock], [], [], 0)
-    return bool(r)
+    return bool(readable([sock]))
+
+
+def wait_readable(socks, count, what):
+    """Waits until at least `count` of `socks` are readable; returns those that are."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        ready = readable(socks, 0.1)
+        if len(ready) >= count:
+            return ready
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {WAIT:.0f} s for {what}: {len(ready)} of {count}")
 
 
 def main():
-    """Entry point of each test file: `python3 test_x.py PATH/TO/slabd [unittest args]`."""
+    """Entry point of each test file: `python3 test_x.py PATH/TO/slabd [unittest args]`, or with
+    the binary in $SLABD."""
     global SLABD
     argv = list(sys.argv)
     if len(argv) > 1 and not argv[1].startswith("-"):

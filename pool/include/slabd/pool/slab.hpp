@@ -47,8 +47,13 @@ struct slab_stats {
 
 /// Single-threaded fixed-size block allocator.
 ///
+/// The free list holds the blocks freed so far, most recent first, linked through their first
+/// eight bytes; blocks never handed out follow it implicitly, in index order (they are carved
+/// lazily, so an unused tail of a large slab costs address space, not memory). A state byte per
+/// block, kept outside the blocks, says whether it is in use.
+///
 /// Invariant (checked by check_invariants()): in_use + free == capacity; the free list is
-/// acyclic, holds exactly the blocks whose bitmap bit is clear, and ends in npos.
+/// acyclic, holds only blocks marked free, and with the uncarved tail covers every free block.
 class slab {
 public:
     static constexpr std::uint32_t npos = UINT32_MAX;
@@ -68,64 +73,80 @@ public:
 
     /// Pops the most recently freed block, or returns nullptr when every block is in use.
     [[nodiscard]] void* alloc() noexcept {
-        if (head_ == npos) [[unlikely]]
-            return on_empty();
-        const std::uint32_t index = head_;
-        std::byte* block = block_at(index);
+        std::byte* block = head_;
+        if (block == nullptr) [[unlikely]]
+            return alloc_fresh();
         head_ = load_next(block);
         unpoison(block, stride_);
-        mark_in_use(index);
-        if (++in_use_ > high_water_) high_water_ = in_use_;
+        states_[index_of_offset(offset_of(block))] = in_use_state;
         ++allocs_;
         return block;
     }
 
     /// Pushes `p` back; refuses (and counts) a pointer that is not a live block of this slab.
     free_result free(void* p) noexcept {
-        // Unsigned wrap-around turns a pointer below the region into a huge offset: one compare.
-        const std::uintptr_t offset =
-            reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
-        if (offset >= region_bytes_used_) [[unlikely]]
-            return reject(free_result::foreign);
-        const std::size_t index = index_of_offset(offset);
-        if (index * stride_ != offset) [[unlikely]]
+        std::byte* block = static_cast<std::byte*>(p);
+        const std::uintptr_t offset = offset_of(block);
+        if (offset >= region_bytes_used_ || !fast_divide_) [[unlikely]]
+            return free_slow(block);
+        // One 64x64->128 multiply gives both the index (high half) and, from the low half,
+        // whether the offset is an exact multiple of the stride (Lemire's divisibility test).
+        const uint128 product = static_cast<uint128>(reciprocal_) * offset;
+        if (static_cast<std::uint64_t>(product) >= reciprocal_) [[unlikely]]
             return reject(free_result::misaligned);
-        if (!clear_in_use(index)) [[unlikely]]
+        std::uint8_t& state = states_[static_cast<std::size_t>(product >> 64)];
+        if (state != in_use_state) [[unlikely]]
             return reject(free_result::double_free);
-        store_next(static_cast<std::byte*>(p), head_);
-        poison_tail(static_cast<std::byte*>(p), stride_);
-        head_ = static_cast<std::uint32_t>(index);
-        --in_use_;
+        state = free_state;
+        store_next(block, head_);
+        poison_tail(block, stride_);
+        head_ = block;
+        ++frees_;
         return free_result::ok;
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept;
+    [[nodiscard]] bool owns(const void* p) const noexcept { return offset_of(p) < region_bytes_used_; }
     [[nodiscard]] std::size_t block_size() const noexcept { return stride_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-    [[nodiscard]] std::size_t in_use() const noexcept { return in_use_; }
-    [[nodiscard]] std::size_t available() const noexcept { return capacity_ - in_use_; }
+    [[nodiscard]] std::size_t in_use() const noexcept { return static_cast<std::size_t>(allocs_ - frees_); }
+    [[nodiscard]] std::size_t available() const noexcept { return capacity_ - in_use(); }
     [[nodiscard]] slab_stats stats() const noexcept;
 
     /// Index of the block at `p` (which must be a block start of this slab); for tests and demos.
     [[nodiscard]] std::size_t index_of(const void* p) const noexcept;
-    /// The free list from head to tail, as block indices.
+    /// The free list from head to tail as block indices, the never-used blocks last.
     [[nodiscard]] std::vector<std::uint32_t> free_list() const;
     /// Empty when the invariant holds, else a description of the first violation found. O(N).
     [[nodiscard]] std::string check_invariants() const;
 
 private:
+    static constexpr std::uint8_t free_state = 0;
+    static constexpr std::uint8_t in_use_state = 1;
+
     void carve(std::size_t block_size, std::size_t align);
-    [[gnu::noinline]] void* on_empty() noexcept;
+    [[gnu::noinline]] void* alloc_fresh() noexcept;
+    [[gnu::noinline]] free_result free_slow(std::byte* block) noexcept;
     [[gnu::noinline]] free_result reject(free_result why) noexcept;
 
+    std::uintptr_t offset_of(const void* p) const noexcept {
+        // Unsigned wrap-around turns a pointer below the region into a huge offset: one compare.
+        return reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(base_);
+    }
     std::byte* block_at(std::size_t index) const noexcept { return base_ + index * stride_; }
+    std::size_t index_of_offset(std::uintptr_t offset) const noexcept {
+        // Exact for 32-bit offsets and strides; larger slabs divide (free_slow, index_of).
+        if (fast_divide_) [[likely]]
+            return static_cast<std::size_t>((static_cast<uint128>(reciprocal_) * offset) >> 64);
+        return offset / stride_;
+    }
+
     // memcpy, not a cast: the block's bytes may last have held an object of another type.
-    static std::uint32_t load_next(const std::byte* block) noexcept {
-        std::uint32_t next;
+    static std::byte* load_next(const std::byte* block) noexcept {
+        std::byte* next;
         std::memcpy(&next, block, sizeof next);
         return next;
     }
-    static void store_next(std::byte* block, std::uint32_t next) noexcept {
+    static void store_next(std::byte* block, std::byte* next) noexcept {
         std::memcpy(block, &next, sizeof next);
     }
 
@@ -137,47 +158,30 @@ private:
     }
     static void poison_tail([[maybe_unused]] std::byte* block, [[maybe_unused]] std::size_t bytes) noexcept {
 #if defined(SLABD_ASAN)
-        ASAN_POISON_MEMORY_REGION(block + sizeof(std::uint32_t), bytes - sizeof(std::uint32_t));
+        ASAN_POISON_MEMORY_REGION(block + sizeof(std::byte*), bytes - sizeof(std::byte*));
 #endif
     }
-
-    std::size_t index_of_offset(std::uintptr_t offset) const noexcept {
-        // Lemire's multiply-by-reciprocal is exact for 32-bit numerators and divisors; it keeps a
-        // 20-40 cycle division off the free path. Larger slabs take the plain division.
-        if (fast_divide_) [[likely]]
-            return static_cast<std::size_t>((static_cast<uint128>(reciprocal_) * offset) >> 64);
-        return offset / stride_;
+    static void poison_whole([[maybe_unused]] std::byte* block, [[maybe_unused]] std::size_t bytes) noexcept {
+#if defined(SLABD_ASAN)
+        ASAN_POISON_MEMORY_REGION(block, bytes);
+#endif
     }
-
-    void mark_in_use(std::size_t index) noexcept {
-        bitmap_[index / 64] |= std::uint64_t{1} << (index % 64);
-    }
-    bool clear_in_use(std::size_t index) noexcept {
-        std::uint64_t& word = bitmap_[index / 64];
-        const std::uint64_t bit = std::uint64_t{1} << (index % 64);
-        const bool was_set = (word & bit) != 0;
-        word &= ~bit;
-        return was_set;
-    }
-    bool is_in_use(std::size_t index) const noexcept {
-        return (bitmap_[index / 64] >> (index % 64)) & 1U;
-    }
-
     std::byte* base_ = nullptr;
+    std::byte* head_ = nullptr;  // most recently freed block; null when none is
     std::size_t stride_ = 0;
     std::size_t capacity_ = 0;
     std::uintptr_t region_bytes_used_ = 0;  // capacity_ * stride_
     std::uint64_t reciprocal_ = 0;
     bool fast_divide_ = false;
-    std::uint32_t head_ = npos;
-    std::size_t in_use_ = 0;
-    std::size_t high_water_ = 0;
+    std::size_t fresh_ = 0;  // blocks [fresh_, capacity_) were never handed out
     std::uint64_t allocs_ = 0;
+    std::uint64_t frees_ = 0;
     std::uint64_t failed_allocs_ = 0;
     std::uint64_t rejected_double_ = 0;
     std::uint64_t rejected_foreign_ = 0;
     std::uint64_t rejected_misaligned_ = 0;
-    std::vector<std::uint64_t> bitmap_;
+    std::uint8_t* states_ = nullptr;  // one byte per block, its own zero-filled mapping
+    std::size_t states_bytes_ = 0;
     void* mapping_ = nullptr;  // what munmap gets back; null when the region is the caller's
     std::size_t mapping_bytes_ = 0;
 };

@@ -1,6 +1,6 @@
 // The server's counters and gauges, declared once (Envoy's ALL_*_STATS pattern): the per-shard
-// struct, the snapshot, the JSON and (later) the Prometheus text are all generated from the lists
-// below, so a new counter cannot be half-wired.
+// struct, the snapshot, the JSON and the Prometheus text are all generated from the lists below,
+// so a new counter cannot be half-wired.
 #pragma once
 
 #include <atomic>
@@ -12,28 +12,29 @@
 
 namespace slabd::server {
 
-// X(name, help). Counters only grow; gauges go up and down.
-#define SLABD_SHARD_COUNTERS(X)                                                          \
-    X(accepted, "Connections accepted and given a pool block")                           \
-    X(refused, "Connections refused because the connection pool was exhausted")          \
-    X(paused, "Times accepting paused because the connection pool was exhausted")        \
-    X(closed_client_eof, "Connections closed after the client finished")                 \
-    X(closed_idle_timeout, "Connections closed by the idle timeout")                     \
-    X(closed_error, "Connections closed by a socket error or reset")                     \
-    X(closed_upstream_failure, "Proxy connections closed because no upstream answered")  \
-    X(closed_shutdown, "Connections closed when the shutdown grace period ran out")      \
-    X(bytes_in, "Bytes read from clients and upstreams")                                 \
-    X(bytes_out, "Bytes written to clients and upstreams")                               \
-    X(accept_errors, "accept() failures (EMFILE, ENFILE, ENOBUFS, ...), each backed off") \
-    X(upstream_connect_failures, "Upstream connection attempts that failed or timed out") \
-    X(buffer_waits, "Times a connection stopped reading because the buffer pool was empty")
+// X(field, metric family, label, help). Counters only grow; gauges go up and down. Fields of
+// one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
+#define SLABD_SHARD_COUNTERS(X)                                                                    \
+    X(accepted, "connections_accepted", "", "Connections accepted and given a pool block")         \
+    X(refused, "connections_refused", "", "Connections refused because the connection pool was full") \
+    X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full")  \
+    X(closed_client_eof, "connections_closed", "reason=\"client_eof\"", "Connections closed, by reason") \
+    X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                     \
+    X(closed_error, "connections_closed", "reason=\"error\"", "")                                   \
+    X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"", "")             \
+    X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                             \
+    X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                         \
+    X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                    \
+    X(accept_errors, "accept_errors", "", "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off") \
+    X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
+    X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty")
 
-#define SLABD_SHARD_GAUGES(X) X(active, "Connections open on this shard")
+#define SLABD_SHARD_GAUGES(X) X(active, "connections_active", "", "Connections open")
 
 /// One shard's statistics. Written only by the shard's thread (relaxed load+store, no
 /// read-modify-write), read by the admin thread.
 struct shard_stats {
-#define SLABD_DECLARE(name, help) std::atomic<std::uint64_t> name{0};
+#define SLABD_DECLARE(name, family, label, help) std::atomic<std::uint64_t> name{0};
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
@@ -49,13 +50,21 @@ inline void drop(std::atomic<std::uint64_t>& gauge) noexcept {
 
 /// A plain copy of one shard's statistics.
 struct shard_snapshot {
-#define SLABD_DECLARE(name, help) std::uint64_t name = 0;
+#define SLABD_DECLARE(name, family, label, help) std::uint64_t name = 0;
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
     shard_snapshot& operator+=(const shard_snapshot& other) noexcept;
 };
 shard_snapshot snapshot(const shard_stats& stats) noexcept;
+
+/// One proxy upstream as /stats and /metrics show it.
+struct upstream_snapshot {
+    std::string name;
+    std::uint64_t active = 0;
+    std::uint64_t connect_failures = 0;
+    bool down = false;  // passively marked failed and being skipped
+};
 
 /// Everything /stats reports, taken at one moment.
 struct server_snapshot {
@@ -67,12 +76,20 @@ struct server_snapshot {
     pool::slab_stats buffers;
     std::size_t buffer_size = 0;
     std::uint64_t op_memory_overflows = 0;
+    std::uint64_t admin_sessions_active = 0;
+    std::uint64_t admin_sessions_refused = 0;
     bool draining = false;
+    std::size_t ready_headroom = 1;  // free blocks below which the server is not ready
     std::vector<shard_snapshot> shards;
+    std::vector<upstream_snapshot> upstreams;
     shard_snapshot total() const noexcept;
 };
 
 /// The JSON body of GET /stats.
 std::string to_json(const server_snapshot& s);
+/// The body of GET /metrics: Prometheus text exposition format 0.0.4.
+std::string to_prometheus(const server_snapshot& s);
+/// Whether a load balancer should send new clients: enough free blocks and not draining.
+bool ready(const server_snapshot& s) noexcept;
 
 }  // namespace slabd::server

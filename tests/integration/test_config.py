@@ -1,0 +1,104 @@
+"""The command line and the config file, as an operator meets them: every mistake is refused with
+exit code 2 and one message that says where (flag, or file:line and key) and what was expected;
+--check-config prints the effective configuration; --help and --version exit 0."""
+
+import os
+import re
+import socket
+import tempfile
+
+import harness
+from harness import run_slabd
+
+
+class ConfigTest(harness.SlabdTest):
+    def assert_usage_error(self, args, *expected):
+        code, out, err = run_slabd(*args)
+        self.assertEqual(code, 2, f"{args}: exit code\nstderr: {err}")
+        self.assertEqual(out, "", f"{args}: a refusal goes to stderr only")
+        for fragment in expected:
+            self.assertIn(fragment, err, f"{args}: the message names {fragment!r}")
+        self.assertIsNone(harness.sanitizer_report(err))
+        return err
+
+    def test_help_and_version(self):
+        code, out, err = run_slabd("--help")
+        self.assertEqual(code, 0, err)
+        self.assertIn("Usage", out)
+        self.assertIn("--max-connections", out)
+        code, out, err = run_slabd("--version")
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r"^slabd \d+\.\d+\.\d+")
+
+    def test_bad_flags(self):
+        self.assert_usage_error(["--max-connections", "lots"], "--max-connections", '"lots"', "integer")
+        self.assert_usage_error(["--max-connections", "0"], "--max-connections", "1..")
+        self.assert_usage_error(["--mode", "bogus"], "--mode", '"bogus"', '"echo"', '"proxy"')
+        self.assert_usage_error(["--listen", "nohost"], "--listen", '"nohost"', "HOST:PORT")
+        self.assert_usage_error(["--idle-timeout", "soon"], "--idle-timeout", '"soon"', "duration")
+        self.assert_usage_error(["--frobnicate"], "--frobnicate")
+        self.assert_usage_error(["--mode", "proxy"], "upstream")
+
+    def test_unknown_key_names_file_line_and_key(self):
+        path = self.write_config("[server]\nmode = \"echo\"\n\n[pool]\nmax_connection = 10\n")
+        self.assert_usage_error(["--config", path], f"{path}:5:", "pool.max_connection", "unknown key",
+                                "max_connections")
+
+    def test_unknown_table(self):
+        path = self.write_config("[pools]\nmax_connections = 10\n")
+        self.assert_usage_error(["--config", path], f"{path}:1:", "[pools]", "unknown table")
+
+    def test_wrong_type_names_file_line_and_key(self):
+        path = self.write_config("# threads as a word\n[server]\nthreads = \"four\"\n")
+        self.assert_usage_error(["--config", path], f"{path}:3:", "server.threads", '"four"', "integer")
+
+    def test_out_of_range_names_file_line_and_key(self):
+        path = self.write_config("[timeouts]\nidle = \"1s\"\nshutdown_grace = \"2d\"\n")
+        self.assert_usage_error(["--config", path], f"{path}:3:", "timeouts.shutdown_grace", '"2d"')
+
+    def test_syntax_error_names_file_and_line(self):
+        path = self.write_config("[server]\nmode = \"echo\"\nlisten = 127.0.0.1:7000\n")
+        err = self.assert_usage_error(["--config", path], f"{path}:3:")
+        self.assertEqual(len(err.strip().splitlines()), 1, f"one message, not a dump:\n{err}")
+
+    def test_missing_file(self):
+        path = os.path.join(tempfile.gettempdir(), "slabd-no-such-dir", "slabd.toml")
+        self.assert_usage_error(["--config", path], path, "cannot open")
+
+    def test_check_config_prints_the_effective_config(self):
+        path = self.write_config("[pool]\nmax_connections = 321\n\n[timeouts]\nshutdown_grace = \"2s\"\n")
+        code, out, err = run_slabd("--config", path, "--on-exhausted", "pause", "--check-config")
+        self.assertEqual(code, 0, err)
+        self.assertIn("max_connections = 321", out)  # from the file
+        self.assertIn('on_exhausted = "pause"', out)  # from the flag
+        self.assertIn('shutdown_grace = "2s"', out)
+        self.assertIn('mode = "echo"', out)  # a default
+        # What it prints is itself a valid config that means the same.
+        printed = self.write_config(out, "printed.toml")
+        code, again, err = run_slabd("--config", printed, "--check-config")
+        self.assertEqual(code, 0, err)
+        strip_header = lambda text: re.sub(r"^#[^\n]*\n", "", text)
+        self.assertEqual(strip_header(again), strip_header(out))
+
+    def test_check_config_rejects_what_serving_would(self):
+        path = self.write_config("[server]\nthreads = 2000\n")
+        self.assert_usage_error(["--config", path, "--check-config"], f"{path}:2:", "server.threads")
+
+    def test_flags_override_the_file_when_serving(self):
+        path = self.write_config("[pool]\nmax_connections = 3\n\n[server]\nthreads = 1\n")
+        server = self.start("--config", path, "--max-connections", "7")
+        self.assertEqual(server.capacity, 7)
+        self.assertEqual(server.threads, 1)
+        self.stop(server)
+
+    def test_port_in_use_is_a_runtime_failure(self):
+        with socket.create_server(("127.0.0.1", 0)) as taken:
+            port = taken.getsockname()[1]
+            code, out, err = run_slabd("--listen", f"127.0.0.1:{port}", "--admin", "127.0.0.1:0")
+        self.assertEqual(code, 1, err)
+        self.assertIn("cannot start", err)
+        self.assertIsNone(harness.sanitizer_report(err))
+
+
+if __name__ == "__main__":
+    harness.main()
