@@ -95,7 +95,8 @@ void add_flags(CLI::App& app, options& o, raw_flags& raw) {
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     app.add_option("--max-errors", o.max_errors, "failed connections (not refusals) tolerated before exit 1")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     app.add_option("--timeout", o.timeout_s, "seconds any one operation (connect, write, echo) may take")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);

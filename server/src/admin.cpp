@@ -169,14 +169,16 @@ asio::awaitable<void> serve(std::shared_ptr<session> state, server& owner) {
             const std::size_t used = http_parser_execute(&parser, &parser_settings(), pending.data(), pending.size());
             consumed += used;
             pending.erase(0, used);
+            // The limit counts what this request took, complete or not: a request whose
+            // headers arrived whole in one read is as oversized as one still arriving.
+            if (consumed > admin_limits::max_request_bytes) {
+                status = 431;
+                break;
+            }
             const auto err = HTTP_PARSER_ERRNO(&parser);
             if (err == HPE_PAUSED) break;
             if (err != HPE_OK) {
                 status = err == HPE_HEADER_OVERFLOW ? 431 : 400;
-                break;
-            }
-            if (consumed > admin_limits::max_request_bytes) {
-                status = 431;
                 break;
             }
         }

@@ -38,7 +38,9 @@ shard::shard(server& owner, unsigned index, std::size_t buffer_count, std::size_
       backoff_timer_(context_),
       grace_timer_(context_),
       buffer_size_(buffer_size),
-      buffers_(buffer_size, std::max<std::size_t>(buffer_count, 1), 64) {
+      buffers_(buffer_size, std::max<std::size_t>(buffer_count, 1), 64),
+      live_{owner.settings().idle_timeout, owner.settings().connect_timeout,
+            owner.settings().busy_message} {
     buffer_stats_ = buffers_.stats();
 }
 
@@ -104,7 +106,7 @@ void shard::refuse(socket_type& peer) noexcept {
     server_.note_refusal();
     asio::error_code ignored;
     peer.non_blocking(true, ignored);
-    const std::string& busy = server_.settings().busy_message;
+    const std::string& busy = live_.busy_message;
     if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
     close_cleanly(peer);
 }
@@ -126,6 +128,10 @@ void shard::notify_block_freed() {
         resume_posted_.store(false);
         resume_accepting();
     });
+}
+
+void shard::update(live_settings next) {
+    asio::post(context_, [this, next = std::move(next)]() mutable { live_ = std::move(next); });
 }
 
 void shard::resume_accepting() noexcept {
@@ -240,9 +246,8 @@ void shard::tick() noexcept {
 void shard::on_tick(const asio::error_code& ec) noexcept {
     if (ec) return;
     ++now_;
-    const auto& settings = server_.settings();
-    if (settings.idle_timeout.count() > 0) {
-        const std::uint32_t limit = to_ticks(settings.idle_timeout);
+    if (live_.idle_timeout.count() > 0) {
+        const std::uint32_t limit = to_ticks(live_.idle_timeout);
         while (idle_.head != nullptr && now_ - idle_.head->links.last_active >= limit) {
             connection& c = *idle_.head;
             unlink(c);
@@ -250,7 +255,7 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
         }
     }
     // Connecting clients share one timeout, so the list is in expiry order.
-    const std::uint32_t connect_limit = std::max<std::uint32_t>(to_ticks(settings.connect_timeout), 1);
+    const std::uint32_t connect_limit = std::max<std::uint32_t>(to_ticks(live_.connect_timeout), 1);
     while (connecting_.head != nullptr && now_ - connecting_.head->links.last_active >= connect_limit) {
         connection& c = *connecting_.head;
         unlink(c);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "connection.hpp"
 #include "op_memory.hpp"
@@ -20,6 +21,14 @@
 namespace slabd::server {
 
 class server;
+
+/// The settings a shard reads on its own thread that SIGHUP may change: each shard keeps its own
+/// copy, replaced on its thread, so a reload never races the tick or a refusal.
+struct live_settings {
+    std::chrono::milliseconds idle_timeout{0};
+    std::chrono::milliseconds connect_timeout{0};
+    std::string busy_message;
+};
 
 class shard {
 public:
@@ -38,6 +47,8 @@ public:
     void begin_drain(std::chrono::milliseconds grace);
     /// Thread-safe: the pool may have a free block again; a paused shard tries to resume.
     void notify_block_freed();
+    /// Thread-safe: the shard adopts `next` on its own thread.
+    void update(live_settings next);
 
     // Used by connections, on this shard's thread only.
     [[nodiscard]] asio::io_context& context() noexcept { return context_; }
@@ -94,6 +105,7 @@ private:
     mutable std::mutex buffer_stats_mutex_;
     pool::slab_stats buffer_stats_;  // refreshed each tick for the admin thread
     shard_stats stats_;
+    live_settings live_;
     std::uint32_t now_ = 1;
     list idle_;
     list connecting_;

@@ -1,0 +1,304 @@
+"""The admin endpoint over real sockets: every route's status, content type and body shape; its
+numbers agree with what the test did; /metrics passes promtool and a real Prometheus scrapes it;
+/readyz flips with the pool; bad requests get the right 4xx and neither listener stops; the live
+page renders in headless Chromium with the numbers of /stats."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import harness
+from harness import WAIT, SlabdTest, assert_echo
+
+
+def raw_request(port, data, timeout=harness.IO_TIMEOUT):
+    """Sends `data` as is and returns everything the server answers until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        parts = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+
+
+def status_of(response):
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert m, f"not an HTTP response: {response[:80]!r}"
+    return int(m.group(1))
+
+
+def http(port, path, method="GET", headers=None):
+    """(status, headers, body) of one request, 4xx and 5xx included."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=harness.IO_TIMEOUT) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AdminTest(SlabdTest):
+    def assert_both_listeners_serve(self, server):
+        with server.connect() as c:
+            assert_echo(c, b"still here")
+        self.assertEqual(http(server.admin_port, "/healthz")[0], 200)
+
+    def test_routes_status_type_and_shape(self):
+        server = self.start("--threads", "2")
+        expect = {
+            "/": (200, "text/html"),
+            "/stats": (200, "application/json"),
+            "/metrics": (200, "text/plain; version=0.0.4"),
+            "/healthz": (200, "text/plain"),
+            "/readyz": (200, "text/plain"),
+            "/config": (200, "application/json"),
+            "/nope": (404, "text/plain"),
+        }
+        for path, (status, content_type) in expect.items():
+            with self.subTest(path=path):
+                got_status, headers, body = http(server.admin_port, path)
+                self.assertEqual(got_status, status)
+                self.assertTrue(headers["Content-Type"].startswith(content_type), headers["Content-Type"])
+        stats = json.loads(http(server.admin_port, "/stats")[2])
+        for key in ("server", "pool", "buffers", "connections", "bytes", "shards", "upstreams", "admin"):
+            self.assertIn(key, stats)
+        self.assertEqual(len(stats["shards"]), 2)
+        self.assertEqual(stats["server"]["mode"], "echo")
+        config = json.loads(http(server.admin_port, "/config")[2])
+        self.assertEqual(config["pool"]["max_connections"], server.capacity)
+        status, headers, body = http(server.admin_port, "/stats", method="HEAD")
+        self.assertEqual((status, body), (200, ""))
+        self.assertGreater(int(headers["Content-Length"]), 0)
+        self.assertEqual(http(server.admin_port, "/stats", method="POST")[0], 405)
+        self.assertEqual(http(server.admin_port, "/stats", method="DELETE")[0], 405)
+        self.stop(server)
+
+    def test_keep_alive_serves_several_requests_on_one_connection(self):
+        server = self.start()
+        with socket.create_connection(("127.0.0.1", server.admin_port), timeout=harness.IO_TIMEOUT) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while got.count(b"HTTP/1.1 200") < 2:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, f"closed early: {got!r}")
+                got += chunk
+            self.assertIn(b"ok\n", got)
+            self.assertIn(b"ready\n", got)
+        self.stop(server)
+
+    def test_numbers_agree_with_what_the_test_did(self):
+        server = self.start("--max-connections", "50", "--threads", "2")
+        clients = self.connect_all(server, 7)
+        for c in clients:
+            assert_echo(c, b"x" * 100)
+        s = server.wait_stats(lambda s: s["pool"]["in_use"] == 7, "7 blocks in use")
+        self.assertEqual(s["connections"]["active"], 7)
+        self.assertEqual(s["connections"]["accepted"], 7)
+        self.assertEqual(s["pool"]["free"], 43)
+        self.assertEqual(s["pool"]["capacity"], 50)
+        self.assertGreaterEqual(s["bytes"]["in"], 700)
+        self.assertEqual(sum(shard["active"] for shard in s["shards"]), 7)
+        metrics = http(server.admin_port, "/metrics")[2]
+        self.assertIn('slabd_pool_in_use_blocks{pool="connections"} 7\n', metrics)
+        harness.close_all(clients)
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 0, "the blocks back")
+        self.stop(server)
+
+    def test_readyz_flips_to_503_when_the_pool_is_nearly_full_and_back(self):
+        config = self.write_config("[admin]\nready_headroom = 5\n")
+        server = self.start("--config", config, "--max-connections", "20")
+        first = self.connect_all(server, 15)
+        for c in first:
+            assert_echo(c, b"a")
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 15, "15 in use")
+        self.assertEqual(http(server.admin_port, "/readyz")[0], 200)  # 5 free: still ready
+        extra = self.connect_all(server, 1)
+        assert_echo(extra[0], b"b")
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 16, "16 in use")
+        self.assertEqual(http(server.admin_port, "/readyz")[0], 503)
+        self.assertFalse(server.stats()["ready"])
+        self.assertIn("slabd_ready 0\n", http(server.admin_port, "/metrics")[2])
+        extra[0].close()
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 15, "a block back")
+        self.assertEqual(http(server.admin_port, "/readyz")[0], 200)
+        self.stop(server)
+
+    def test_admin_answers_while_the_data_pool_is_exhausted(self):
+        server = self.start("--max-connections", "5")
+        held = self.connect_all(server, 5)
+        for c in held:
+            assert_echo(c, b"hold")
+        refused = self.connect_all(server, 3)
+        for c in refused:
+            self.assertEqual(harness.recv_to_eof(c), b"")
+        s = server.wait_stats(lambda s: s["connections"]["refused"] == 3, "3 refusals")
+        self.assertEqual(s["pool"]["in_use"], 5)
+        self.assertEqual(s["pool"]["free"], 0)
+        self.assertEqual(http(server.admin_port, "/readyz")[0], 503)
+        self.assertEqual(http(server.admin_port, "/healthz")[0], 200)
+        self.stop(server)
+
+    def test_bad_requests_get_the_right_4xx_and_nothing_stops(self):
+        server = self.start()
+        port = server.admin_port
+        cases = {
+            "oversized headers": (b"GET /stats HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+            "garbage bytes": (b"\x00\x01\x02 not http at all\r\n\r\n", 400),
+            "bad method": (b"BREW /stats HTTP/1.1\r\n\r\n", 400),
+            "unknown path": (b"GET /secret HTTP/1.1\r\nConnection: close\r\n\r\n", 404),
+            "post": (b"POST /stats HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 405),
+        }
+        for name, (request, status) in cases.items():
+            with self.subTest(name):
+                self.assertEqual(status_of(raw_request(port, request)), status)
+                self.assert_both_listeners_serve(server)
+        self.stop(server)
+
+    def test_a_slow_client_is_cut_off(self):
+        server = self.start()
+        with socket.create_connection(("127.0.0.1", server.admin_port), timeout=WAIT) as slow:
+            slow.sendall(b"GET /sta")  # and then nothing: the header timeout must end it
+            self.assert_both_listeners_serve(server)  # meanwhile everyone else is served
+            started = time.monotonic()
+            response = harness.recv_to_eof(slow)
+            self.assertEqual(status_of(response), 408)
+            self.assertLess(time.monotonic() - started, WAIT)
+        self.assert_both_listeners_serve(server)
+        self.stop(server)
+
+    def test_a_flood_of_admin_connections_is_turned_away_and_then_served(self):
+        server = self.start()
+        flood = []
+        self.addCleanup(harness.close_all, flood)
+        for _ in range(100):
+            flood.append(socket.create_connection(("127.0.0.1", server.admin_port), timeout=WAIT))
+        # The admin pool holds 64 sessions: the rest are answered 503 and closed at once.
+        turned_away = harness.wait_readable(flood, 36, "36 admin connections turned away")
+        self.assertTrue(all(status_of(harness.recv_to_eof(s)) == 503 for s in turned_away[:36]))
+        with server.connect() as c:  # the data plane does not notice
+            assert_echo(c, b"data still flows")
+        harness.close_all(flood)
+        deadline = time.monotonic() + WAIT
+        while True:  # sessions free as the server sees each close
+            try:
+                status, _, body = http(server.admin_port, "/stats")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "admin never recovered from the flood")
+            time.sleep(harness.POLL)
+        self.assertGreaterEqual(json.loads(body)["admin"]["sessions_refused"], 36)
+        self.stop(server)
+
+    def test_a_token_guards_the_data_routes_but_not_the_probes(self):
+        config = self.write_config('[admin]\ntoken = "t0ken-123"\n')
+        server = self.start("--config", config)
+        port = server.admin_port
+        status, headers, _ = http(port, "/stats")
+        self.assertEqual(status, 401)
+        self.assertEqual(headers["WWW-Authenticate"], "Bearer")
+        self.assertEqual(http(port, "/metrics", headers={"Authorization": "Bearer wrong"})[0], 401)
+        self.assertEqual(http(port, "/stats", headers={"Authorization": "Bearer t0ken-123"})[0], 200)
+        status, _, body = http(port, "/config", headers={"Authorization": "Bearer t0ken-123"})
+        self.assertEqual(status, 200)
+        self.assertNotIn("t0ken-123", body)
+        self.assertEqual(http(port, "/healthz")[0], 200)
+        self.assertEqual(http(port, "/readyz")[0], 200)
+        self.stop(server)
+
+    def test_metrics_pass_promtool(self):
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool missing: scripts/install-deps.sh installs prometheus")
+        upstream = self.start()
+        server = self.start("--mode", "proxy", "--upstream", f"127.0.0.1:{upstream.port}", "--threads", "2")
+        with server.connect() as c:
+            assert_echo(c, b"through the proxy")
+        body = http(server.admin_port, "/metrics")[2]
+        self.assertIn("slabd_upstream_active_connections{upstream=", body)
+        check = subprocess.run([promtool, "check", "metrics"], input=body.encode(), capture_output=True, timeout=WAIT)
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
+        self.stop(server)
+        self.stop(upstream)
+
+    def test_a_real_prometheus_scrapes_it(self):
+        prometheus = shutil.which("prometheus")
+        self.assertIsNotNone(prometheus, "prometheus missing: scripts/install-deps.sh installs it")
+        server = self.start("--max-connections", "77")
+        work = tempfile.TemporaryDirectory(prefix="slabd-prom-")
+        self.addCleanup(work.cleanup)
+        config = os.path.join(work.name, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: slabd\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{server.admin_port}']\n")
+        web = free_port()
+        prom = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={work.name}/data",
+             f"--web.listen-address=127.0.0.1:{web}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=harness._child_setup(None))
+        self.addCleanup(lambda: (prom.kill(), prom.wait()))
+        query = f"http://127.0.0.1:{web}/api/v1/query?query=slabd_pool_capacity_blocks%7Bpool%3D%22connections%22%7D"
+        deadline = time.monotonic() + WAIT
+        value = None
+        while value is None:
+            self.assertLess(time.monotonic(), deadline, "Prometheus never had the sample")
+            try:
+                with urllib.request.urlopen(query, timeout=5) as r:
+                    result = json.loads(r.read())["data"]["result"]
+                if result:
+                    value = result[0]["value"][1]
+            except (OSError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        self.assertEqual(value, "77")
+        self.stop(server)
+
+    def test_the_live_page_renders_the_numbers_of_stats(self):
+        chromium = shutil.which("chromium")
+        self.assertIsNotNone(chromium, "chromium missing: scripts/install-deps.sh installs it")
+        server = self.start("--max-connections", "40")
+        held = self.connect_all(server, 9)
+        for c in held:
+            assert_echo(c, b"page")
+        stats = server.wait_stats(lambda s: s["pool"]["in_use"] == 9, "9 in use")
+        profile = tempfile.TemporaryDirectory(prefix="slabd-chromium-")
+        self.addCleanup(profile.cleanup)
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile.name}", "--virtual-time-budget=5000", "--dump-dom",
+             f"http://127.0.0.1:{server.admin_port}/"],
+            capture_output=True, timeout=120, preexec_fn=harness._child_setup(None)).stdout.decode()
+
+        def shown(element_id):
+            m = re.search(rf'id="{element_id}">([^<]*)<', dom)
+            self.assertIsNotNone(m, f"#{element_id} not in the rendered page:\n{dom[:2000]}")
+            return m.group(1)
+
+        self.assertEqual(shown("pool-in-use"), "9")
+        self.assertEqual(shown("pool-capacity"), str(stats["pool"]["capacity"]))
+        self.assertEqual(shown("pool-block-size"), str(stats["pool"]["block_size"]))
+        self.assertEqual(shown("conn-accepted"), str(stats["connections"]["accepted"]))
+        self.assertEqual(shown("mode"), "echo")
+        self.assertEqual(shown("error"), "")
+        self.stop(server)
+
+
+if __name__ == "__main__":
+    harness.main()
