@@ -101,7 +101,7 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
         case mode::rate:
             // Start on the schedule's next slot: time spent connecting is not the server's lag.
             allowed_ = send_msg_ = recv_msg_ = plan_.first_due_at_or_after(index_, now_);
-            rate_end_ = plan_.rate_end(index_);
+            rate_end_ = plan_.rate_end(index_, send_msg_);
             pace();
             break;
         case mode::bulk:
@@ -110,12 +110,8 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     }
     moved_ = true;
     send();
-    if (phase_ != phase::open) return;
     // Read at once: an early busy line and EOF raised an edge before there was a wait for it.
-    receive();
-    if (phase_ != phase::open) return;
-    wait_readable();
-    update_deadline();
+    if (phase_ == phase::open) exchange();
 }
 
 void connection::end() noexcept {
@@ -321,9 +317,13 @@ void connection::on_readable(const asio::error_code& ec) noexcept {
     if (ec) return finish(classify(ec));
     now_ = now_ns();
     moved_ = false;
+    exchange();
+}
+
+void connection::exchange() noexcept {
     receive();
-    if (phase_ != phase::open) return;
-    send();
+    // What just came back may allow the next message (rr).
+    if (phase_ == phase::open) send();
     if (phase_ != phase::open) return;
     wait_readable();
     update_deadline();

@@ -48,6 +48,7 @@ private:
 
     void send() noexcept;
     bool refill() noexcept;
+    void exchange() noexcept;
     void receive() noexcept;
     void consume(std::span<const std::byte> bytes) noexcept;
     void on_echo() noexcept;

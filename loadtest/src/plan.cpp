@@ -38,8 +38,8 @@ std::uint64_t plan::first_due_at_or_after(std::uint32_t conn, std::int64_t t) co
     return k;
 }
 
-std::uint64_t plan::rate_end(std::uint32_t conn) const noexcept {
-    if (by_count()) return first_due_at_or_after(conn, measure_start_ns) + quota(conn);
+std::uint64_t plan::rate_end(std::uint32_t conn, std::uint64_t first) const noexcept {
+    if (by_count()) return std::max(first, first_due_at_or_after(conn, measure_start_ns)) + quota(conn);
     return first_due_at_or_after(conn, measure_end_ns);
 }
 

@@ -60,8 +60,9 @@ struct plan {
     [[nodiscard]] std::int64_t scheduled_ns(std::uint32_t conn, std::uint64_t k) const noexcept;
     /// The first message of `conn` due at or after t.
     [[nodiscard]] std::uint64_t first_due_at_or_after(std::uint32_t conn, std::int64_t t) const noexcept;
-    /// One past the last message of `conn` that the run sends: the window's end, or the quota.
-    [[nodiscard]] std::uint64_t rate_end(std::uint32_t conn) const noexcept;
+    /// One past the last message of `conn` that the run sends, when its first is `first`: the
+    /// window's end, or its quota counted from the first message in the window.
+    [[nodiscard]] std::uint64_t rate_end(std::uint32_t conn, std::uint64_t first) const noexcept;
 };
 
 /// Works the plan out from validated options, a resolved target and the start time.

@@ -98,15 +98,17 @@ TEST_CASE("rate mode sends what is due in the window, or its quota after the war
     const plan p = make(o);
     std::uint64_t in_window = 0;
     for (std::uint32_t c = 0; c < p.connections; ++c)
-        in_window += p.rate_end(c) - p.first_due_at_or_after(c, p.measure_start_ns);
+        in_window += p.rate_end(c, 0) - p.first_due_at_or_after(c, p.measure_start_ns);
     CHECK(in_window == 2000);
 
     o.messages = 500;
     const plan counted = make(o);
     std::uint64_t total = 0;
     for (std::uint32_t c = 0; c < counted.connections; ++c)
-        total += counted.rate_end(c) - counted.first_due_at_or_after(c, counted.measure_start_ns);
+        total += counted.rate_end(c, 0) - counted.first_due_at_or_after(c, counted.measure_start_ns);
     CHECK(total == 500);
+    // A connection that comes up late still sends its whole quota.
+    CHECK(counted.rate_end(3, 5000) == 5000 + counted.quota(3));
 }
 
 TEST_CASE("buffers: one message for the closed loops, batches for rate and bulk, bounded") {

@@ -2,14 +2,17 @@
 // Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (DESIGN decision 9).
 #include <sys/resource.h>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <iostream>
-#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "daemon.hpp"
+#include "logging.hpp"
 #include "pool_demo.hpp"
 #include "server.hpp"
 #include "slabd/config/config.hpp"
@@ -33,6 +36,46 @@ void raise_descriptor_limit(const slabd::config::Config& settings) {
                      settings.max_connections, needed, limit.rlim_cur);
 }
 
+/// argv kept for SIGHUP, which parses it again; the --config path is made absolute because the
+/// daemon's working directory is "/".
+std::vector<std::string> arguments_for_reload(int argc, char** argv) {
+    std::vector<std::string> args(argv, argv + argc);
+    const std::string flag = "--config";
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        std::error_code ec;
+        if (args[i] == flag && i + 1 < args.size()) {
+            const auto path = std::filesystem::absolute(args[i + 1], ec);
+            if (!ec) args[i + 1] = path.string();
+            ++i;
+        } else if (args[i].starts_with(flag + "=")) {
+            const auto path = std::filesystem::absolute(args[i].substr(flag.size() + 1), ec);
+            if (!ec) args[i] = flag + "=" + path.string();
+        }
+    }
+    return args;
+}
+
+/// SIGHUP: a new log file for logrotate, then the settings again; a config that no longer loads
+/// is reported and the running one kept.
+void reload(slabd::server::server& daemon, const std::vector<std::string>& args) {
+    slabd::server::notify_systemd("RELOADING=1");
+    if (const auto ec = slabd::server::logging::reopen())
+        spdlog::error("SIGHUP: cannot reopen the log file ({}); still writing to the old one", ec.message());
+    else
+        spdlog::info("SIGHUP: log reopened, reloading settings");
+    std::vector<const char*> argv;
+    for (const auto& a : args) argv.push_back(a.c_str());
+    const auto cli = slabd::config::parse_command_line(static_cast<int>(argv.size()), argv.data());
+    if (cli.what == slabd::config::action::run) {
+        daemon.reload(cli.config);
+    } else {
+        std::string why = cli.output;
+        while (!why.empty() && why.back() == '\n') why.pop_back();
+        spdlog::error("reload failed, keeping the running settings: {}", why);
+    }
+    slabd::server::notify_systemd("READY=1");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,14 +94,24 @@ int main(int argc, char** argv) {
         case action::run: break;
     }
     const auto& settings = cli.config;
-    // spdlog's default logger writes to stdout; the log belongs on stderr (log.file empty), and
-    // stdout only to what was asked for (--check-config, --help).
-    spdlog::set_default_logger(
-        std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
-    spdlog::set_level(spdlog::level::from_str(settings.log_level));
+    const auto reload_args = arguments_for_reload(argc, argv);
+    std::optional<slabd::server::pidfile> pid;
+    try {
+        // The pidfile first: a second instance is refused before it binds (it would name a busy
+        // port, not the first instance) or writes to the first one's log.
+        if (!settings.pidfile.empty()) pid.emplace(settings.pidfile);
+        slabd::server::logging::setup(settings);
+    } catch (const std::runtime_error& e) {
+        std::cerr << "slabd: cannot start: " << e.what() << "\n";
+        return 1;
+    }
     raise_descriptor_limit(settings);
+    std::optional<slabd::server::launcher_pipe> launcher;
     try {
         slabd::server::server daemon(settings);
+        if (settings.daemonize)
+            launcher.emplace(slabd::server::daemonize([&daemon](auto event) { daemon.notify_fork(event); }));
+        if (pid) pid->write_pid();
         spdlog::info("slabd {} {} mode: data {} admin {}, pool {} blocks of {} bytes, {} thread(s)",
                      SLABD_VERSION, slabd::config::to_string(settings.mode),
                      daemon.data_endpoint().address().to_string() + ":" +
@@ -67,11 +120,23 @@ int main(int argc, char** argv) {
                          std::to_string(daemon.admin_endpoint().port()),
                      daemon.connections().capacity(), daemon.connections().block_size(),
                      settings.threads);
+        if (launcher) {
+            if (const auto ec = slabd::server::logging::capture_stderr())
+                throw std::system_error(ec, "cannot redirect stderr");
+            launcher->ready();
+        }
+        slabd::server::notify_systemd("READY=1");
+        daemon.on_hangup([&daemon, &reload_args] { reload(daemon, reload_args); });
         daemon.run();
         const auto totals = daemon.snapshot().total();
         spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted, totals.refused);
-    } catch (const std::system_error& e) {
+    } catch (const std::runtime_error& e) {
+        // Start-up failures must reach whoever started slabd, not only a log file they may not read.
         spdlog::critical("cannot start: {}", e.what());
+        if (launcher)
+            launcher->failed(1, std::string("cannot start: ") + e.what());
+        else if (!settings.log_file.empty())
+            std::cerr << "slabd: cannot start: " << e.what() << "\n";
         return 1;
     }
     return 0;

@@ -3,9 +3,12 @@
 #include <asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "admin.hpp"
+#include "daemon.hpp"
 #include "shard.hpp"
 
 namespace slabd::server {
@@ -26,7 +29,8 @@ std::int64_t now_ns() noexcept {
 }  // namespace
 
 server::server(const config::Config& settings)
-    : settings_(settings), connections_(settings.max_connections), signals_(control_, SIGINT, SIGTERM) {
+    : settings_(settings), connections_(settings.max_connections), signals_(control_, SIGINT, SIGTERM),
+      hangups_(control_, SIGHUP) {
     if (settings_.mode == config::server_mode::proxy) {
         legs_ = std::make_unique<leg_pool>(settings_.max_connections);
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
@@ -54,6 +58,7 @@ void server::run() {
         spdlog::info("received signal {}, draining (grace {} ms)", signo, settings_.shutdown_grace.count());
         request_stop();
     });
+    watch_hangups();
     admin_->start();
 
     std::vector<std::thread> threads;
@@ -64,6 +69,7 @@ void server::run() {
     asio::post(control_, [this] {
         asio::error_code ignored;
         signals_.cancel(ignored);
+        hangups_.cancel(ignored);
         admin_->stop();
         control_.stop();  // keep-alive admin sessions would otherwise hold run() open
     });
@@ -72,7 +78,75 @@ void server::run() {
 
 void server::request_stop() {
     if (draining_.exchange(true)) return;
+    notify_systemd("STOPPING=1");
     for (auto& s : shards_) s->begin_drain(settings_.shutdown_grace);
+}
+
+void server::watch_hangups() {
+    hangups_.async_wait([this](const asio::error_code& ec, int) {
+        if (ec) return;
+        if (on_hangup_) on_hangup_();
+        watch_hangups();
+    });
+}
+
+namespace {
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+std::string quoted(const std::string& s) { return '"' + s + '"'; }
+
+}  // namespace
+
+void server::reload(const config::Config& next) {
+    std::vector<std::string> changed;
+    const auto adopt = [&changed](auto& field, const auto& value, const char* name, auto show) {
+        if (field == value) return;
+        changed.push_back(std::string(name) + " " + show(field) + " -> " + show(value));
+        field = value;
+    };
+    adopt(settings_.log_level, next.log_level, "log.level", quoted);
+    adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle", ms);
+    adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
+    adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
+    // Read only on this thread, by the admin endpoint.
+    adopt(settings_.admin_token, next.admin_token, "admin.token",
+          [](const std::string&) { return std::string("<redacted>"); });
+    adopt(settings_.ready_headroom, next.ready_headroom, "admin.ready_headroom",
+          [](std::size_t n) { return std::to_string(n); });
+
+    const config::Config& now = settings_;
+    std::string restart;
+    for (const auto& [name, differs] : std::initializer_list<std::pair<const char*, bool>>{
+             {"server.mode", now.mode != next.mode},
+             {"server.listen", now.listen != next.listen},
+             {"server.threads", now.threads != next.threads},
+             {"pool.max_connections", now.max_connections != next.max_connections},
+             {"pool.on_exhausted", now.on_exhausted != next.on_exhausted},
+             {"pool.buffer_count", now.buffer_count != next.buffer_count},
+             {"pool.buffer_size", now.buffer_size != next.buffer_size},
+             {"timeouts.shutdown_grace", now.shutdown_grace != next.shutdown_grace},
+             {"proxy.upstreams", now.upstreams != next.upstreams},
+             {"proxy.balance", now.balance != next.balance},
+             {"proxy.fail_timeout", now.upstream_fail_timeout != next.upstream_fail_timeout},
+             {"admin.listen", now.admin != next.admin},
+             {"log.file", now.log_file != next.log_file},
+             {"log.format", now.log_fmt != next.log_fmt},
+             {"daemon.daemonize", now.daemonize != next.daemonize},
+             {"daemon.pidfile", now.pidfile != next.pidfile}}) {
+        if (differs) restart += restart.empty() ? name : std::string(", ") + name;
+    }
+
+    spdlog::set_level(spdlog::level::from_str(settings_.log_level));
+    for (auto& s : shards_)
+        s->update({settings_.idle_timeout, settings_.connect_timeout, settings_.busy_message});
+    if (changed.empty()) spdlog::info("reload: no setting changed that applies at run time");
+    for (const auto& line : changed) spdlog::info("reload: changed {}", line);
+    if (!restart.empty()) spdlog::warn("reload: changed but only a restart applies: {}", restart);
+}
+
+void server::notify_fork(asio::execution_context::fork_event event) {
+    control_.notify_fork(event);
+    for (auto& s : shards_) s->context().notify_fork(event);
 }
 
 void server::wake_paused_shards() noexcept {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -38,10 +39,19 @@ public:
     void run();
     /// Thread-safe: begin the graceful drain.
     void request_stop();
+    /// Runs `handler` on the control thread for each SIGHUP; set it before run().
+    void on_hangup(std::function<void()> handler) { on_hangup_ = std::move(handler); }
+    /// On the control thread (the SIGHUP handler): adopts what can change at run time from
+    /// `next`, logs each change, and names the changed settings that need a restart.
+    void reload(const config::Config& next);
+    /// Passes a fork (daemonize) on to every io_context; before run() only.
+    void notify_fork(asio::execution_context::fork_event event);
 
     [[nodiscard]] asio::ip::tcp::endpoint data_endpoint() const;
     [[nodiscard]] asio::ip::tcp::endpoint admin_endpoint() const;
     [[nodiscard]] server_snapshot snapshot() const;
+    /// The settings as started, with reloads applied; read them on the control thread, or only
+    /// those that reload() never changes.
     [[nodiscard]] const config::Config& settings() const noexcept { return settings_; }
 
     // Used by shards.
@@ -59,6 +69,7 @@ public:
 private:
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
+    void watch_hangups();
 
     config::Config settings_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
@@ -68,6 +79,8 @@ private:
     std::vector<std::unique_ptr<shard>> shards_;
     asio::io_context control_{1};  // admin endpoint and signals, on the thread that calls run()
     asio::signal_set signals_;
+    asio::signal_set hangups_;  // from construction, so an early SIGHUP cannot kill the process
+    std::function<void()> on_hangup_;
     std::unique_ptr<admin> admin_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};

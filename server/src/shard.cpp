@@ -244,7 +244,9 @@ void shard::tick() noexcept {
 }
 
 void shard::on_tick(const asio::error_code& ec) noexcept {
-    if (ec) return;
+    // A tick already queued when the drain cancelled the timer must not re-arm it, or run()
+    // never runs out of work and the process never exits.
+    if (ec || (draining_ && stats_.active.load(std::memory_order_relaxed) == 0)) return;
     ++now_;
     if (live_.idle_timeout.count() > 0) {
         const std::uint32_t limit = to_ticks(live_.idle_timeout);
