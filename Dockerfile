@@ -28,13 +28,16 @@ FROM debian:bookworm-slim
 
 # The shared libraries slabd links (readelf -d / ldd on the release binary, mapped to packages
 # with dpkg -S): libtomlplusplus.so.3, libspdlog.so.1.10, libfmt.so.9, libhttp_parser.so.2.9,
-# libstdc++.so.6, libgcc_s.so.1, libc.so.6/libm.so.6. The last three are already in the base
-# image; they are listed so that the list stays complete if the base changes. `apt-get clean`
+# libsystemd.so.0 (sd_notify readiness; linked whenever libsystemd-dev is in the build stage),
+# libstdc++.so.6, libgcc_s.so.1, libc.so.6/libm.so.6. libsystemd0 (apt depends on it) and the
+# last three are already in the base image; they are listed so that the list stays complete if
+# the base changes. apt pulls libsystemd0's own dependencies (libzstd, liblz4, libgcrypt, ...).
+# Re-check this list with ldd whenever a target gains a library. `apt-get clean`
 # drops the downloaded .debs and apt's ~80 MB package caches (/var/cache/apt/*.bin), which a base
 # image without the official image's docker-clean apt hook would otherwise keep in this layer.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libtomlplusplus3 libspdlog1.10 libfmt9 libhttp-parser2.9 \
+      libtomlplusplus3 libspdlog1.10 libfmt9 libhttp-parser2.9 libsystemd0 \
       libstdc++6 libgcc-s1 libc6 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
@@ -50,13 +53,13 @@ COPY deploy/slabd.toml /etc/slabd/slabd.toml
 
 USER slabd
 
-# 7000: echo/proxy data port; 9100: admin HTTP (/stats JSON, /healthz).
+# 7000: echo/proxy data port; 9100: admin HTTP (/, /stats, /metrics, /healthz, /readyz, /config).
 EXPOSE 7000 9100
 
 # No HEALTHCHECK: probing /healthz from inside the container would need an HTTP client (curl,
 # wget or python3), none of which is in this image, and adding one only for the probe would pull
-# in more packages than slabd itself needs. Point the orchestrator's HTTP probe at :9100/healthz
-# instead.
+# in more packages than slabd itself needs. Point the orchestrator's HTTP probes at :9100/healthz
+# (liveness) and :9100/readyz (readiness) instead; with [admin] token set they need the header.
 
 # slabd runs as PID 1 in the foreground (its default) and handles SIGTERM itself: it stops
 # accepting and gives open connections [timeouts] shutdown_grace (10 s) to finish. Keep

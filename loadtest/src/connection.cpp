@@ -105,7 +105,9 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
             pace();
             break;
         case mode::bulk:
-            allowed_ = plan_.bulk_direction == direction::down ? 0 : std::numeric_limits<std::uint64_t>::max();
+            allowed_ = plan_.bulk_direction == direction::down
+                           ? 0
+                           : std::numeric_limits<std::uint64_t>::max();
             break;
     }
     moved_ = true;
@@ -120,7 +122,9 @@ void connection::end() noexcept {
             timer_.cancel();  // its handler sees the end and retires
             return;
         case phase::open:
-            if (plan_.run_mode == mode::churn) return;  // the cycle in flight finishes, no other starts
+            // Churn's cycle in flight finishes and no other starts; a suspect connection waits
+            // for its EOF, which our half-close would provoke from any echo server.
+            if (plan_.run_mode == mode::churn || suspect_) return;
             if (plan_.bulk_direction == direction::down && plan_.run_mode == mode::bulk)
                 return finish(outcome::ok);
             now_ = now_ns();
@@ -204,7 +208,8 @@ void connection::send() noexcept {
     for (;;) {
         if (tx_done_ == tx_len_ && !refill()) break;
         asio::error_code ec;
-        const std::size_t n = socket_.write_some(asio::buffer(tx_.data() + tx_done_, tx_len_ - tx_done_), ec);
+        const std::size_t n =
+            socket_.write_some(asio::buffer(tx_.data() + tx_done_, tx_len_ - tx_done_), ec);
         if (ec == asio::error::would_block) {
             write_blocked_ = true;
             ++pending_;
@@ -276,7 +281,8 @@ void connection::stop_sending() noexcept {
 void connection::pace() noexcept {
     if (ending_ || suspect_) return;
     // Everything due by now may go, in one write if the server has fallen behind.
-    allowed_ = std::max(allowed_, std::min(rate_end_, plan_.first_due_at_or_after(index_, now_ + 1)));
+    allowed_ =
+        std::max(allowed_, std::min(rate_end_, plan_.first_due_at_or_after(index_, now_ + 1)));
     if (allowed_ >= rate_end_) {
         ending_ = true;
         return;
@@ -399,7 +405,9 @@ void connection::on_echo() noexcept {
     if (counted) {
         ++tally_.msgs;
         tally_.last_completion_ns = std::max(tally_.last_completion_ns, now_);
-        if (plan_.run_mode != mode::bulk) tally_.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ - began)));
+        if (plan_.run_mode != mode::bulk)
+            tally_.latency.record(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ - began)));
     }
     recv_off_ = 0;
     ++recv_msg_;
@@ -409,7 +417,8 @@ void connection::on_echo() noexcept {
         case mode::rr:
             if (counted) ++measured_;
             if (ending_) break;
-            if (owner_.ended() || now_ >= plan_.measure_end_ns || (plan_.by_count() && measured_ >= plan_.quota(index_)))
+            if (owner_.ended() || now_ >= plan_.measure_end_ns ||
+                (plan_.by_count() && measured_ >= plan_.quota(index_)))
                 stop_sending();
             else
                 ++allowed_;
@@ -426,9 +435,13 @@ void connection::on_echo() noexcept {
 }
 
 void connection::on_eof() noexcept {
+    if (suspect_) {
+        ++tally_.busy_lines;
+        return finish(outcome::refused_cleanly);
+    }
     if (shut_down_ && (recv_bytes_ == sent_bytes_ || !echo_required())) return finish(outcome::ok);
-    if (suspect_ || !proven_) {
-        if (recv_bytes_ > 0) ++tally_.busy_lines;
+    if (!proven_) {
+        if (recv_bytes_ > 0) ++tally_.busy_lines;  // the start of a busy line, or of an echo
         return finish(outcome::refused_cleanly);
     }
     finish(outcome::closed_early);
@@ -439,7 +452,8 @@ bool connection::echo_required() const noexcept {
 }
 
 void connection::update_deadline() noexcept {
-    const bool waiting = write_blocked_ || shut_down_ || suspect_ || (echo_required() && recv_bytes_ < sent_bytes_);
+    const bool waiting =
+        write_blocked_ || shut_down_ || suspect_ || (echo_required() && recv_bytes_ < sent_bytes_);
     if (!waiting)
         deadline_ns_ = 0;
     else if (moved_ || deadline_ns_ == 0)

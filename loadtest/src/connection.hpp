@@ -25,7 +25,7 @@ using timer_type = asio::basic_waitable_timer<std::chrono::steady_clock,
                                               asio::io_context::executor_type>;
 
 class connection {
-public:
+  public:
     connection(worker& owner, std::uint32_t index);
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -37,7 +37,7 @@ public:
     /// Ends the connection as a timeout if what it waits for is overdue.
     void sweep(std::int64_t now) noexcept;
 
-private:
+  private:
     enum class phase : std::uint8_t { waiting, connecting, open, closing, done };
 
     void connect() noexcept;
@@ -78,11 +78,11 @@ private:
     std::span<std::byte> rx_;
 
     phase phase_ = phase::waiting;
-    int pending_ = 0;  // handlers not yet run: the socket and buffers are in use until it is 0
+    int pending_ = 0;       // handlers not yet run: the socket and buffers are in use until it is 0
     std::int64_t now_ = 0;  // the clock, read once per handler
     std::int64_t deadline_ns_ = 0;  // 0: waiting for nothing
-    bool moved_ = false;  // bytes moved in this handler: the deadline starts over
-    bool counted_up_ = false;  // in the gauge of connections up: the server echoed on it
+    bool moved_ = false;            // bytes moved in this handler: the deadline starts over
+    bool counted_up_ = false;       // in the gauge of connections up: the server echoed on it
     outcome last_outcome_ = outcome::ok;
 
     // This connection (churn: this cycle's connection).
@@ -111,7 +111,7 @@ private:
     std::uint64_t recv_bytes_ = 0;
     bool recv_ok_ = true;  // the message being received has matched so far
     bool read_waiting_ = false;
-    bool proven_ = false;  // an intact echo came back: the server took this connection
+    bool proven_ = false;   // an intact echo came back: the server took this connection
     bool suspect_ = false;  // the first echo did not match: a busy line, if EOF follows
 };
 

@@ -29,7 +29,8 @@ void write_hgrm(std::ostream& out, const histogram& h) {
     for (std::size_t i = 0; i < histogram::bucket_count && seen < total; ++i) {
         if (h.count_at(i) == 0) continue;
         seen += h.count_at(i);
-        const std::uint64_t top = i + 1 == histogram::bucket_count ? h.max() : histogram::highest_equivalent(i);
+        const std::uint64_t top =
+            i + 1 == histogram::bucket_count ? h.max() : histogram::highest_equivalent(i);
         const double value = static_cast<double>(std::min(top, h.max())) / ns_per_ms;
         const double reached = 100.0 * static_cast<double>(seen) / static_cast<double>(total);
         // The last bucket gets one line at the current level; the closing 100% line follows.
@@ -41,13 +42,15 @@ void write_hgrm(std::ostream& out, const histogram& h) {
         }
     }
     if (total > 0)
-        out << fmt::format("{:12.6f} {:2.12f} {:10d}\n", static_cast<double>(h.max()) / ns_per_ms, 1.0, total);
+        out << fmt::format("{:12.6f} {:2.12f} {:10d}\n", static_cast<double>(h.max()) / ns_per_ms,
+                           1.0, total);
     out << fmt::format("#[Mean    = {:12.6f}, StdDeviation   = {:12.6f}]\n", h.mean() / ns_per_ms,
                        h.stddev() / ns_per_ms);
     out << fmt::format("#[Max     = {:12.6f}, Total count    = {:12d}]\n",
                        static_cast<double>(h.max()) / ns_per_ms, total);
     out << fmt::format("#[Buckets = {:12d}, SubBuckets     = {:12d}]\n",
-                       histogram::value_bits - histogram::sub_bucket_bits, 2U << histogram::sub_bucket_bits);
+                       histogram::value_bits - histogram::sub_bucket_bits,
+                       2U << histogram::sub_bucket_bits);
 }
 
 }  // namespace slabd::load

@@ -12,13 +12,14 @@
 namespace slabd::load {
 
 class histogram {
-public:
+  public:
     /// log2 of the linear steps in each power of two: the precision.
     static constexpr unsigned sub_bucket_bits = 7;
     /// Values of 2^44 and above (ns: about 4.9 hours) share the top bucket; max() stays exact.
     static constexpr unsigned value_bits = 44;
     static constexpr std::uint64_t highest_trackable = (std::uint64_t{1} << value_bits) - 1;
-    static constexpr std::size_t bucket_count = (value_bits - sub_bucket_bits + 1) << sub_bucket_bits;
+    static constexpr std::size_t bucket_count = (value_bits - sub_bucket_bits + 1)
+                                                << sub_bucket_bits;
 
     void record(std::uint64_t value) noexcept {
         ++counts_[index_of(value)];
@@ -41,7 +42,9 @@ public:
     [[nodiscard]] std::uint64_t value_at_percentile(double percentile) const noexcept;
 
     // Bucket access for writers of the full distribution (.hgrm).
-    [[nodiscard]] std::uint64_t count_at(std::size_t index) const noexcept { return counts_[index]; }
+    [[nodiscard]] std::uint64_t count_at(std::size_t index) const noexcept {
+        return counts_[index];
+    }
     [[nodiscard]] static constexpr std::size_t index_of(std::uint64_t value) noexcept {
         if (value > highest_trackable) value = highest_trackable;
         const auto width = static_cast<unsigned>(std::bit_width(value));
@@ -57,7 +60,7 @@ public:
         return index + 1 == bucket_count ? highest_trackable : lowest_equivalent(index + 1) - 1;
     }
 
-private:
+  private:
     std::array<std::uint64_t, bucket_count> counts_{};
     std::uint64_t total_ = 0;
     std::uint64_t min_ = std::numeric_limits<std::uint64_t>::max();

@@ -1,8 +1,9 @@
 #include "options.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <sstream>
@@ -22,7 +23,8 @@ Enum from_name(const std::array<const char*, N>& names, const std::string& text)
 }
 
 command_line usage_error(std::string message) {
-    return {std::nullopt, 2, "slabd-load: " + std::move(message) + "\nRun with --help for more information.\n"};
+    return {std::nullopt, 2,
+            "slabd-load: " + std::move(message) + "\nRun with --help for more information.\n"};
 }
 
 /// "HOST:PORT" or "[IPV6]:PORT"; the host is resolved when the run starts.
@@ -37,7 +39,8 @@ bool split_target(const std::string& text, options& o) {
     const std::string port = text.substr(colon + 1);
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535) return false;
+    if (ec != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535)
+        return false;
     o.target_host = std::move(host);
     o.target_port = static_cast<std::uint16_t>(value);
     return true;
@@ -51,15 +54,17 @@ struct raw_flags {
     CLI::Option* rate = nullptr;
     CLI::Option* direction = nullptr;
     CLI::Option* messages = nullptr;
+    CLI::Option* warmup = nullptr;
 };
 
 void add_flags(CLI::App& app, options& o, raw_flags& raw) {
-    app.add_option("MODE", raw.mode_text,
-                   "rr: closed loop, send and wait for the echo\n"
-                   "rate: open loop at --rate messages/s, latency from each message's scheduled time\n"
-                   "churn: connect, one message, close, again\n"
-                   "hold: open -c connections, prove each with one echo, hold them for -d seconds\n"
-                   "bulk: stream -s byte chunks (--direction) for throughput")
+    app.add_option(
+           "MODE", raw.mode_text,
+           "rr: closed loop, send and wait for the echo\n"
+           "rate: open loop at --rate messages/s, latency from each message's scheduled time\n"
+           "churn: connect, one message, close, again\n"
+           "hold: open -c connections, prove each with one echo, hold them for -d seconds\n"
+           "bulk: stream -s byte chunks (--direction) for throughput")
         ->required()
         ->check(CLI::IsMember(std::vector<std::string>(mode_names.begin(), mode_names.end())));
     app.add_option("--target", raw.target, "the server, HOST:PORT or [IPV6]:PORT")->required();
@@ -73,31 +78,39 @@ void add_flags(CLI::App& app, options& o, raw_flags& raw) {
                                     "seconds to measure, after the warm-up (hold: after the ramp)")
                          ->capture_default_str()
                          ->check(CLI::PositiveNumber);
-    raw.rate = app.add_option("--rate", o.rate, "rate mode: messages per second, all connections together")
-                   ->check(CLI::PositiveNumber);
+    raw.rate =
+        app.add_option("--rate", o.rate, "rate mode: messages per second, all connections together")
+            ->check(CLI::PositiveNumber);
     app.add_option("--threads", o.threads, "client threads, one event loop each")
         ->capture_default_str()
         ->check(CLI::Range(1U, 1024U));
     app.add_option("--source", raw.sources,
                    "local addresses to connect from, A,B,...: connection i uses the (i mod n)th")
         ->delimiter(',');
-    app.add_option("--json", o.json_path, "write the report as JSON to this file")->type_name("FILE");
-    app.add_option("--hgrm", o.hgrm_path, "write the latency distribution in HdrHistogram's .hgrm format")
+    app.add_option("--json", o.json_path, "write the report as JSON to this file")
         ->type_name("FILE");
-    raw.messages = app.add_option("--messages", o.messages,
-                                  "measure this many messages in total (churn: connections) instead of -d")
-                       ->check(CLI::PositiveNumber)
-                       ->excludes(duration);
-    app.add_option("--warmup", o.warmup_s, "seconds of traffic before measuring, left out of the figures")
+    app.add_option("--hgrm", o.hgrm_path,
+                   "write the latency distribution in HdrHistogram's .hgrm format")
+        ->type_name("FILE");
+    raw.messages =
+        app.add_option("--messages", o.messages,
+                       "measure this many messages in total (churn: connections) instead of -d")
+            ->check(CLI::PositiveNumber)
+            ->excludes(duration);
+    raw.warmup = app.add_option("--warmup", o.warmup_s,
+                                "seconds of traffic before measuring, left out of the figures")
+                     ->capture_default_str()
+                     ->check(CLI::NonNegativeNumber);
+    app.add_option("--connect-rate", o.connect_rate,
+                   "open connections at this many per second (0: all at once)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
-    app.add_option("--connect-rate", o.connect_rate, "open connections at this many per second (0: all at once)")
+    app.add_option("--max-errors", o.max_errors,
+                   "failed connections (not refusals) tolerated before exit 1")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
-    app.add_option("--max-errors", o.max_errors, "failed connections (not refusals) tolerated before exit 1")
-        ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
-    app.add_option("--timeout", o.timeout_s, "seconds any one operation (connect, write, echo) may take")
+    app.add_option("--timeout", o.timeout_s,
+                   "seconds any one operation (connect, write, echo) may take")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     raw.direction = app.add_option("--direction", raw.direction_text, "bulk: up, down or both")
@@ -111,7 +124,8 @@ command_line finish(options o, const raw_flags& raw) {
     o.run_mode = from_name<mode>(mode_names, raw.mode_text);
     o.bulk_direction = from_name<direction>(direction_names, raw.direction_text);
     if (!split_target(raw.target, o))
-        return usage_error(fmt::format("--target: '{}' is not HOST:PORT with a port in 1..65535", raw.target));
+        return usage_error(
+            fmt::format("--target: '{}' is not HOST:PORT with a port in 1..65535", raw.target));
     for (const auto& text : raw.sources) {
         asio::error_code ec;
         const auto address = asio::ip::make_address(text, ec);
@@ -120,35 +134,49 @@ command_line finish(options o, const raw_flags& raw) {
     }
     const bool rate_given = raw.rate->count() > 0;
     if (o.run_mode == mode::rate && !rate_given) return usage_error("rate mode needs --rate");
-    if (o.run_mode != mode::rate && rate_given) return usage_error("--rate applies to rate mode only");
+    if (o.run_mode != mode::rate && rate_given)
+        return usage_error("--rate applies to rate mode only");
     if (o.run_mode != mode::bulk && raw.direction->count() > 0)
         return usage_error("--direction applies to bulk mode only");
     if (o.run_mode == mode::hold && raw.messages->count() > 0)
         return usage_error("hold mode runs for a duration: --messages does not apply");
+    if (o.run_mode == mode::hold && raw.warmup->count() > 0)
+        return usage_error("hold mode measures its whole run: --warmup does not apply");
+    o.threads = std::min<unsigned>(o.threads, o.connections);  // a thread without connections idles
     return {std::move(o), 0, {}};
 }
 
 }  // namespace
 
-std::string_view to_string(mode m) noexcept { return mode_names[static_cast<std::size_t>(m)]; }
-std::string_view to_string(direction d) noexcept { return direction_names[static_cast<std::size_t>(d)]; }
+std::string_view to_string(mode m) noexcept {
+    return mode_names[static_cast<std::size_t>(m)];
+}
+std::string_view to_string(direction d) noexcept {
+    return direction_names[static_cast<std::size_t>(d)];
+}
 
 std::string options::target() const {
-    return target_host.find(':') == std::string::npos ? fmt::format("{}:{}", target_host, target_port)
-                                                      : fmt::format("[{}]:{}", target_host, target_port);
+    return target_host.find(':') == std::string::npos
+               ? fmt::format("{}:{}", target_host, target_port)
+               : fmt::format("[{}]:{}", target_host, target_port);
 }
 
 command_line parse_command_line(int argc, const char* const* argv) {
-    CLI::App app{"slabd-load " SLABD_LOAD_VERSION ": load, latency and capacity tests for slabd or any TCP echo server",
+    CLI::App app{"slabd-load " SLABD_LOAD_VERSION
+                 ": load, latency and capacity tests for slabd or any TCP echo server",
                  "slabd-load"};
     app.footer(
-        "Every echoed byte is checked. A failed connection is 'refused cleanly' when the server closed\n"
-        "it (FIN, possibly after a busy line) before the first echo, else reset, timeout or connect\n"
-        "error. Exit status: 0 passed, 1 a mismatch or more errors than --max-errors, 2 bad usage.\n"
+        "Every echoed byte is checked. A failed connection is 'refused cleanly' when the server "
+        "closed\n"
+        "it (FIN, possibly after a busy line) before the first echo, else reset, timeout or "
+        "connect\n"
+        "error. Exit status: 0 passed, 1 a mismatch or more errors than --max-errors, 2 bad "
+        "usage.\n"
         "Examples:\n"
         "  slabd-load rr --target 127.0.0.1:7000 -c 100 -s 64 -d 10\n"
         "  slabd-load rate --target 127.0.0.1:7000 -c 50 --rate 20000 -d 30 --hgrm out.hgrm\n"
-        "  slabd-load hold --target 127.0.0.1:7000 -c 50000 --connect-rate 5000 --source 127.0.0.1,127.0.0.2");
+        "  slabd-load hold --target 127.0.0.1:7000 -c 50000 --connect-rate 5000 --source "
+        "127.0.0.1,127.0.0.2");
     app.set_version_flag("--version", "slabd-load " SLABD_LOAD_VERSION);
     options o;
     raw_flags raw;

@@ -40,20 +40,23 @@ std::uint64_t message_key(std::uint64_t conn, std::uint64_t seq) noexcept {
 }
 
 void fill_pattern(std::uint64_t key, std::size_t offset, std::span<std::byte> out) noexcept {
-    walk(key, offset, out.size(), [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
-        std::byte bytes[8];
-        std::memcpy(bytes, &word, 8);
-        std::memcpy(out.data() + at, bytes + skip, take);
-        return true;
-    });
+    walk(key, offset, out.size(),
+         [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
+             std::byte bytes[8];
+             std::memcpy(bytes, &word, 8);
+             std::memcpy(out.data() + at, bytes + skip, take);
+             return true;
+         });
 }
 
-bool matches_pattern(std::uint64_t key, std::size_t offset, std::span<const std::byte> in) noexcept {
-    return walk(key, offset, in.size(), [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
-        std::byte bytes[8];
-        std::memcpy(bytes, &word, 8);
-        return std::memcmp(in.data() + at, bytes + skip, take) == 0;
-    });
+bool matches_pattern(std::uint64_t key, std::size_t offset,
+                     std::span<const std::byte> in) noexcept {
+    return walk(key, offset, in.size(),
+                [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
+                    std::byte bytes[8];
+                    std::memcpy(bytes, &word, 8);
+                    return std::memcmp(in.data() + at, bytes + skip, take) == 0;
+                });
 }
 
 }  // namespace slabd::load

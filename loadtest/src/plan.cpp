@@ -11,7 +11,9 @@ constexpr double ns_per_s = 1e9;
 // to amortise the system call, small enough that 20,000 held connections stay cheap.
 constexpr std::size_t max_io_chunk = 64 * 1024;
 
-std::int64_t to_ns(double seconds) noexcept { return std::llround(seconds * ns_per_s); }
+std::int64_t to_ns(double seconds) noexcept {
+    return std::llround(seconds * ns_per_s);
+}
 
 }  // namespace
 
@@ -39,7 +41,8 @@ std::uint64_t plan::first_due_at_or_after(std::uint32_t conn, std::int64_t t) co
 }
 
 std::uint64_t plan::rate_end(std::uint32_t conn, std::uint64_t first) const noexcept {
-    if (by_count()) return std::max(first, first_due_at_or_after(conn, measure_start_ns)) + quota(conn);
+    if (by_count())
+        return std::max(first, first_due_at_or_after(conn, measure_start_ns)) + quota(conn);
     return first_due_at_or_after(conn, measure_end_ns);
 }
 
@@ -50,7 +53,7 @@ plan make_plan(const options& o, const asio::ip::tcp::endpoint& target, std::int
     p.target = target;
     p.sources = o.sources;
     p.connections = o.connections;
-    p.threads = std::min<unsigned>(o.threads, o.connections);
+    p.threads = o.threads;
     p.size = o.size;
     p.rate = o.rate;
     p.messages = o.messages;
@@ -59,7 +62,8 @@ plan make_plan(const options& o, const asio::ip::tcp::endpoint& target, std::int
     p.connect_interval_ns = o.connect_rate > 0 ? ns_per_s / o.connect_rate : 0;
 
     if (o.run_mode == mode::hold) {
-        // Everything the hold does is its figure: the ramp, then -d seconds with all connections up.
+        // Everything the hold does is its figure: the ramp, then -d seconds with all connections
+        // up.
         const std::int64_t ramp = p.connect_at(o.connections - 1) - start_ns;
         p.measure_start_ns = start_ns;
         p.end_ns = p.measure_end_ns = start_ns + ramp + to_ns(o.duration_s);

@@ -59,7 +59,8 @@ struct plan {
     /// When message k of `conn` is due.
     [[nodiscard]] std::int64_t scheduled_ns(std::uint32_t conn, std::uint64_t k) const noexcept;
     /// The first message of `conn` due at or after t.
-    [[nodiscard]] std::uint64_t first_due_at_or_after(std::uint32_t conn, std::int64_t t) const noexcept;
+    [[nodiscard]] std::uint64_t first_due_at_or_after(std::uint32_t conn,
+                                                      std::int64_t t) const noexcept;
     /// One past the last message of `conn` that the run sends, when its first is `first`: the
     /// window's end, or its quota counted from the first message in the window.
     [[nodiscard]] std::uint64_t rate_end(std::uint32_t conn, std::uint64_t first) const noexcept;

@@ -12,7 +12,9 @@ double per_second(std::uint64_t n, double seconds) {
     return seconds > 0 ? static_cast<double>(n) / seconds : 0.0;
 }
 
-double us(std::uint64_t ns) { return static_cast<double>(ns) / ns_per_us; }
+double us(std::uint64_t ns) {
+    return static_cast<double>(ns) / ns_per_us;
+}
 
 /// A latency for people: microseconds up to 10 ms, then milliseconds.
 std::string human_latency(double micros) {
@@ -22,7 +24,8 @@ std::string human_latency(double micros) {
 
 }  // namespace
 
-summary summarize(const tally& t, double duration_s, std::int64_t peak_connections, bool interrupted) {
+summary summarize(const tally& t, double duration_s, std::int64_t peak_connections,
+                  bool interrupted) {
     summary s;
     s.duration_s = duration_s;
     s.msgs_per_s = per_second(t.msgs, duration_s);
@@ -65,11 +68,17 @@ nlohmann::ordered_json to_json(const options& o, const tally& t, const summary& 
     if (o.run_mode == mode::churn) j["conns_per_s"] = s.conns_per_s;
     j["bytes"] = {{"sent", t.bytes_sent}, {"received", t.bytes_received}};
     j["mb_per_s"] = {{"sent", s.mb_per_s_sent}, {"received", s.mb_per_s_received}};
-    j["latency_us"] = {{"samples", t.latency.count()}, {"min", s.min_us},   {"mean", s.mean_us},
-                       {"p50", s.p50_us},              {"p90", s.p90_us},   {"p99", s.p99_us},
-                       {"p99.9", s.p999_us},           {"max", s.max_us}};
+    j["latency_us"] = {{"samples", t.latency.count()},
+                       {"min", s.min_us},
+                       {"mean", s.mean_us},
+                       {"p50", s.p50_us},
+                       {"p90", s.p90_us},
+                       {"p99", s.p99_us},
+                       {"p99.9", s.p999_us},
+                       {"max", s.max_us}};
     nlohmann::ordered_json outcomes;
-    for (std::size_t i = 0; i < outcome_count; ++i) outcomes[std::string(outcome_names[i])] = t.outcomes[i];
+    for (std::size_t i = 0; i < outcome_count; ++i)
+        outcomes[std::string(outcome_names[i])] = t.outcomes[i];
     j["outcomes"] = outcomes;
     j["busy_lines"] = t.busy_lines;
     j["peak_connections"] = s.peak_connections;
@@ -81,20 +90,22 @@ nlohmann::ordered_json to_json(const options& o, const tally& t, const summary& 
 }
 
 std::string summary_table(const options& o, const tally& t, const summary& s) {
-    std::string out = fmt::format("slabd-load {} {}: {} connection(s), {} B messages, {} thread(s), {:.2f} s measured{}\n",
-                                  to_string(o.run_mode), o.target(), o.connections, o.size, o.threads,
-                                  s.duration_s, s.interrupted ? " (interrupted)" : "");
+    std::string out = fmt::format(
+        "slabd-load {} {}: {} connection(s), {} B messages, {} thread(s), {:.2f} s measured{}\n",
+        to_string(o.run_mode), o.target(), o.connections, o.size, o.threads, s.duration_s,
+        s.interrupted ? " (interrupted)" : "");
     out += fmt::format("  {:<12}{:>14}{:>14}{:>14}{:>14}\n", "throughput", "msgs/s", "MB/s sent",
                        "MB/s recv", o.run_mode == mode::churn ? "conns/s" : "msgs");
-    out += fmt::format("  {:<12}{:>14.1f}{:>14.2f}{:>14.2f}{:>14}\n", "", s.msgs_per_s, s.mb_per_s_sent,
-                       s.mb_per_s_received,
-                       o.run_mode == mode::churn ? fmt::format("{:.1f}", s.conns_per_s) : std::to_string(t.msgs));
+    out += fmt::format(
+        "  {:<12}{:>14.1f}{:>14.2f}{:>14.2f}{:>14}\n", "", s.msgs_per_s, s.mb_per_s_sent,
+        s.mb_per_s_received,
+        o.run_mode == mode::churn ? fmt::format("{:.1f}", s.conns_per_s) : std::to_string(t.msgs));
     if (t.latency.count() > 0) {
-        out += fmt::format("  {:<12}{:>12}{:>12}{:>12}{:>12}{:>12}\n", "latency", "p50", "p90", "p99",
-                           "p99.9", "max");
+        out += fmt::format("  {:<12}{:>12}{:>12}{:>12}{:>12}{:>12}\n", "latency", "p50", "p90",
+                           "p99", "p99.9", "max");
         out += fmt::format("  {:<12}{:>12}{:>12}{:>12}{:>12}{:>12}\n", "", human_latency(s.p50_us),
-                           human_latency(s.p90_us), human_latency(s.p99_us), human_latency(s.p999_us),
-                           human_latency(s.max_us));
+                           human_latency(s.p90_us), human_latency(s.p99_us),
+                           human_latency(s.p999_us), human_latency(s.max_us));
     }
     std::string names;
     std::string counts;
@@ -104,16 +115,19 @@ std::string summary_table(const options& o, const tally& t, const summary& s) {
         counts += fmt::format("{:>{}}", t.outcomes[i], width);
     }
     out += fmt::format("  {:<12}{}\n  {:<12}{}\n", "connections", names, "", counts);
-    out += fmt::format("  {:<12}mismatches {}, busy lines {}, peak connections {}, errors {} (max {}): {}\n",
-                       "checks", t.mismatches, t.busy_lines, s.peak_connections, t.errors(), o.max_errors,
-                       exit_status(t, o.max_errors) == 0 ? "PASSED" : "FAILED");
+    out += fmt::format(
+        "  {:<12}mismatches {}, busy lines {}, peak connections {}, errors {} (max {}): {}\n",
+        "checks", t.mismatches, t.busy_lines, s.peak_connections, t.errors(), o.max_errors,
+        exit_status(t, o.max_errors) == 0 ? "PASSED" : "FAILED");
     return out;
 }
 
 std::string progress_line(double elapsed_s, std::int64_t up, double msgs_per_s, const tally& t) {
-    const std::string p99 = t.latency.count() > 0 ? human_latency(us(t.latency.value_at_percentile(99))) : "-";
-    return fmt::format("[{:6.1f}s] up {:>6}  msgs/s {:>10.0f}  p99 {:>10}  refused {:>6}  errors {:>6}", elapsed_s, up,
-                       msgs_per_s, p99, t.outcomes_of(outcome::refused_cleanly), t.errors());
+    const std::string p99 =
+        t.latency.count() > 0 ? human_latency(us(t.latency.value_at_percentile(99))) : "-";
+    return fmt::format(
+        "[{:6.1f}s] up {:>6}  msgs/s {:>10.0f}  p99 {:>10}  refused {:>6}  errors {:>6}", elapsed_s,
+        up, msgs_per_s, p99, t.outcomes_of(outcome::refused_cleanly), t.errors());
 }
 
 }  // namespace slabd::load

@@ -24,7 +24,8 @@ struct summary {
     bool interrupted = false;
 };
 
-summary summarize(const tally& t, double duration_s, std::int64_t peak_connections, bool interrupted);
+summary summarize(const tally& t, double duration_s, std::int64_t peak_connections,
+                  bool interrupted);
 
 /// 0 when every echo matched and errors are within --max-errors, else 1.
 int exit_status(const tally& t, std::uint64_t max_errors) noexcept;

@@ -1,12 +1,12 @@
 #include "run.hpp"
 
+#include <fmt/format.h>
+#include <unistd.h>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
-#include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -52,9 +52,13 @@ bool write_file(const std::string& path, const std::string& what, auto&& write) 
 /// The main thread while the workers run: a progress line each period, Ctrl-C ends the run
 /// gracefully (a second one ends the process), and the last worker to finish stops it all.
 class supervisor {
-public:
+  public:
     supervisor(const plan& p, std::vector<std::unique_ptr<worker>>& workers, live_gauges& gauges)
-        : plan_(p), workers_(workers), gauges_(gauges), signals_(context_, SIGINT, SIGTERM), timer_(context_),
+        : plan_(p),
+          workers_(workers),
+          gauges_(gauges),
+          signals_(context_, SIGINT, SIGTERM),
+          timer_(context_),
           tty_(::isatty(STDERR_FILENO) == 1) {}
 
     void run() {
@@ -75,7 +79,7 @@ public:
     /// When the last connection closed: earlier than planned if the server dropped them all.
     [[nodiscard]] std::int64_t finished_at() const { return finished_at_; }
 
-private:
+  private:
     void on_worker_done() {
         if (++done_ < workers_.size()) return;
         finished_at_ = now_ns();
@@ -88,7 +92,8 @@ private:
             if (ec) return;
             if (interrupted_at_) std::_Exit(130);
             interrupted_at_ = now_ns();
-            fmt::print(stderr, "{}slabd-load: ending the run; interrupt again to quit at once\n", tty_ ? "\n" : "");
+            fmt::print(stderr, "{}slabd-load: ending the run; interrupt again to quit at once\n",
+                       tty_ ? "\n" : "");
             for (auto& w : workers_) w->request_end();
             wait_signal();
         });
@@ -109,11 +114,13 @@ private:
         for (auto& w : workers_) sum.merge(w->published());
         const std::int64_t now = now_ns();
         const double interval = static_cast<double>(now - last_ns_) / 1e9;
-        const double rate = interval > 0 ? static_cast<double>(sum.msgs_all - last_msgs_) / interval : 0.0;
+        const double rate =
+            interval > 0 ? static_cast<double>(sum.msgs_all - last_msgs_) / interval : 0.0;
         last_ns_ = now;
         last_msgs_ = sum.msgs_all;
-        const std::string line = progress_line(static_cast<double>(now - plan_.start_ns) / 1e9,
-                                               gauges_.up.load(std::memory_order_relaxed), rate, sum);
+        const std::string line =
+            progress_line(static_cast<double>(now - plan_.start_ns) / 1e9,
+                          gauges_.up.load(std::memory_order_relaxed), rate, sum);
         if (tty_)
             fmt::print(stderr, "\r{}\033[K", line);
         else
@@ -136,8 +143,13 @@ private:
 };
 
 double measured_seconds(const plan& p, const tally& t, const supervisor& boss) {
-    std::int64_t end = p.by_count() ? t.last_completion_ns : p.measure_end_ns;
-    if (!p.by_count()) end = std::min({end, boss.finished_at(), boss.interrupted_at().value_or(never)});
+    std::int64_t end = t.last_completion_ns;
+    if (!p.by_count()) {
+        end = std::min(p.measure_end_ns, boss.interrupted_at().value_or(never));
+        // A closed loop whose connections all failed ended early. Rate mode's figures are over
+        // its schedule, which may well be done a moment before the window closes.
+        if (p.run_mode != mode::rate) end = std::min(end, boss.finished_at());
+    }
     return static_cast<double>(std::max<std::int64_t>(0, end - p.measure_start_ns)) / 1e9;
 }
 
@@ -147,33 +159,40 @@ int run(const options& o) {
     std::signal(SIGPIPE, SIG_IGN);  // a reset connection is an outcome, not the end of the process
     const std::uint64_t limit = raise_descriptor_limit();
     if (limit < o.connections + spare_descriptors)
-        fmt::print(stderr, "slabd-load: warning: {} connections need about {} descriptors but the limit is {}\n",
-                   o.connections, o.connections + spare_descriptors, limit);
+        fmt::print(
+            stderr,
+            "slabd-load: warning: {} connections need about {} descriptors but the limit is {}\n",
+            o.connections, o.connections + spare_descriptors, limit);
     const auto target = resolve(o);
     if (!target) return 2;
     for (const auto& source : o.sources)
         if (source.is_v4() != target->address().is_v4()) {
-            fmt::print(stderr, "slabd-load: --source {} is not of the target's address family\n", source.to_string());
+            fmt::print(stderr, "slabd-load: --source {} is not of the target's address family\n",
+                       source.to_string());
             return 2;
         }
 
     const plan p = make_plan(o, *target, now_ns());
     live_gauges gauges;
     std::vector<std::unique_ptr<worker>> workers;
-    for (unsigned i = 0; i < p.threads; ++i) workers.push_back(std::make_unique<worker>(p, i, gauges));
+    for (unsigned i = 0; i < p.threads; ++i)
+        workers.push_back(std::make_unique<worker>(p, i, gauges));
     supervisor boss(p, workers, gauges);
     boss.run();
 
     auto total = std::make_unique<tally>();
     for (auto& w : workers) total->merge(w->result());
-    const summary s = summarize(*total, measured_seconds(p, *total, boss),
-                                gauges.peak.load(), boss.interrupted_at().has_value());
+    const summary s = summarize(*total, measured_seconds(p, *total, boss), gauges.peak.load(),
+                                boss.interrupted_at().has_value());
     std::cout << summary_table(o, *total, s) << std::flush;
     bool written = true;
     if (!o.json_path.empty())
-        written &= write_file(o.json_path, "JSON report", [&](std::ostream& out) { out << to_json(o, *total, s).dump(2) << '\n'; });
+        written &= write_file(o.json_path, "JSON report", [&](std::ostream& out) {
+            out << to_json(o, *total, s).dump(2) << '\n';
+        });
     if (!o.hgrm_path.empty())
-        written &= write_file(o.hgrm_path, "latency distribution", [&](std::ostream& out) { write_hgrm(out, total->latency); });
+        written &= write_file(o.hgrm_path, "latency distribution",
+                              [&](std::ostream& out) { write_hgrm(out, total->latency); });
     return written ? exit_status(*total, o.max_errors) : 1;
 }
 

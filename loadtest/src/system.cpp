@@ -18,7 +18,8 @@ std::uint64_t raise_descriptor_limit() noexcept {
         raised.rlim_cur = limit.rlim_max;
         if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
     }
-    return limit.rlim_cur == RLIM_INFINITY ? std::numeric_limits<std::uint64_t>::max() : limit.rlim_cur;
+    return limit.rlim_cur == RLIM_INFINITY ? std::numeric_limits<std::uint64_t>::max()
+                                           : limit.rlim_cur;
 }
 
 void bind_address_no_port(int fd, asio::error_code& ec) noexcept {

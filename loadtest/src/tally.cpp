@@ -7,7 +7,8 @@ namespace slabd::load {
 std::uint64_t tally::errors() const noexcept {
     std::uint64_t n = 0;
     for (std::size_t i = 0; i < outcome_count; ++i)
-        if (i != static_cast<std::size_t>(outcome::ok) && i != static_cast<std::size_t>(outcome::refused_cleanly))
+        if (i != static_cast<std::size_t>(outcome::ok) &&
+            i != static_cast<std::size_t>(outcome::refused_cleanly))
             n += outcomes[i];
     return n;
 }

@@ -13,7 +13,15 @@ namespace slabd::load {
 
 /// How a connection ended. Refused cleanly is the server's promise when it is full (EOF, or a
 /// busy line and EOF, before the first echo); closed_early is an EOF after echoes had come back.
-enum class outcome : std::uint8_t { ok, refused_cleanly, reset, timeout, connect_error, closed_early, other_error };
+enum class outcome : std::uint8_t {
+    ok,
+    refused_cleanly,
+    reset,
+    timeout,
+    connect_error,
+    closed_early,
+    other_error
+};
 inline constexpr std::size_t outcome_count = 7;
 inline constexpr std::array<std::string_view, outcome_count> outcome_names{
     "ok", "refused_cleanly", "reset", "timeout", "connect_error", "closed_early", "other_error"};
@@ -31,7 +39,9 @@ struct tally {
     std::array<std::uint64_t, outcome_count> outcomes{};
 
     void count(outcome o) noexcept { ++outcomes[static_cast<std::size_t>(o)]; }
-    [[nodiscard]] std::uint64_t outcomes_of(outcome o) const noexcept { return outcomes[static_cast<std::size_t>(o)]; }
+    [[nodiscard]] std::uint64_t outcomes_of(outcome o) const noexcept {
+        return outcomes[static_cast<std::size_t>(o)];
+    }
     /// Failed connections: everything but ok and refused_cleanly.
     [[nodiscard]] std::uint64_t errors() const noexcept;
     void merge(const tally& other) noexcept;

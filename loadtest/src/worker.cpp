@@ -11,7 +11,10 @@ constexpr std::chrono::milliseconds tick_period{100};
 }  // namespace
 
 worker::worker(const plan& p, unsigned index, live_gauges& gauges)
-    : plan_(p), gauges_(gauges), tick_timer_(context_.get_executor()), end_timer_(context_.get_executor()) {
+    : plan_(p),
+      gauges_(gauges),
+      tick_timer_(context_.get_executor()),
+      end_timer_(context_.get_executor()) {
     for (std::uint32_t i = index; i < p.connections; i += p.threads)
         connections_.push_back(std::make_unique<connection>(*this, i));
 }

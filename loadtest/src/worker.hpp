@@ -17,7 +17,7 @@
 namespace slabd::load {
 
 class worker {
-public:
+  public:
     worker(const plan& p, unsigned index, live_gauges& gauges);
     ~worker();
     worker(const worker&) = delete;
@@ -40,7 +40,7 @@ public:
     [[nodiscard]] bool ended() const noexcept { return ended_; }
     void connection_done() noexcept;
 
-private:
+  private:
     void tick();
     void end();
     void publish();

@@ -14,11 +14,14 @@ using slabd::load::histogram;
 namespace {
 
 // A histogram is 38 KiB: keep it off the test's stack.
-std::unique_ptr<histogram> make() { return std::make_unique<histogram>(); }
+std::unique_ptr<histogram> make() {
+    return std::make_unique<histogram>();
+}
 
 /// The exact nearest-rank percentile of `sorted`.
 std::uint64_t exact_percentile(const std::vector<std::uint64_t>& sorted, double p) {
-    const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+    const auto rank =
+        static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
     return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
 
@@ -55,7 +58,8 @@ TEST_CASE("the buckets tile the value range without gaps, each within 1/128 of i
         const std::uint64_t width = histogram::highest_equivalent(i) - low + 1;
         REQUIRE(width * 128 <= std::max<std::uint64_t>(low, 128));
     }
-    CHECK(histogram::highest_equivalent(histogram::bucket_count - 1) == histogram::highest_trackable);
+    CHECK(histogram::highest_equivalent(histogram::bucket_count - 1) ==
+          histogram::highest_trackable);
 }
 
 TEST_CASE("values below 256 are kept exactly") {
@@ -115,11 +119,14 @@ TEST_CASE("merging per-thread histograms equals recording into one") {
     CHECK(merged->min() == whole->min());
     CHECK(merged->max() == whole->max());
     CHECK(merged->mean() == doctest::Approx(whole->mean()));
-    for (std::size_t i = 0; i < histogram::bucket_count; ++i) REQUIRE(merged->count_at(i) == whole->count_at(i));
-    for (const double p : {50.0, 90.0, 99.0, 99.9}) CHECK(merged->value_at_percentile(p) == whole->value_at_percentile(p));
+    for (std::size_t i = 0; i < histogram::bucket_count; ++i)
+        REQUIRE(merged->count_at(i) == whole->count_at(i));
+    for (const double p : {50.0, 90.0, 99.0, 99.9})
+        CHECK(merged->value_at_percentile(p) == whole->value_at_percentile(p));
 }
 
-TEST_CASE("merging into an empty histogram, and an empty one into another, changes nothing wrongly") {
+TEST_CASE(
+    "merging into an empty histogram, and an empty one into another, changes nothing wrongly") {
     const auto h = make();
     const auto empty = make();
     h->record(1000);
@@ -142,7 +149,8 @@ TEST_CASE("huge values saturate the top bucket while max stays exact") {
     CHECK(h->value_at_percentile(100) == h->max());
     CHECK(h->value_at_percentile(34) >= histogram::highest_trackable);
     CHECK(h->value_at_percentile(33) == doctest::Approx(1000).epsilon(0.01));
-    CHECK(histogram::index_of(std::numeric_limits<std::uint64_t>::max()) == histogram::bucket_count - 1);
+    CHECK(histogram::index_of(std::numeric_limits<std::uint64_t>::max()) ==
+          histogram::bucket_count - 1);
 }
 
 TEST_CASE("a percentile never reports more than the largest value recorded") {

@@ -19,9 +19,29 @@ command_line parse(std::initializer_list<const char*> args) {
 }  // namespace
 
 TEST_CASE("a full rr command line") {
-    const auto cli = parse({"rr", "--target", "127.0.0.1:7000", "-c", "100", "-s", "256", "-d", "2.5", "--threads",
-                            "2", "--json", "out.json", "--hgrm", "out.hgrm", "--warmup", "1", "--timeout", "0.5",
-                            "--max-errors", "3", "--connect-rate", "1000"});
+    const auto cli = parse({"rr",
+                            "--target",
+                            "127.0.0.1:7000",
+                            "-c",
+                            "100",
+                            "-s",
+                            "256",
+                            "-d",
+                            "2.5",
+                            "--threads",
+                            "2",
+                            "--json",
+                            "out.json",
+                            "--hgrm",
+                            "out.hgrm",
+                            "--warmup",
+                            "1",
+                            "--timeout",
+                            "0.5",
+                            "--max-errors",
+                            "3",
+                            "--connect-rate",
+                            "1000"});
     REQUIRE(cli.opts);
     const options& o = *cli.opts;
     CHECK(o.run_mode == mode::rr);
@@ -50,7 +70,8 @@ TEST_CASE("defaults, and each mode by name") {
     CHECK(cli.opts->timeout_s == 5);
     CHECK(cli.opts->max_errors == 0);
     CHECK(parse({"churn", "--target", "h:1"}).opts->run_mode == mode::churn);
-    CHECK(parse({"bulk", "--target", "h:1", "--direction", "up"}).opts->bulk_direction == direction::up);
+    CHECK(parse({"bulk", "--target", "h:1", "--direction", "up"}).opts->bulk_direction ==
+          direction::up);
     CHECK(parse({"rate", "--target", "h:1", "--rate", "5"}).opts->rate == 5);
 }
 
@@ -60,10 +81,17 @@ TEST_CASE("targets: IPv4, IPv6 in brackets, names; sources as a comma list") {
     CHECK(v6.opts->target_host == "::1");
     CHECK(v6.opts->target_port == 8080);
     CHECK(v6.opts->target() == "[::1]:8080");
-    const auto sources = parse({"hold", "--target", "127.0.0.1:1", "--source", "127.0.0.1,127.0.0.2,127.0.0.3"});
+    const auto sources =
+        parse({"hold", "--target", "127.0.0.1:1", "--source", "127.0.0.1,127.0.0.2,127.0.0.3"});
     REQUIRE(sources.opts);
     REQUIRE(sources.opts->sources.size() == 3);
     CHECK(sources.opts->sources[2].to_string() == "127.0.0.3");
+}
+
+TEST_CASE("never more threads than connections") {
+    const auto cli = parse({"rr", "--target", "h:1", "-c", "3", "--threads", "8"});
+    REQUIRE(cli.opts);
+    CHECK(cli.opts->threads == 3);
 }
 
 TEST_CASE("--messages counts instead of -d") {
@@ -93,6 +121,7 @@ TEST_CASE("bad usage exits 2 with a message on stderr") {
              {"bulk", "--target", "h:1", "--direction", "sideways"},
              {"rr", "--target", "h:1", "--messages", "10", "-d", "3"},
              {"hold", "--target", "h:1", "--messages", "10"},
+             {"hold", "--target", "h:1", "--warmup", "1"},
              {"rr", "--target", "h:1", "--max-errors", "-1"},
              {"rr", "--target", "h:1", "--bogus"},
          }) {

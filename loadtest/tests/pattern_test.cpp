@@ -27,7 +27,8 @@ TEST_CASE("a message matches itself in any fragmentation, one byte at a time inc
         REQUIRE(matches_pattern(key, 0, all.first(split)));
         REQUIRE(matches_pattern(key, split, all.subspan(split)));
     }
-    for (std::size_t i = 0; i < whole.size(); ++i) REQUIRE(matches_pattern(key, i, std::span(whole).subspan(i, 1)));
+    for (std::size_t i = 0; i < whole.size(); ++i)
+        REQUIRE(matches_pattern(key, i, std::span(whole).subspan(i, 1)));
 }
 
 TEST_CASE("filling in fragments gives the same bytes as filling at once") {

@@ -19,7 +19,9 @@ options base(mode m) {
     return o;
 }
 
-plan make(const options& o) { return make_plan(o, {asio::ip::make_address("127.0.0.1"), 7000}, t0); }
+plan make(const options& o) {
+    return make_plan(o, {asio::ip::make_address("127.0.0.1"), 7000}, t0);
+}
 
 }  // namespace
 
@@ -74,7 +76,8 @@ TEST_CASE("rate mode interleaves every connection's messages into one evenly spa
     std::vector<std::int64_t> times;
     for (std::uint64_t k = 0; k < 50; ++k)
         for (std::uint32_t c = 0; c < p.connections; ++c) times.push_back(p.scheduled_ns(c, k));
-    for (std::size_t i = 0; i < times.size(); ++i) REQUIRE(times[i] == t0 + static_cast<std::int64_t>(i) * 1'000'000);
+    for (std::size_t i = 0; i < times.size(); ++i)
+        REQUIRE(times[i] == t0 + static_cast<std::int64_t>(i) * 1'000'000);
 }
 
 TEST_CASE("the first message due at or after a time, checked against the schedule itself") {
@@ -105,7 +108,8 @@ TEST_CASE("rate mode sends what is due in the window, or its quota after the war
     const plan counted = make(o);
     std::uint64_t total = 0;
     for (std::uint32_t c = 0; c < counted.connections; ++c)
-        total += counted.rate_end(c, 0) - counted.first_due_at_or_after(c, counted.measure_start_ns);
+        total +=
+            counted.rate_end(c, 0) - counted.first_due_at_or_after(c, counted.measure_start_ns);
     CHECK(total == 500);
     // A connection that comes up late still sends its whole quota.
     CHECK(counted.rate_end(3, 5000) == 5000 + counted.quota(3));
@@ -122,6 +126,4 @@ TEST_CASE("buffers: one message for the closed loops, batches for rate and bulk,
     o.run_mode = mode::rate;
     o.size = 64;
     CHECK(make(o).tx_capacity == 64 * 64);
-    o.threads = 32;
-    CHECK(make(o).threads == 10);  // never more threads than connections
 }

@@ -103,7 +103,8 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         server = Slabd(slabd)
         try:
-            code, r = load(slabd_load, server.port, workdir, "rr", "-c", "4", "-s", "64", "--messages", "1000")
+            code, r = load(slabd_load, server.port, workdir, "rr", "-c", "4", "-s", "64", "--messages", "1000",
+                           "--threads", "2")
             check(code == 0 and r["passed"], "rr did not pass", r)
             check(r["msgs"] == 1000 and r["mismatches"] == 0, "rr: 1000 verified echoes", r)
             check(outcomes(r, ok=4), "rr: four clean connections", r)

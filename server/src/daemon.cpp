@@ -18,7 +18,9 @@ namespace slabd::server {
 
 namespace {
 
-std::system_error os_error(const std::string& what) { return {errno, std::generic_category(), what}; }
+std::system_error os_error(const std::string& what) {
+    return {errno, std::generic_category(), what};
+}
 
 void write_all(int fd, std::string_view data) noexcept {
     while (!data.empty()) {
@@ -70,7 +72,8 @@ pidfile::pidfile(std::string path) : path_(std::move(path)) {
     std::string holder = read_all(fd_);
     ::close(fd_);
     if (lock_errno != EWOULDBLOCK)
-        throw std::system_error(lock_errno, std::generic_category(), "cannot lock pidfile " + path_);
+        throw std::system_error(lock_errno, std::generic_category(),
+                                "cannot lock pidfile " + path_);
     while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
     throw already_running("pidfile " + path_ + " is locked: slabd is already running as pid " +
                           (holder.empty() ? std::string("(not written yet)") : holder));
@@ -105,7 +108,8 @@ void launcher_pipe::failed(int exit_code, std::string_view message) noexcept {
     ::close(std::exchange(fd_, -1));
 }
 
-launcher_pipe daemonize(const std::function<void(asio::execution_context::fork_event)>& notify_fork) {
+launcher_pipe daemonize(
+    const std::function<void(asio::execution_context::fork_event)>& notify_fork) {
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC) != 0) throw os_error("pipe");
     notify_fork(asio::execution_context::fork_prepare);

@@ -14,14 +14,14 @@ namespace slabd::server {
 
 /// Another process holds the pidfile's lock; what() names the file and that process.
 class already_running : public std::runtime_error {
-public:
+  public:
     using runtime_error::runtime_error;
 };
 
 /// A pidfile under flock(2) for as long as this object lives; removed by the destructor. flock,
 /// not fcntl: the lock belongs to the open file, so it survives the forks of daemonize().
 class pidfile {
-public:
+  public:
     /// Creates and locks `path`; throws already_running, or std::system_error on other failures.
     explicit pidfile(std::string path);
     ~pidfile();
@@ -31,7 +31,7 @@ public:
     /// Writes this process's id, once it is final (after daemonize); throws std::system_error.
     void write_pid();
 
-private:
+  private:
     std::string path_;
     int fd_;
 };
@@ -39,7 +39,7 @@ private:
 /// The daemon's end of the pipe on which the launcher waits: the launcher exits 0 on ready(),
 /// or prints the message and exits with the code given to failed().
 class launcher_pipe {
-public:
+  public:
     explicit launcher_pipe(int fd) noexcept : fd_(fd) {}
     ~launcher_pipe();
     launcher_pipe(launcher_pipe&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -48,7 +48,7 @@ public:
     void ready() noexcept;
     void failed(int exit_code, std::string_view message) noexcept;
 
-private:
+  private:
     int fd_;
 };
 
@@ -56,7 +56,8 @@ private:
 /// the daemon only; the launcher stays in the foreground until the daemon reports through the
 /// pipe. `notify_fork` lets the io_contexts rebuild their epoll state in the daemon. Throws
 /// std::system_error when a fork or the pipe fails.
-launcher_pipe daemonize(const std::function<void(asio::execution_context::fork_event)>& notify_fork);
+launcher_pipe daemonize(
+    const std::function<void(asio::execution_context::fork_event)>& notify_fork);
 
 /// Tells systemd about a state change ("READY=1", "STOPPING=1", ...); nothing outside systemd.
 void notify_systemd(const char* state) noexcept;

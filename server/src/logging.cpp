@@ -17,16 +17,19 @@ namespace slabd::server::logging {
 
 namespace {
 
-std::error_code last_error() noexcept { return {errno, std::generic_category()}; }
+std::error_code last_error() noexcept {
+    return {errno, std::generic_category()};
+}
 
 int open_append(const std::string& path) noexcept {
     return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 }
 
 /// One write(2) per line on an O_APPEND descriptor: lines from several threads (and from a
-/// sanitizer writing to the same file) never interleave, and nothing is lost in a buffer on a crash.
+/// sanitizer writing to the same file) never interleave, and nothing is lost in a buffer on a
+/// crash.
 class fd_sink final : public spdlog::sinks::base_sink<std::mutex> {
-public:
+  public:
     fd_sink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
     ~fd_sink() override {
         if (!path_.empty()) ::close(fd_);
@@ -64,7 +67,7 @@ public:
         return ec;
     }
 
-protected:
+  protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         spdlog::memory_buf_t line;
         formatter_->format(msg, line);
@@ -80,7 +83,7 @@ protected:
     }
     void flush_() override {}
 
-private:
+  private:
     int fd_;
     std::string path_;  // "" for stderr, which is not ours to close or reopen
     bool stderr_captured_ = false;
@@ -92,11 +95,21 @@ void append_json_string(std::string_view text, spdlog::memory_buf_t& out) {
     for (const char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
         switch (c) {
-            case '"': out.append(std::string_view("\\\"")); break;
-            case '\\': out.append(std::string_view("\\\\")); break;
-            case '\n': out.append(std::string_view("\\n")); break;
-            case '\r': out.append(std::string_view("\\r")); break;
-            case '\t': out.append(std::string_view("\\t")); break;
+            case '"':
+                out.append(std::string_view("\\\""));
+                break;
+            case '\\':
+                out.append(std::string_view("\\\\"));
+                break;
+            case '\n':
+                out.append(std::string_view("\\n"));
+                break;
+            case '\r':
+                out.append(std::string_view("\\r"));
+                break;
+            case '\t':
+                out.append(std::string_view("\\t"));
+                break;
             default:
                 if (c < 0x20 || c == 0x7f) {
                     const char escaped[] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
@@ -112,7 +125,7 @@ void append_json_string(std::string_view text, spdlog::memory_buf_t& out) {
 /// {"time":"2026-01-02T03:04:05.678Z","level":"info","message":"..."}: one object per line for
 /// log collectors, the message escaped whatever it holds.
 class json_formatter final : public spdlog::formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) override {
         using namespace std::chrono;
         const auto since_epoch = msg.time.time_since_epoch();
@@ -144,7 +157,8 @@ void setup(const config::Config& settings) {
     int fd = STDERR_FILENO;
     if (!settings.log_file.empty()) {
         fd = open_append(settings.log_file);
-        if (fd < 0) throw std::system_error(last_error(), "cannot open log file " + settings.log_file);
+        if (fd < 0)
+            throw std::system_error(last_error(), "cannot open log file " + settings.log_file);
     }
     sink = std::make_shared<fd_sink>(fd, settings.log_file);
     if (settings.log_fmt == config::log_format::json)
@@ -155,8 +169,12 @@ void setup(const config::Config& settings) {
     spdlog::set_level(spdlog::level::from_str(settings.log_level));
 }
 
-std::error_code reopen() { return sink ? sink->reopen() : std::error_code{}; }
+std::error_code reopen() {
+    return sink ? sink->reopen() : std::error_code{};
+}
 
-std::error_code capture_stderr() { return sink ? sink->capture_stderr() : std::error_code{}; }
+std::error_code capture_stderr() {
+    return sink ? sink->capture_stderr() : std::error_code{};
+}
 
 }  // namespace slabd::server::logging

@@ -60,7 +60,8 @@ std::vector<std::string> arguments_for_reload(int argc, char** argv) {
 void reload(slabd::server::server& daemon, const std::vector<std::string>& args) {
     slabd::server::notify_systemd("RELOADING=1");
     if (const auto ec = slabd::server::logging::reopen())
-        spdlog::error("SIGHUP: cannot reopen the log file ({}); still writing to the old one", ec.message());
+        spdlog::error("SIGHUP: cannot reopen the log file ({}); still writing to the old one",
+                      ec.message());
     else
         spdlog::info("SIGHUP: log reopened, reloading settings");
     std::vector<const char*> argv;
@@ -110,7 +111,8 @@ int main(int argc, char** argv) {
     try {
         slabd::server::server daemon(settings);
         if (settings.daemonize)
-            launcher.emplace(slabd::server::daemonize([&daemon](auto event) { daemon.notify_fork(event); }));
+            launcher.emplace(
+                slabd::server::daemonize([&daemon](auto event) { daemon.notify_fork(event); }));
         if (pid) pid->write_pid();
         spdlog::info("slabd {} {} mode: data {} admin {}, pool {} blocks of {} bytes, {} thread(s)",
                      SLABD_VERSION, slabd::config::to_string(settings.mode),

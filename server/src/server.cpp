@@ -108,11 +108,10 @@ void server::reload(const config::Config& next) {
     adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle", ms);
     adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
     adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
-    // Read only on this thread, by the admin endpoint.
+    // Read only on this thread, by the admin endpoint (ready_headroom is not: snapshot() reads
+    // it, and snapshot() may be called from any thread).
     adopt(settings_.admin_token, next.admin_token, "admin.token",
           [](const std::string&) { return std::string("<redacted>"); });
-    adopt(settings_.ready_headroom, next.ready_headroom, "admin.ready_headroom",
-          [](std::size_t n) { return std::to_string(n); });
 
     const config::Config& now = settings_;
     std::string restart;
@@ -129,6 +128,7 @@ void server::reload(const config::Config& next) {
              {"proxy.balance", now.balance != next.balance},
              {"proxy.fail_timeout", now.upstream_fail_timeout != next.upstream_fail_timeout},
              {"admin.listen", now.admin != next.admin},
+             {"admin.ready_headroom", now.ready_headroom != next.ready_headroom},
              {"log.file", now.log_file != next.log_file},
              {"log.format", now.log_fmt != next.log_fmt},
              {"daemon.daemonize", now.daemonize != next.daemonize},

@@ -212,6 +212,35 @@ class DaemonTest(harness.SlabdTest):
         self.stop(server)
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_systemd_notify_protocol(self):
+        directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
+        self.addCleanup(directory.cleanup)
+        address = os.path.join(directory.name, "notify")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(listener.close)
+        listener.bind(address)
+        listener.settimeout(WAIT)
+        os.environ["NOTIFY_SOCKET"] = address
+        try:
+            server = self.start()
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        with open(f"/proc/{server.pid}/maps") as f:
+            if "libsystemd" not in f.read():
+                self.skipTest("slabd was built without libsystemd")
+
+        def expect(state):
+            got = listener.recv(4096).decode()
+            self.assertIn(state, got.split("\n"), f"expected {state}\n{server.output()}")
+
+        expect("READY=1")
+        server.signal(signal.SIGHUP)
+        expect("RELOADING=1")
+        expect("READY=1")
+        server.signal(signal.SIGTERM)
+        expect("STOPPING=1")
+        self.stop(server)
+
     def test_json_log_lines_parse(self):
         path = self.write_config('[timeouts]\nidle = "5m"\n')
         server = self.start("--config", path, "--log-format", "json")
