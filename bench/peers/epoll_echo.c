@@ -1,6 +1,7 @@
 /* The practical limit for an echo server on Linux: one thread, level-triggered epoll, one
  * read and one write per readiness, a 16 KiB stack buffer, nothing else. What slabd's CPU per
  * message is compared against in bench/compare.sh. Usage: epoll_echo PORT [BIND_ADDR] */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -40,7 +40,7 @@ server::server(const config::Config& settings)
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
     asio::ip::tcp::endpoint at = resolve(settings_.listen);
     for (unsigned i = 0; i < threads; ++i) {
-        shards_.push_back(std::make_unique<shard>(*this, i, buffers_per_shard, settings_.buffer_size));
+        shards_.push_back(std::make_unique<shard>(*this, buffers_per_shard, settings_.buffer_size));
         shards_.back()->listen(at);
         at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
     }

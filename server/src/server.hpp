@@ -60,9 +60,10 @@ public:
     [[nodiscard]] upstreams* upstream_list() noexcept { return upstreams_.get(); }
     void note_refusal() noexcept;
     void note_accept_error(const asio::error_code& ec) noexcept;
-    void note_paused(int delta) noexcept { paused_shards_.fetch_add(delta, std::memory_order_relaxed); }
+    // Sequentially consistent on both sides: see shard::admit for the race these orderings close.
+    void note_paused(int delta) noexcept { paused_shards_.fetch_add(delta); }
     void on_block_freed() noexcept {
-        if (paused_shards_.load(std::memory_order_relaxed) > 0) [[unlikely]]
+        if (paused_shards_.load() > 0) [[unlikely]]
             wake_paused_shards();
     }
 

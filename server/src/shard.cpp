@@ -30,9 +30,8 @@ struct shard::accept_handler {
     }
 };
 
-shard::shard(server& owner, unsigned index, std::size_t buffer_count, std::size_t buffer_size)
+shard::shard(server& owner, std::size_t buffer_count, std::size_t buffer_size)
     : server_(owner),
-      index_(index),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
@@ -77,18 +76,23 @@ void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
 
 void shard::admit(socket_type& peer) noexcept {
     connection* c = server_.connections().create(*this, std::move(peer));
-    if (c == nullptr) [[unlikely]] {
-        if (server_.settings().on_exhausted == config::exhausted_policy::pause) {
+    if (c == nullptr && server_.settings().on_exhausted == config::exhausted_policy::pause) [[unlikely]] {
+        // Announce the pause before one more try: a block freed on another shard after that
+        // try then sees the announcement and wakes us, so no free can slip between the two.
+        server_.note_paused(+1);
+        c = server_.connections().create(*this, std::move(peer));
+        if (c == nullptr) {
             // Keep the newcomer and stop accepting: the kernel's backlog holds the rest until a
             // block frees (DESIGN decision 3).
             parked_.emplace(std::move(peer));
             paused_ = true;
             bump(stats_.paused);
-            server_.note_paused(+1);
             return;
         }
-        return refuse(peer);
+        server_.note_paused(-1);
     }
+    if (c == nullptr) [[unlikely]]
+        return refuse(peer);
     bump(stats_.accepted);
     bump(stats_.active);
     if (server_.legs() != nullptr) {

@@ -34,7 +34,7 @@ class shard {
 public:
     using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
 
-    shard(server& owner, unsigned index, std::size_t buffer_count, std::size_t buffer_size);
+    shard(server& owner, std::size_t buffer_count, std::size_t buffer_size);
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
 
@@ -91,7 +91,6 @@ private:
     void unlink(connection& c) noexcept;
 
     server& server_;
-    unsigned index_;
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
     asio::ip::tcp::endpoint listen_at_;
