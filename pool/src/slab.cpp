@@ -145,12 +145,7 @@ free_result slab::free_slow(std::byte* block) noexcept {
     if (offset % stride_ != 0) return reject(free_result::misaligned);
     std::uint8_t& state = states_[offset / stride_];
     if (state != in_use_state) return reject(free_result::double_free);
-    state = free_state;
-    store_next(block, head_);
-    poison_tail(block, stride_);
-    head_ = block;
-    ++frees_;
-    return free_result::ok;
+    return push(block, state);
 }
 
 free_result slab::reject(free_result why) noexcept {

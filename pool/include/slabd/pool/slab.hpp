@@ -97,12 +97,7 @@ public:
         std::uint8_t& state = states_[static_cast<std::size_t>(product >> 64)];
         if (state != in_use_state) [[unlikely]]
             return reject(free_result::double_free);
-        state = free_state;
-        store_next(block, head_);
-        poison_tail(block, stride_);
-        head_ = block;
-        ++frees_;
-        return free_result::ok;
+        return push(block, state);
     }
 
     [[nodiscard]] bool owns(const void* p) const noexcept { return offset_of(p) < region_bytes_used_; }
@@ -127,6 +122,16 @@ private:
     [[gnu::noinline]] void* alloc_fresh() noexcept;
     [[gnu::noinline]] free_result free_slow(std::byte* block) noexcept;
     [[gnu::noinline]] free_result reject(free_result why) noexcept;
+
+    /// The end of every accepted free: mark the block free and make it the list's head.
+    free_result push(std::byte* block, std::uint8_t& state) noexcept {
+        state = free_state;
+        store_next(block, head_);
+        poison_tail(block, stride_);
+        head_ = block;
+        ++frees_;
+        return free_result::ok;
+    }
 
     std::uintptr_t offset_of(const void* p) const noexcept {
         // Unsigned wrap-around turns a pointer below the region into a huge offset: one compare.
