@@ -311,23 +311,31 @@ void connection::wait_readable() noexcept {
     if (read_waiting_) return;
     read_waiting_ = true;
     ++pending_;
-    socket_.async_wait(socket_type::wait_read, [this](const asio::error_code& ec) {
-        --pending_;
-        on_readable(ec);
-    });
+    // A read, not a readiness wait: Asio 1.22 re-arms epoll (epoll_ctl) for every async_wait,
+    // while after a short read it queues the next read without any system call.
+    socket_.async_read_some(asio::buffer(rx_.data(), rx_.size()),
+                            [this](const asio::error_code& ec, std::size_t n) {
+                                --pending_;
+                                on_readable(ec, n);
+                            });
 }
 
-void connection::on_readable(const asio::error_code& ec) noexcept {
+void connection::on_readable(const asio::error_code& ec, std::size_t n) noexcept {
     read_waiting_ = false;
     if (phase_ == phase::closing) return settle();
-    if (ec) return finish(classify(ec));
     now_ = now_ns();
     moved_ = false;
-    exchange();
+    // A full buffer may have left more behind.
+    if (take(ec, n) && n == rx_.size()) receive();
+    proceed();
 }
 
 void connection::exchange() noexcept {
     receive();
+    proceed();
+}
+
+void connection::proceed() noexcept {
     // What just came back may allow the next message (rr).
     if (phase_ == phase::open) send();
     if (phase_ != phase::open) return;
@@ -339,14 +347,25 @@ void connection::receive() noexcept {
     for (;;) {
         asio::error_code ec;
         const std::size_t n = socket_.read_some(asio::buffer(rx_.data(), rx_.size()), ec);
-        if (ec == asio::error::would_block) return;
-        if (ec == asio::error::eof) return on_eof();
-        if (ec) return finish(classify(ec));
-        moved_ = true;
-        consume(rx_.first(n));
-        // A short read emptied the socket: the next byte raises a new edge.
-        if (phase_ != phase::open || n < rx_.size()) return;
+        // A short read emptied the socket: the next byte completes the pending read.
+        if (ec == asio::error::would_block || !take(ec, n) || n < rx_.size()) return;
     }
+}
+
+bool connection::take(const asio::error_code& ec, std::size_t n) noexcept {
+    if (ec == asio::error::eof) {
+        on_eof();
+        return false;
+    }
+    if (ec) {
+        finish(classify(ec));
+        return false;
+    }
+    // Timed per read, not per handler: an echo can be read in the handler that sent it.
+    now_ = now_ns();
+    moved_ = true;
+    consume(rx_.first(n));
+    return phase_ == phase::open;
 }
 
 void connection::consume(std::span<const std::byte> bytes) noexcept {

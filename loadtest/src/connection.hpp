@@ -42,14 +42,16 @@ class connection {
 
     void connect() noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
-    void on_readable(const asio::error_code& ec) noexcept;
+    void on_readable(const asio::error_code& ec, std::size_t n) noexcept;
     void on_writable(const asio::error_code& ec) noexcept;
     void on_pace(const asio::error_code& ec) noexcept;
 
     void send() noexcept;
     bool refill() noexcept;
     void exchange() noexcept;
+    void proceed() noexcept;
     void receive() noexcept;
+    bool take(const asio::error_code& ec, std::size_t n) noexcept;
     void consume(std::span<const std::byte> bytes) noexcept;
     void on_echo() noexcept;
     void on_eof() noexcept;

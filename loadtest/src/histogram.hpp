@@ -21,6 +21,7 @@ class histogram {
     static constexpr std::size_t bucket_count = (value_bits - sub_bucket_bits + 1)
                                                 << sub_bucket_bits;
 
+    /// Counts one value: O(1), no allocation.
     void record(std::uint64_t value) noexcept {
         ++counts_[index_of(value)];
         ++total_;
@@ -28,6 +29,7 @@ class histogram {
         if (value < min_) min_ = value;
         if (value > max_) max_ = value;
     }
+    /// Adds another histogram's values, as if they had been recorded here.
     void merge(const histogram& other) noexcept;
 
     [[nodiscard]] std::uint64_t count() const noexcept { return total_; }

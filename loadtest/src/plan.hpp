@@ -49,9 +49,11 @@ struct plan {
     [[nodiscard]] std::int64_t connect_at(std::uint32_t conn) const noexcept;
     /// Count mode: how many of the --messages this connection (or churn slot) measures.
     [[nodiscard]] std::uint64_t quota(std::uint32_t conn) const noexcept;
+    /// Whether a completion (rate mode: a scheduled time) at t counts in the figures.
     [[nodiscard]] bool in_window(std::int64_t t) const noexcept {
         return t >= measure_start_ns && t < measure_end_ns;
     }
+    /// --messages: the run ends when every quota is met, not at a time.
     [[nodiscard]] bool by_count() const noexcept { return messages != 0; }
 
     // Rate mode: message k of connection `conn` is due at slot k * connections + conn of one

@@ -38,12 +38,14 @@ struct tally {
     std::int64_t last_completion_ns = 0;
     std::array<std::uint64_t, outcome_count> outcomes{};
 
+    /// One more connection that ended with `o`.
     void count(outcome o) noexcept { ++outcomes[static_cast<std::size_t>(o)]; }
     [[nodiscard]] std::uint64_t outcomes_of(outcome o) const noexcept {
         return outcomes[static_cast<std::size_t>(o)];
     }
     /// Failed connections: everything but ok and refused_cleanly.
     [[nodiscard]] std::uint64_t errors() const noexcept;
+    /// Adds another thread's tally.
     void merge(const tally& other) noexcept;
 };
 

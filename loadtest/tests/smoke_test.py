@@ -134,6 +134,14 @@ def main():
             check(r["msgs"] == 10 and r["mismatches"] == 0, "hold: one verified echo per held connection", r)
         finally:
             full.stop()
+
+        busy = Slabd(slabd, "--max-connections", "3", "--busy-message", "busy, try later")
+        try:
+            code, r = load(slabd_load, busy.port, workdir, "hold", "-c", "6", "-d", "0.5", "-s", "8")
+            check(code == 0 and outcomes(r, ok=3, refused_cleanly=3), "hold: a busy line and EOF is a clean refusal", r)
+            check(r["busy_lines"] == 3 and r["mismatches"] == 0, "hold: busy lines are not mismatches", r)
+        finally:
+            busy.stop()
     print("smoke test passed")
 
 
