@@ -67,6 +67,7 @@ Config unusual() {
     c.connect_timeout = 2min;
     c.shutdown_grace = 0s;
     c.upstream_fail_timeout = 1h;
+    c.splice_pipes = 0;
     c.admin_token = "s3cret-t0ken";
     c.ready_headroom = 12;
     c.log_level = "debug";
@@ -96,6 +97,7 @@ TEST_CASE("defaults run out of the box") {
     CHECK(c.connect_timeout == 5s);
     CHECK(c.shutdown_grace == 10s);
     CHECK(c.upstream_fail_timeout == 10s);
+    CHECK(c.splice_pipes == 64);
     CHECK(c.admin_token.empty());
     CHECK(c.ready_headroom == 0);
     CHECK(c.log_level == "info");
@@ -132,6 +134,7 @@ TEST_CASE("every key is read from the file") {
         upstreams = ["127.0.0.1:8000", "[2001:db8::5]:8001"]
         balance = "least-connections"
         fail_timeout = "1h"
+        splice_pipes = 0
         [admin]
         listen = "0.0.0.0:0"
         token = "s3cret-t0ken"

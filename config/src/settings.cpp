@@ -116,6 +116,11 @@ constexpr detail::setting all_settings[] = {
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.upstream_fail_timeout = v.duration(0ms, 1h); },
      [](const Config& c, bool) { return show_duration(c.upstream_fail_timeout); }},
+    {"proxy", "splice_pipes", "pipes per worker thread that relay bulk transfers zero-copy "
+                              "(0: always copy through a buffer)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.splice_pipes = static_cast<std::size_t>(v.integer(0, 4096)); },
+     [](const Config& c, bool) { return std::to_string(c.splice_pipes); }},
 
     {"admin", "listen", "admin HTTP listener, HOST:PORT (port 0: any free port)",
      flag_kind::value, "--admin", "HOST:PORT",

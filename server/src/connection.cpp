@@ -1,6 +1,9 @@
 #include "connection.hpp"
 
 #include <asio/post.hpp>
+#include <fcntl.h>
+
+#include <cerrno>
 
 #include "shard.hpp"
 
@@ -124,9 +127,17 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     pump(leg_->to_client);
 }
 
+namespace {
+
+// A bounded number of rounds per readiness, then yield: one fast sender must not starve the shard.
+constexpr int max_rounds = 16;
+constexpr unsigned splice_flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+}  // namespace
+
 void connection::pump(relay& r) noexcept {
-    // A bounded number of rounds, then yield: one fast sender must not starve the shard.
-    constexpr int max_rounds = 16;
+    if (r.splicing) [[unlikely]]
+        return pump_spliced(r);
     const std::size_t capacity = shard_.buffer_size();
     for (int round = 0; round < max_rounds; ++round) {
         if (r.buffer == nullptr) {
@@ -155,13 +166,80 @@ void connection::pump(relay& r) noexcept {
             release_buffer(r);
             return wait_read(r);
         }
+        if (r.from != r.to && shard_.pipes().capacity() != 0) [[unlikely]] {
+            // A full buffer means a bulk transfer; between two sockets the rest of it need not
+            // pass through user space.
+            release_buffer(r);
+            r.splicing = true;
+            return pump_spliced(r);
+        }
     }
     release_buffer(r);
     r.op_pending = true;
     asio::post(shard_.context(), yield_handler{this, &r});
 }
 
+void connection::pump_spliced(relay& r) noexcept {
+    if (r.pipe == pipe_pool::none) {
+        r.pipe = shard_.take_pipe();
+        if (r.pipe == pipe_pool::none) {
+            r.splicing = false;  // all lent: copy this burst through a buffer
+            return pump(r);
+        }
+    }
+    const int from = r.from->native_handle();
+    const int pipe_in = shard_.pipes().write_end(r.pipe);
+    std::size_t moved = 0;
+    for (int round = 0; round < max_rounds; ++round) {
+        // The pipe is empty here (each round drains it), so only the socket can say EAGAIN.
+        const ssize_t n = ::splice(from, nullptr, pipe_in, nullptr, shard_.pipes().capacity(), splice_flags);
+        if (n <= 0) {
+            const int error = errno;
+            release_buffer(r);
+            if (n == 0) return finish_direction(r);
+            if (error == EAGAIN) {
+                // Less than a buffer's worth since the last wait: no longer a bulk transfer.
+                if (moved < shard_.buffer_size()) r.splicing = false;
+                return wait_read(r);
+            }
+            return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+        }
+        bump(shard_.stats().bytes_in, static_cast<std::uint64_t>(n));
+        shard_.touch(*this);
+        moved += static_cast<std::size_t>(n);
+        r.filled = static_cast<std::uint32_t>(n);
+        r.written = 0;
+        if (!flush_pipe(r)) return;
+    }
+    release_buffer(r);
+    r.op_pending = true;
+    asio::post(shard_.context(), yield_handler{this, &r});
+}
+
+bool connection::flush_pipe(relay& r) noexcept {
+    const int pipe_out = shard_.pipes().read_end(r.pipe);
+    const int to = r.to->native_handle();
+    while (r.written < r.filled) {
+        const ssize_t n = ::splice(pipe_out, nullptr, to, nullptr, r.filled - r.written, splice_flags);
+        if (n < 0) {
+            if (errno == EAGAIN) {
+                wait_write(r);
+                return false;
+            }
+            release_buffer(r);
+            fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+            return false;
+        }
+        r.written += static_cast<std::uint32_t>(n);
+        bump(shard_.stats().bytes_out, static_cast<std::uint64_t>(n));
+        bump(shard_.stats().bytes_spliced, static_cast<std::uint64_t>(n));
+    }
+    return true;
+}
+
 bool connection::flush(relay& r) noexcept {
+    if (r.pipe != pipe_pool::none) [[unlikely]]
+        return flush_pipe(r);
     while (r.written < r.filled) {
         asio::error_code ec;
         const std::size_t n = r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
@@ -213,6 +291,8 @@ void connection::wait_write(relay& r) noexcept {
 
 void connection::release_buffer(relay& r) noexcept {
     if (r.buffer != nullptr) shard_.give_back_buffer(std::exchange(r.buffer, nullptr));
+    if (r.pipe != pipe_pool::none) [[unlikely]]
+        shard_.give_back_pipe(std::exchange(r.pipe, pipe_pool::none), r.written < r.filled);
 }
 
 void connection::resume_after_buffer_wait() noexcept {

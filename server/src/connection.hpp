@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "op_memory.hpp"
+#include "pipes.hpp"
 #include "slabd/server/stats.hpp"
 
 namespace slabd::server {
@@ -24,17 +25,19 @@ enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, 
 /// connection, so what the peer already sent is read first (a bounded amount).
 void close_cleanly(socket_type& socket) noexcept;
 
-/// One direction of traffic: read from `from`, write to `to`. Owns a buffer only while bytes it
-/// read are not yet written.
+/// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
+/// splices, only while bytes it read are not yet written; `filled` and `written` count those.
 struct relay {
     socket_type* from;
     socket_type* to;
     std::byte* buffer = nullptr;
     std::uint32_t written = 0;
     std::uint32_t filled = 0;
+    std::int32_t pipe = pipe_pool::none;
     bool op_pending = false;
     bool done = false;  // `from` reached EOF and everything read has been written
     bool waiting_for_buffer = false;
+    bool splicing = false;  // a bulk transfer: reads go socket -> pipe, zero-copy
     io_op_memory memory;
 };
 
@@ -77,6 +80,7 @@ private:
     struct connect_handler;
 
     void pump(relay& r) noexcept;
+    void pump_spliced(relay& r) noexcept;
     void on_readable(relay& r, const asio::error_code& ec) noexcept;
     void on_writable(relay& r, const asio::error_code& ec) noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
@@ -84,6 +88,7 @@ private:
     void wait_read(relay& r) noexcept;
     void wait_write(relay& r) noexcept;
     bool flush(relay& r) noexcept;
+    bool flush_pipe(relay& r) noexcept;
     void release_buffer(relay& r) noexcept;
     void finish_direction(relay& r) noexcept;
     void fail(close_reason why) noexcept;

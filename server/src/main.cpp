@@ -28,8 +28,9 @@ void raise_descriptor_limit(const slabd::config::Config& settings) {
         ::setrlimit(RLIMIT_NOFILE, &limit);
         ::getrlimit(RLIMIT_NOFILE, &limit);
     }
-    const std::size_t per_client = settings.mode == slabd::config::server_mode::proxy ? 2 : 1;
-    const std::size_t needed = settings.max_connections * per_client + 64;
+    const bool proxy = settings.mode == slabd::config::server_mode::proxy;
+    const std::size_t pipe_fds = proxy ? 2 * settings.splice_pipes * std::max(1U, settings.threads) : 0;
+    const std::size_t needed = settings.max_connections * (proxy ? 2 : 1) + pipe_fds + 64;
     if (limit.rlim_cur != RLIM_INFINITY && needed > limit.rlim_cur)
         spdlog::warn("max_connections {} needs about {} descriptors but the limit is {}: "
                      "accept will fail (and back off) before the pool is full",

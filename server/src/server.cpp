@@ -38,9 +38,12 @@ server::server(const config::Config& settings)
     }
     const unsigned threads = std::max(1U, settings_.threads);
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
+    // Only a proxy has two sockets to splice between.
+    const std::size_t pipes_per_shard =
+        settings_.mode == config::server_mode::proxy ? settings_.splice_pipes : 0;
     asio::ip::tcp::endpoint at = resolve(settings_.listen);
     for (unsigned i = 0; i < threads; ++i) {
-        shards_.push_back(std::make_unique<shard>(*this, buffers_per_shard, settings_.buffer_size));
+        shards_.push_back(std::make_unique<shard>(*this, buffers_per_shard, settings_.buffer_size, pipes_per_shard));
         shards_.back()->listen(at);
         at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
     }
@@ -127,6 +130,7 @@ void server::reload(const config::Config& next) {
              {"proxy.upstreams", now.upstreams != next.upstreams},
              {"proxy.balance", now.balance != next.balance},
              {"proxy.fail_timeout", now.upstream_fail_timeout != next.upstream_fail_timeout},
+             {"proxy.splice_pipes", now.splice_pipes != next.splice_pipes},
              {"admin.listen", now.admin != next.admin},
              {"admin.ready_headroom", now.ready_headroom != next.ready_headroom},
              {"log.file", now.log_file != next.log_file},

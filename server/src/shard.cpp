@@ -30,7 +30,7 @@ struct shard::accept_handler {
     }
 };
 
-shard::shard(server& owner, std::size_t buffer_count, std::size_t buffer_size)
+shard::shard(server& owner, std::size_t buffer_count, std::size_t buffer_size, std::size_t splice_pipes)
     : server_(owner),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
@@ -38,6 +38,7 @@ shard::shard(server& owner, std::size_t buffer_count, std::size_t buffer_size)
       grace_timer_(context_),
       buffer_size_(buffer_size),
       buffers_(buffer_size, std::max<std::size_t>(buffer_count, 1), 64),
+      pipes_(splice_pipes),
       live_{owner.settings().idle_timeout, owner.settings().connect_timeout,
             owner.settings().busy_message} {
     buffer_stats_ = buffers_.stats();

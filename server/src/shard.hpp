@@ -14,6 +14,7 @@
 
 #include "connection.hpp"
 #include "op_memory.hpp"
+#include "pipes.hpp"
 #include "slabd/pool/slab.hpp"
 #include "slabd/server/stats.hpp"
 #include "upstreams.hpp"
@@ -34,7 +35,7 @@ class shard {
 public:
     using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
 
-    shard(server& owner, std::size_t buffer_count, std::size_t buffer_size);
+    shard(server& owner, std::size_t buffer_count, std::size_t buffer_size, std::size_t splice_pipes);
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
 
@@ -58,6 +59,13 @@ public:
     [[nodiscard]] std::size_t buffer_size() const noexcept { return buffer_size_; }
     [[nodiscard]] std::byte* take_buffer() noexcept { return static_cast<std::byte*>(buffers_.alloc()); }
     void give_back_buffer(std::byte* buffer) noexcept;
+    /// A pipe for splice(2), or pipe_pool::none (none left, or splicing is off).
+    [[nodiscard]] std::int32_t take_pipe() noexcept { return pipes_.take(); }
+    void give_back_pipe(std::int32_t pipe, bool holds_bytes) noexcept {
+        if (!pipes_.give_back(pipe, holds_bytes)) [[unlikely]]
+            bump(stats_.splice_pipes_lost);
+    }
+    [[nodiscard]] const pipe_pool& pipes() const noexcept { return pipes_; }
     void wait_for_buffer(connection& c) noexcept;
     void touch(connection& c) noexcept {
         if (c.links.last_active != now_) [[unlikely]]
@@ -101,6 +109,7 @@ private:
     std::chrono::milliseconds backoff_{0};
     std::size_t buffer_size_;
     pool::slab buffers_;
+    pipe_pool pipes_;
     mutable std::mutex buffer_stats_mutex_;
     pool::slab_stats buffer_stats_;  // refreshed each tick for the admin thread
     shard_stats stats_;

@@ -1,9 +1,10 @@
 """Proxy mode over real sockets, against real upstreams (slabd in echo mode, or a tiny Python
 server where the upstream must misbehave on cue): bytes both ways, both balance policies,
-upstreams that refuse or die, and half-close in both directions."""
+upstreams that refuse or die, half-close in both directions, and zero-copy (splice) relaying."""
 
 import signal
 import socket
+import struct
 import threading
 
 import harness
@@ -63,6 +64,25 @@ class Blackhole:
         self.listener.close()
 
 
+class StalledUpstream:
+    """An upstream that accepts one client and never reads from it, until reset() closes that
+    connection with RST."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(IO_TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+        self.conn = None
+
+    def accept(self):
+        self.conn, _ = self.listener.accept()
+
+    def reset(self):
+        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.conn.close()
+        self.listener.close()
+
+
 class ProxyTest(harness.SlabdTest):
     def echo_upstream(self):
         return self.start("--threads", "1")
@@ -104,6 +124,70 @@ class ProxyTest(harness.SlabdTest):
         self.assertEqual(p["upstream_connect_failures"], 0)
         self.stop(proxy)
         self.stop(upstream)
+
+    def bulk_one_way(self, splice_pipes):
+        """4 MiB from the client straight into an echo upstream, echoed back; returns the proxy's
+        /stats once the client is gone."""
+        upstream = self.echo_upstream()
+        config = self.write_config(f"[proxy]\nsplice_pipes = {splice_pipes}\n")
+        proxy = self.start("--config", config, "--mode", "proxy", "--threads", "1", *upstream_arg(upstream.port))
+        size = 4 << 20
+        with proxy.connect() as c:
+            stream_echo(c, size, shutdown=True)
+            self.assertEqual(recv_to_eof(c), b"")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the client to be closed")
+        self.assertEqual(p["bytes"]["in"], 2 * size)
+        self.assertEqual(p["bytes"]["out"], 2 * size)
+        self.assertEqual(p["splice_pipes_lost"], 0)
+        self.stop(proxy)
+        self.stop(upstream)
+        return p
+
+    def test_bulk_transfer_is_spliced(self):
+        p = self.bulk_one_way(splice_pipes=4)
+        # Only bursts that fill a whole buffer splice, so not every byte does; most of a stream
+        # written as fast as the socket takes it does.
+        self.assertGreater(p["bytes"]["spliced"], (4 << 20), "at least half of the 8 MiB relayed")
+
+    def test_splice_pipes_zero_always_copies(self):
+        p = self.bulk_one_way(splice_pipes=0)
+        self.assertEqual(p["bytes"]["spliced"], 0)
+
+    def test_pipe_left_holding_bytes_is_not_reused_as_is(self):
+        # One pipe, so the next bulk transfer gets the very pipe the failed one left bytes in.
+        stalled, good = StalledUpstream(), self.echo_upstream()
+        config = self.write_config('[proxy]\nsplice_pipes = 1\nfail_timeout = "1h"\n')
+        proxy = self.start("--config", config, "--mode", "proxy", "--threads", "1", "--balance", "round-robin",
+                           *upstream_arg(stalled.port), *upstream_arg(good.port))
+        doomed = proxy.connect()
+        self.addCleanup(doomed.close)
+        stalled.accept()
+        sender = harness.Sender(doomed, pattern(1 << 20, seed=5), repeat=64)
+        sender.start()
+        # The stalled upstream's buffers fill, then the proxy's write to it blocks with bytes
+        # still in its pipe: it has read more than it wrote, by splice, and reads no more.
+        last_in = [None]
+
+        def stalled_with_bytes_in_pipe(s):
+            b = s["bytes"]
+            steady, last_in[0] = b["in"] == last_in[0], b["in"]
+            return steady and b["spliced"] > 0 and b["in"] > b["out"]
+
+        proxy.wait_stats(stalled_with_bytes_in_pipe, "the relay to stall with bytes in its pipe")
+        stalled.reset()
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the proxy to drop the stalled client")
+        self.assertEqual(p["connections"]["closed"]["upstream_failure"], 1)
+        doomed.close()
+        sender.join(harness.WAIT)
+
+        with proxy.connect() as c:
+            stream_echo(c, 4 << 20, shutdown=True)
+            self.assertEqual(recv_to_eof(c), b"")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the second client to be closed")
+        self.assertGreater(p["bytes"]["spliced"], 4 << 20, "the second transfer went through the pipe")
+        self.assertEqual(p["splice_pipes_lost"], 0)
+        self.stop(proxy)
+        self.stop(good)
 
     def test_round_robin_alternates(self):
         a, b = self.echo_upstream(), self.echo_upstream()

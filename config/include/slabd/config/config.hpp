@@ -75,6 +75,8 @@ struct Config {
     std::chrono::milliseconds shutdown_grace = std::chrono::seconds{10};
     /// [proxy] fail_timeout: how long a failed upstream is skipped
     std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};
+    /// [proxy] splice_pipes: pipes per worker thread for zero-copy relaying (0: always copy)
+    std::size_t splice_pipes = 64;
     /// [admin] token: when set, admin requests need "Authorization: Bearer <token>"
     std::string admin_token;
     /// [admin] ready_headroom; use effective_ready_headroom()

@@ -25,6 +25,8 @@ namespace slabd::server {
     X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                             \
     X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                         \
     X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                    \
+    X(bytes_spliced, "bytes_spliced", "", "Bytes relayed zero-copy with splice(2), of those written") \
+    X(splice_pipes_lost, "splice_pipes_lost", "", "Splice pipes dropped because no replacement could be made") \
     X(accept_errors, "accept_errors", "", "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off") \
     X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
     X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty")
