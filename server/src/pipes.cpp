@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <system_error>
 
 namespace slabd::server {
@@ -22,7 +21,6 @@ pipe_pool::pipe_pool(std::size_t count) {
         int fds[2];
         if (!make_pipe(fds)) throw std::system_error(errno, std::generic_category(), "pipe2 for splice");
         fds_.push_back({fds[0], fds[1]});
-        if (const char* v = getenv("SLABD_PIPE_SZ")) ::fcntl(fds[1], F_SETPIPE_SZ, atoi(v));
         free_.push_back(static_cast<std::int32_t>(count - 1 - i));
     }
     if (!fds_.empty()) {
