@@ -210,6 +210,13 @@ void connection::pump_spliced(relay& r) noexcept {
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
         if (!flush_pipe(r)) return;
+        if (static_cast<std::size_t>(n) < shard_.pipes().capacity()) {
+            // Short: the socket is most likely drained, and a splice to find out for sure would
+            // cost a system call. If bytes are left, re-arming the wait reports them at once.
+            release_buffer(r);
+            if (moved < shard_.buffer_size()) r.splicing = false;
+            return wait_read(r);
+        }
     }
     release_buffer(r);
     r.op_pending = true;
