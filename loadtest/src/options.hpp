@@ -40,6 +40,7 @@ struct options {
     double connect_rate = 0;  // connections per second; 0: all at once
     std::uint64_t max_errors = 0;
     double timeout_s = 5;
+    double progress_s = 0;  // between progress lines; 0: 1 s on a terminal, 5 s otherwise
     direction bulk_direction = direction::both;
 
     [[nodiscard]] std::string target() const;

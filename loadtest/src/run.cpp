@@ -53,13 +53,17 @@ bool write_file(const std::string& path, const std::string& what, auto&& write) 
 /// gracefully (a second one ends the process), and the last worker to finish stops it all.
 class supervisor {
   public:
-    supervisor(const plan& p, std::vector<std::unique_ptr<worker>>& workers, live_gauges& gauges)
+    supervisor(const plan& p, std::vector<std::unique_ptr<worker>>& workers, live_gauges& gauges,
+               double progress_s)
         : plan_(p),
           workers_(workers),
           gauges_(gauges),
           signals_(context_, SIGINT, SIGTERM),
           timer_(context_),
-          tty_(::isatty(STDERR_FILENO) == 1) {}
+          tty_(::isatty(STDERR_FILENO) == 1),
+          // A terminal gets a live line; a log gets a line now and then.
+          progress_period_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::duration<double>(progress_s > 0 ? progress_s : tty_ ? 1.0 : 5.0))) {}
 
     void run() {
         std::vector<std::thread> threads;
@@ -83,13 +87,17 @@ class supervisor {
     void on_worker_done() {
         if (++done_ < workers_.size()) return;
         finished_at_ = now_ns();
+        // A handler already queued is not cancelled any more and runs with success: both
+        // handlers check finished() too, or they would re-arm and keep run() going for ever.
         signals_.cancel();
         timer_.cancel();
     }
 
+    [[nodiscard]] bool finished() const { return finished_at_ != never; }
+
     void wait_signal() {
         signals_.async_wait([this](const asio::error_code& ec, int) {
-            if (ec) return;
+            if (ec || finished()) return;
             if (interrupted_at_) std::_Exit(130);
             interrupted_at_ = now_ns();
             fmt::print(stderr, "{}slabd-load: ending the run; interrupt again to quit at once\n",
@@ -100,10 +108,9 @@ class supervisor {
     }
 
     void schedule_progress() {
-        // A terminal gets a live line; a log gets a line now and then.
-        timer_.expires_after(tty_ ? std::chrono::seconds(1) : std::chrono::seconds(5));
+        timer_.expires_after(progress_period_);
         timer_.async_wait([this](const asio::error_code& ec) {
-            if (ec) return;
+            if (ec || finished()) return;
             show_progress();
             schedule_progress();
         });
@@ -135,6 +142,7 @@ class supervisor {
     asio::signal_set signals_;
     asio::steady_timer timer_;
     bool tty_;
+    std::chrono::nanoseconds progress_period_;
     std::size_t done_ = 0;
     std::optional<std::int64_t> interrupted_at_;
     std::int64_t finished_at_ = never;
@@ -177,7 +185,7 @@ int run(const options& o) {
     std::vector<std::unique_ptr<worker>> workers;
     for (unsigned i = 0; i < p.threads; ++i)
         workers.push_back(std::make_unique<worker>(p, i, gauges));
-    supervisor boss(p, workers, gauges);
+    supervisor boss(p, workers, gauges, o.progress_s);
     boss.run();
 
     auto total = std::make_unique<tally>();

@@ -96,6 +96,21 @@ def outcomes(report, **expected):
     return report["outcomes"] == want
 
 
+def ends_with_its_connections(slabd_load, port):
+    """A progress line falling due just as the last connection finished used to re-arm the
+    progress timer after the run had ended: slabd-load then printed progress for ever and ignored
+    SIGTERM. A progress line every 0.5 ms makes that moment likely in each of these runs."""
+    argv = [slabd_load, "rr", "--target", f"127.0.0.1:{port}", "-c", "1", "-s", "64", "-d", "0.1",
+            "--progress", "0.0005"]
+    for i in range(30):
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10,
+                                  preexec_fn=die_with_parent)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"run {i}: slabd-load still running 10 s after a 0.1 s run")
+        assert done.returncode == 0, f"run {i}: exit code {done.returncode}"
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -123,6 +138,8 @@ def main():
                            "--messages", "64")
             check(code == 0 and r["mismatches"] == 0 and outcomes(r, ok=2), "bulk: streamed both ways", r)
             check(r["bytes"]["received"] == 64 * 65536, "bulk: every byte echoed", r)
+
+            ends_with_its_connections(slabd_load, server.port)
         finally:
             server.stop()
 
