@@ -319,11 +319,14 @@ void connection::resume_after_buffer_wait() noexcept {
 
 void connection::finish_direction(relay& r) noexcept {
     r.done = true;
-    asio::error_code ignored;
-    // Half-close travels on: the reader of `to` sees EOF once everything before it arrived.
-    r.to->shutdown(socket_type::shutdown_send, ignored);
     const bool all_done = leg_ == nullptr || (to_target_.done && leg_->to_client.done);
-    if (!all_done) return;
+    if (!all_done) {
+        // Half-close travels on: the reader of `to` sees EOF once everything before it arrived.
+        asio::error_code ignored;
+        r.to->shutdown(socket_type::shutdown_send, ignored);
+        return;
+    }
+    // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
     if (closing_ == close_reason::none) closing_ = close_reason::client_eof;
     maybe_destroy();
 }
