@@ -1,25 +1,28 @@
 #!/usr/bin/env python3
 """The bookkeeping half of bench/compare.sh, which runs the servers and the load.
 
-  compare.py record ROWS.jsonl KEY=VALUE...   parse one load run's output into a result row,
-                                              append it to ROWS.jsonl, print a progress line
-  compare.py report ROWS.jsonl OUT.json KEY=VALUE...
+  compare.py record RUNS.jsonl KEY=VALUE...   parse one load run's output into a result,
+                                              append it to RUNS.jsonl, print a progress line
+  compare.py report RUNS.jsonl OUT.json KEY=VALUE...
                                               print the markdown tables (KEY=VALUE: the header),
-                                              write every row and the header to OUT.json;
-                                              exit 1 if any row failed
+                                              write the header, the table rows and every run
+                                              to OUT.json; exit 1 if any run failed
 
-A row's KEY=VALUEs come from the shell: table, group, server, parser (slabd-load, wrk, iperf3
-or hold), output (the tool's output file), rc (its exit status), log_line (its last line, for a
-failure its output does not explain), cpu_ticks and clk_tck (the server's utime+stime over the
-run), wall_s, limit (the row is the load without a proxy), failed (a reason found by the
-shell), skipped, and for hold rows connections, rss_before_kb and rss_held_kb. Everything the tables show is derived here, once,
-so compare.json holds the same figures as the tables.
+A run's KEY=VALUEs come from the shell: table, group, server, parser (slabd-load, wrk, iperf3
+or hold), run (its round, from 1), output (the tool's output file), rc (its exit status),
+log_line (its last line, for a failure its output does not explain), cpu_ticks and clk_tck (the
+server's utime+stime over the run), wall_s, limit (the row is the load without a proxy), failed
+(a reason found by the shell), skipped, and for hold rows connections, rss_before_kb and
+rss_held_kb. The runs with the same table, group and server make one table row: the median of
+each figure, and the spread of the CPU per operation. Everything the tables show is derived
+here, once, so compare.json holds the same figures as the tables.
 """
 import json
 import re
+import statistics
 import sys
 
-NUMERIC = {"rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections"}
+NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections"}
 
 
 def parse_slabd_load(path):
@@ -110,7 +113,7 @@ def derive(row):
     return None
 
 
-def record(rows_path, args):
+def record(runs_path, args):
     row = {}
     for arg in args:
         key, _, value = arg.partition("=")
@@ -122,7 +125,7 @@ def record(rows_path, args):
     else:
         reason = derive(row)
         row["status"], row["reason"] = ("failed", reason) if reason else ("ok", "")
-    with open(rows_path, "a") as f:
+    with open(runs_path, "a") as f:
         f.write(json.dumps(row) + "\n")
     summary = row["reason"] if row["status"] != "ok" else progress_figure(row)
     print(f"compare:   {row['status']}: {summary}", file=sys.stderr)
@@ -139,8 +142,48 @@ def progress_figure(row):
 
 # ---- report -------------------------------------------------------------------------------
 
+MEDIANS = ("rate", "p50_us", "p99_us", "cpu_util", "cpu_us_per_op", "cpu_s_per_gb", "held",
+           "rss_before_kb", "rss_held_kb", "bytes_per_conn")
+SPREADS = ("cpu_us_per_op", "cpu_s_per_gb")
+
+
+def combine(runs):
+    """One table row from its runs. Strict: a single failed run fails the row, since medians of
+    the rest would hide that one server cannot always complete the load."""
+    first = runs[0]
+    row = {k: first[k] for k in ("table", "group", "server", "parser", "limit", "unit") if k in first}
+    row["runs"] = len(runs)
+    failed = [r for r in runs if r["status"] == "failed"]
+    if failed:
+        row["status"] = "failed"
+        row["reason"] = "; ".join(r["reason"] if len(runs) == 1 else f"run {r['run']}: {r['reason']}"
+                                  for r in failed)
+        return row
+    row["status"], row["reason"] = first["status"], first["reason"]
+    for key in MEDIANS:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if values:
+            row[key] = statistics.median(values)
+    for key in SPREADS:
+        if key in row:
+            row[key + "_min"] = min(r[key] for r in runs)
+            row[key + "_max"] = max(r[key] for r in runs)
+    return row
+
+
+def table_rows(runs):
+    keys = {}
+    for r in runs:
+        keys.setdefault((r["table"], r["group"], r["server"]), []).append(r)
+    return [combine(members) for members in keys.values()]
+
+
 def fmt(value, spec):
     return "–" if value is None else format(value, spec)
+
+
+def spread(row, key, spec):
+    return f"{row[key + '_min']:{spec}}–{row[key + '_max']:{spec}}"
 
 
 def ratio(value, best):
@@ -167,8 +210,8 @@ def groups(rows):
 def load_table(rows, group_title, cpu_title, util_title="server CPU"):
     """Throughput against the group's best; CPU per operation against the group's lowest,
     leaving out the rows marked limit (their CPU is another process's, e.g. the backend's)."""
-    out = [f"| {group_title} | server | throughput | p50 µs | p99 µs | {cpu_title} | {util_title} |"
-           " outcome |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    out = [f"| {group_title} | server | throughput | p50 µs | p99 µs | {cpu_title} | CPU min–max |"
+           f" {util_title} | outcome |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for group, members in groups(rows):
         top = best(members, "rate", max)
         low = best([r for r in members if not r.get("limit")], "cpu_us_per_op", min)
@@ -180,6 +223,7 @@ def load_table(rows, group_title, cpu_title, util_title="server CPU"):
                      fmt(r.get("p50_us"), ",.0f") if ok else "–",
                      fmt(r.get("p99_us"), ",.0f") if ok else "–",
                      cpu if ok else "–",
+                     spread(r, "cpu_us_per_op", ".2f") if ok else "–",
                      fmt(r.get("cpu_util"), ".0%") if ok else "–",
                      outcome(r)]
             out.append("| " + " | ".join(cells) + " |")
@@ -206,12 +250,14 @@ def hold_table(rows):
 def bulk_table(rows):
     top = best(rows, "rate", max)
     low = best([r for r in rows if not r.get("limit")], "cpu_s_per_gb", min)
-    out = ["| proxy | throughput | proxy CPU s / GB | proxy CPU | outcome |", "|---|---:|---:|---:|---|"]
+    out = ["| proxy | throughput | proxy CPU s / GB | CPU min–max | proxy CPU | outcome |",
+           "|---|---:|---:|---:|---:|---|"]
     for r in rows:
         ok = r["status"] == "ok"
         cpu = fmt(r.get("cpu_s_per_gb"), ".3f") + ("" if r.get("limit") else ratio(r.get("cpu_s_per_gb"), low))
         cells = [r["server"], f"{r['rate']:.2f} Gbit/s{ratio(r['rate'], top)}" if ok else "–",
-                 cpu if ok else "–", fmt(r.get("cpu_util"), ".0%") if ok else "–", outcome(r)]
+                 cpu if ok else "–", spread(r, "cpu_s_per_gb", ".3f") if ok else "–",
+                 fmt(r.get("cpu_util"), ".0%") if ok else "–", outcome(r)]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -245,10 +291,22 @@ TABLES = [
 ]
 
 
-def report(rows_path, out_path, args):
+def runs_note(rows):
+    n = max(r["runs"] for r in rows)
+    if n == 1:
+        return "One run per row."
+    return (f"Every figure is the median of {n} runs, each column's taken on its own, so one row's "
+            "figures may come from different runs; the ratios are those of the medians. The runs "
+            "are interleaved: round by round, every server of the group runs once. CPU min–max: "
+            "the lowest and highest CPU per operation of the runs. A row with a failed run is "
+            "failed.")
+
+
+def report(runs_path, out_path, args):
     meta = dict(arg.partition("=")[::2] for arg in args)
-    rows = [json.loads(line) for line in open(rows_path)]
-    json.dump({"meta": meta, "rows": rows}, open(out_path, "w"), indent=1)
+    runs = [json.loads(line) for line in open(runs_path)]
+    rows = table_rows(runs)
+    json.dump({"meta": meta, "rows": rows, "runs": runs}, open(out_path, "w"), indent=1)
 
     print("# slabd side-by-side benchmark\n")
     for key, value in meta.items():
@@ -257,10 +315,12 @@ def report(rows_path, out_path, args):
         members = [r for r in rows if r["table"] == table]
         if not members:
             continue
-        print(f"\n## {title}\n\n{note}\n")
+        print(f"\n## {title}\n\n{note} {runs_note(members)}\n")
         print("\n".join(render(members)))
     count = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", "failed")}
-    print(f"\n{len(rows)} rows: {count['ok']} ok, {count['skipped']} skipped, {count['failed']} failed.")
+    failed_runs = sum(r["status"] == "failed" for r in runs)
+    print(f"\n{len(rows)} rows: {count['ok']} ok, {count['skipped']} skipped, {count['failed']} failed"
+          f" ({len(runs)} runs, {failed_runs} failed).")
     return 1 if count["failed"] else 0
 
 

@@ -3,11 +3,16 @@
 # echo servers, and against HAProxy and nginx as TCP proxies. The headline figure is the
 # server's own CPU time per operation, read from /proc/PID/stat around each load run.
 #
-#   bench/compare.sh [--duration SECONDS] [--quick]
+#   bench/compare.sh [--duration SECONDS] [--repeat N] [--quick]
 #
-# --duration: seconds per load run (default 5). --quick: 1 s runs and no 10,000-connection
-# rows, to check the script itself. Markdown tables go to stdout, progress to stderr, every row
-# as JSON to build/release/compare.json. Exit status 1 when any row failed.
+# --duration: seconds per load run (default 5). --repeat: load runs per row (default 3), each
+# row showing the medians and the spread of its runs: on a shared machine one run's CPU per
+# operation can be 25% off, enough to rank servers wrongly. The servers of a group take turns,
+# one run each per round, so that a slow drift of the machine reaches them all alike. The
+# memory rows run once (they are not noisy). --quick: 1 s runs, one run per row unless
+# --repeat says otherwise, and no 10,000-connection rows, to check the script itself.
+# Markdown tables go to stdout, progress to stderr, every run as JSON to
+# build/release/compare.json. Exit status 1 when any run failed.
 #
 # Each server runs as a child of this script on 127.0.0.1, ports 18000-18999, with its
 # configuration in a temporary directory: the server under test on core 0, the load (and a
@@ -23,22 +28,26 @@ command_line="bench/compare.sh${*:+ $*}"
 
 say() { echo "compare: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { echo "usage: bench/compare.sh [--duration SECONDS] [--quick]" >&2; exit 2; }
+usage() { echo "usage: bench/compare.sh [--duration SECONDS] [--repeat N] [--quick]" >&2; exit 2; }
 
 duration=
+repeat=
 quick=0
 while (($#)); do
   case $1 in
     --duration) (($# >= 2)) || usage; duration=$2; shift 2 ;;
+    --repeat) (($# >= 2)) || usage; repeat=$2; shift 2 ;;
     --quick) quick=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) usage ;;
   esac
 done
-if ((quick)); then duration=${duration:-1}; fi
+if ((quick)); then duration=${duration:-1} repeat=${repeat:-1}; fi
 duration=${duration:-5}
+repeat=${repeat:-3}
 # iperf3 takes whole seconds only.
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration wants a whole number of seconds, got '$duration'"
+[[ $repeat =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a whole number of runs, got '$repeat'"
 (($(nproc) >= 2)) || die "needs 2 cores (server on core 0, load on core 1); this machine has $(nproc)"
 
 # 10,000 held connections take 10,000 descriptors in the server and as many in the client;
@@ -81,7 +90,7 @@ build() {
 # (plus, when stopping one, the processes it forked itself: nginx's worker).
 
 tmp=$(mktemp -d -t slabd-compare.XXXXXX)
-rows_file=$tmp/rows.jsonl
+runs_file=$tmp/runs.jsonl
 children=()
 
 forget() {
@@ -205,7 +214,19 @@ last_line() { # FILE...: the last non-empty line of the first file that has one
   echo "no output"
 }
 
-record() { python3 bench/compare.py record "$rows_file" "$@"; }
+# $run: the round a load run belongs to (rounds sets it); a row's runs share table, group and
+# server, and compare.py takes their medians.
+run=1
+record() { python3 bench/compare.py record "$runs_file" "run=$run" "$@"; }
+
+# Calls CMD... once per round, $run the round's number. CMD runs every server of a group once,
+# so the servers take turns rather than each running its N times back to back.
+rounds() {
+  local run
+  for ((run = 1; run <= repeat; run++)); do "$@"; done
+}
+
+run_label() { ((repeat == 1)) || echo " (run $run of $repeat)"; }
 
 # ---- servers --------------------------------------------------------------------------------
 # start_server KIND CORE PORT [UPSTREAM] sets $server_pid once the port listens, or returns 1
@@ -339,7 +360,7 @@ measured() { # PID CPU-TICKS-BEFORE T0 T1 LIMIT, after finish
 run_row() { # TABLE GROUP KIND LOAD_CORE PARSER LIMIT CMD...
   local table=$1 group=$2 kind=$3 core=$4 parser=$5 limit=$6 out
   shift 6
-  say "$table / $group / $kind"
+  say "$table / $group / $kind$(run_label)"
   local fields=("table=$table" "group=$group" "server=$kind" "parser=$parser")
   take_port
   local port=$taken
@@ -420,16 +441,26 @@ skip_row() { # TABLE GROUP KIND
 
 echo_servers=(slabd epoll-echo asio-classic-echo)
 
-echo_table() {
-  local kind
-  for kind in "${echo_servers[@]}"; do slabd_load_row echo "rr 64 B x 1" "$kind" 1 rr -c 1 -s 64; done
-  for kind in "${echo_servers[@]}"; do slabd_load_row echo "rr 64 B x 100" "$kind" 1 rr -c 100 -s 64; done
-  for kind in "${echo_servers[@]}"; do slabd_load_row echo "churn x 50" "$kind" 1 churn -c 50 -s 64; done
-  # Is the client the limit? Two client threads against the cheapest server: the server's CPU
-  # column should approach 100% of its core. Pinned, the two threads share core 1; unpinned they
-  # may also take time from the server's core, so both are shown.
+each_echo_server() { # TABLE GROUP SLABD-LOAD-ARGS...
+  local table=$1 group=$2 kind
+  shift 2
+  for kind in "${echo_servers[@]}"; do slabd_load_row "$table" "$group" "$kind" 1 "$@"; done
+}
+
+# Is the client the limit? Two client threads against the cheapest server: the server's CPU
+# column should approach 100% of its core. Pinned, the two threads share core 1; unpinned they
+# may also take time from the server's core, so both are shown, taking turns as servers do.
+two_client_threads() {
   slabd_load_row echo "rr 64 B x 100, 2 client threads on core 1" epoll-echo 1 rr -c 100 -s 64 --threads 2
   slabd_load_row echo "rr 64 B x 100, 2 client threads unpinned" epoll-echo "" rr -c 100 -s 64 --threads 2
+}
+
+echo_table() {
+  local kind
+  rounds each_echo_server echo "rr 64 B x 1" rr -c 1 -s 64
+  rounds each_echo_server echo "rr 64 B x 100" rr -c 100 -s 64
+  rounds each_echo_server echo "churn x 50" churn -c 50 -s 64
+  rounds two_client_threads
   for kind in "${echo_servers[@]}"; do
     if ((quick)); then skip_row hold hold "$kind"; else hold_row "$kind"; fi
   done
@@ -442,19 +473,17 @@ growth_table() {
     # leave thousands of them in TIME_WAIT.
     source=()
     ((conns < 1000)) || source=(--source 127.0.0.1,127.0.0.2)
-    for kind in "${echo_servers[@]}"; do
-      if ((quick && conns >= 10000)); then
-        skip_row growth "$conns" "$kind"
-      else
-        slabd_load_row growth "$conns" "$kind" 1 rr -c "$conns" -s 64 "${source[@]}"
-      fi
-    done
+    if ((quick && conns >= 10000)); then
+      for kind in "${echo_servers[@]}"; do skip_row growth "$conns" "$kind"; done
+    else
+      rounds each_echo_server growth "$conns" rr -c "$conns" -s 64 "${source[@]}"
+    fi
   done
 }
 
-# A proxy table: BACKEND_KIND on core 1, the proxies in turn on core 0 in front of it, each
-# measured with LOAD... (on core 1, {PORT} the proxy's port) and parsed by PARSER; first the
-# load straight to the backend, the limit.
+# A proxy table: BACKEND_KIND on core 1 for all rounds, the proxies in turn on core 0 in front
+# of it, each measured with LOAD... (on core 1, {PORT} the proxy's port) and parsed by PARSER;
+# each round first the load straight to the backend, the limit.
 proxy_rows() { # TABLE GROUP BACKEND_KIND PARSER LIMIT PROXIES -- LOAD...
   local table=$1 group=$2 backend_kind=$3 parser=$4 limit=$5 proxies=() kind backend_port
   shift 5
@@ -469,15 +498,19 @@ proxy_rows() { # TABLE GROUP BACKEND_KIND PARSER LIMIT PROXIES -- LOAD...
     done
     return
   fi
-  local backend=$server_pid out
-  say "$table / $group / direct"
-  out=$tmp/row-direct-$backend_port
+  local backend=$server_pid
+  rounds proxy_round "$@"
+  stop "$backend"
+}
+
+proxy_round() { # LOAD..., called by proxy_rows, whose variables it uses
+  local kind out=$tmp/row-direct-$backend_port-$run
+  say "$table / $group / direct$(run_label)"
   measure "$backend" 1 "$out" "$limit" "${@//\{PORT\}/$backend_port}"
   finish_row "$out" "table=$table" "group=$group" "server=direct" "parser=$parser" "limit=1"
   for kind in "${proxies[@]}"; do
     upstream=127.0.0.1:$backend_port run_row "$table" "$group" "$kind" 1 "$parser" "$limit" "$@"
   done
-  stop "$backend"
 }
 
 proxy_table() {
@@ -504,6 +537,7 @@ meta=(
   "peers=HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }' || true), iperf3 $(iperf3 --version | awk 'NR == 1 { print $2 }')"
   "commit=$git_commit"
   "duration=$duration s per run"
+  "repeat=$repeat interleaved runs per row, the tables show their medians (memory rows: 1 run)"
   "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
 
@@ -513,6 +547,6 @@ proxy_table
 bulk_table
 
 status=0
-python3 bench/compare.py report "$rows_file" "$out_json" "${meta[@]}" || status=$?
-say "rows saved in $out_json"
+python3 bench/compare.py report "$runs_file" "$out_json" "${meta[@]}" || status=$?
+say "every run and row saved in $out_json"
 exit "$status"
