@@ -114,9 +114,9 @@ void add_flags(CLI::App& app, options& o, raw_flags& raw) {
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
     app.add_option("--progress", o.progress_s,
-                   "seconds between progress lines (0: 1 on a terminal, 5 otherwise)")
+                   "seconds between progress lines, 0.001..3600 (0: 1 on a terminal, 5 otherwise)")
         ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
+        ->check(CLI::Range(0.0, 3600.0));
     raw.direction = app.add_option("--direction", raw.direction_text, "bulk: up, down or both")
                         ->capture_default_str()
                         ->check(CLI::IsMember(std::vector<std::string>(direction_names.begin(),

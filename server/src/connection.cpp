@@ -131,7 +131,8 @@ namespace {
 
 // A bounded number of rounds per readiness, then yield: one fast sender must not starve the shard.
 constexpr int max_rounds = 16;
-constexpr unsigned splice_flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+// The sockets' own O_NONBLOCK governs their side; this flag, the pipe's.
+constexpr unsigned splice_flags = SPLICE_F_NONBLOCK;
 
 }  // namespace
 
@@ -151,7 +152,7 @@ void connection::pump(relay& r) noexcept {
         asio::error_code ec;
         const std::size_t n = r.from->read_some(asio::buffer(r.buffer, capacity), ec);
         if (ec) {
-            release_buffer(r);
+            give_back_lent(r);
             if (ec == asio::error::would_block) return wait_read(r);
             if (ec == asio::error::eof) return finish_direction(r);
             return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
@@ -163,18 +164,21 @@ void connection::pump(relay& r) noexcept {
         if (!flush(r)) return;
         if (n < capacity) {
             // A short read emptied the socket: the next byte raises a new edge.
-            release_buffer(r);
+            give_back_lent(r);
             return wait_read(r);
         }
-        if (r.from != r.to && shard_.pipes().capacity() != 0) [[unlikely]] {
+        if (r.from != r.to && shard_.pipes().enabled()) [[unlikely]] {
             // A full buffer means a bulk transfer; between two sockets the rest of it need not
-            // pass through user space.
-            release_buffer(r);
-            r.splicing = true;
-            return pump_spliced(r);
+            // pass through user space. With every pipe lent, this burst goes on copying.
+            r.pipe = shard_.take_pipe();
+            if (r.pipe != pipe_pool::none) {
+                shard_.give_back_buffer(std::exchange(r.buffer, nullptr));
+                r.splicing = true;
+                return pump_spliced(r);
+            }
         }
     }
-    release_buffer(r);
+    give_back_lent(r);
     r.op_pending = true;
     asio::post(shard_.context(), yield_handler{this, &r});
 }
@@ -183,19 +187,22 @@ void connection::pump_spliced(relay& r) noexcept {
     if (r.pipe == pipe_pool::none) {
         r.pipe = shard_.take_pipe();
         if (r.pipe == pipe_pool::none) {
-            r.splicing = false;  // all lent: copy this burst through a buffer
+            r.splicing = false;  // all lent: copy, and splice again once a burst fills a buffer
             return pump(r);
         }
     }
     const int from = r.from->native_handle();
     const int pipe_in = shard_.pipes().write_end(r.pipe);
+    const std::size_t pipe_size = shard_.pipes().size(r.pipe);
     std::size_t moved = 0;
     for (int round = 0; round < max_rounds; ++round) {
-        // The pipe is empty here (each round drains it), so only the socket can say EAGAIN.
-        const ssize_t n = ::splice(from, nullptr, pipe_in, nullptr, shard_.pipes().capacity(), splice_flags);
+        // The pipe is empty here (each round drains it), so only the socket can say EAGAIN. A
+        // short splice does not mean the socket is drained (a pipe also runs out of slots, one
+        // per packet fragment), so only EAGAIN ends the burst.
+        const ssize_t n = ::splice(from, nullptr, pipe_in, nullptr, pipe_size, splice_flags);
         if (n <= 0) {
             const int error = errno;
-            release_buffer(r);
+            give_back_lent(r);
             if (n == 0) return finish_direction(r);
             if (error == EAGAIN) {
                 // Less than a buffer's worth since the last wait: no longer a bulk transfer.
@@ -210,15 +217,8 @@ void connection::pump_spliced(relay& r) noexcept {
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
         if (!flush_pipe(r)) return;
-        if (static_cast<std::size_t>(n) < shard_.pipes().capacity()) {
-            // Short: the socket is most likely drained, and a splice to find out for sure would
-            // cost a system call. If bytes are left, re-arming the wait reports them at once.
-            release_buffer(r);
-            if (moved < shard_.buffer_size()) r.splicing = false;
-            return wait_read(r);
-        }
     }
-    release_buffer(r);
+    give_back_lent(r);
     r.op_pending = true;
     asio::post(shard_.context(), yield_handler{this, &r});
 }
@@ -228,12 +228,12 @@ bool connection::flush_pipe(relay& r) noexcept {
     const int to = r.to->native_handle();
     while (r.written < r.filled) {
         const ssize_t n = ::splice(pipe_out, nullptr, to, nullptr, r.filled - r.written, splice_flags);
-        if (n < 0) {
-            if (errno == EAGAIN) {
+        if (n <= 0) {  // 0 would mean an empty pipe, which holds `filled - written` bytes
+            if (n < 0 && errno == EAGAIN) {
                 wait_write(r);
                 return false;
             }
-            release_buffer(r);
+            give_back_lent(r);
             fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
             return false;
         }
@@ -255,7 +255,7 @@ bool connection::flush(relay& r) noexcept {
             return false;
         }
         if (ec) {
-            release_buffer(r);
+            give_back_lent(r);
             fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
             return false;
         }
@@ -273,15 +273,15 @@ void connection::on_readable(relay& r, const asio::error_code& ec) noexcept {
 
 void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
     if (closing_ != close_reason::none) {
-        release_buffer(r);
+        give_back_lent(r);
         return maybe_destroy();
     }
     if (ec) {
-        release_buffer(r);
+        give_back_lent(r);
         return fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
     }
     if (!flush(r)) return;
-    release_buffer(r);
+    give_back_lent(r);
     // Read at once: while we waited to write, a read edge may have come and gone.
     pump(r);
 }
@@ -296,7 +296,7 @@ void connection::wait_write(relay& r) noexcept {
     r.to->async_wait(socket_type::wait_write, ready_handler{this, &r, true});
 }
 
-void connection::release_buffer(relay& r) noexcept {
+void connection::give_back_lent(relay& r) noexcept {
     if (r.buffer != nullptr) shard_.give_back_buffer(std::exchange(r.buffer, nullptr));
     if (r.pipe != pipe_pool::none) [[unlikely]]
         shard_.give_back_pipe(std::exchange(r.pipe, pipe_pool::none), r.written < r.filled);

@@ -89,7 +89,8 @@ private:
     void wait_write(relay& r) noexcept;
     bool flush(relay& r) noexcept;
     bool flush_pipe(relay& r) noexcept;
-    void release_buffer(relay& r) noexcept;
+    /// Returns the relay's buffer and pipe, if it holds them, to the shard.
+    void give_back_lent(relay& r) noexcept;
     void finish_direction(relay& r) noexcept;
     void fail(close_reason why) noexcept;
     void maybe_destroy() noexcept;

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <exception>
 #include <filesystem>
 #include <iostream>
@@ -95,6 +96,9 @@ int main(int argc, char** argv) {
             return 0;
         case action::run: break;
     }
+    // A peer gone mid-write is an error code on one connection, never the end of the process:
+    // send() passes MSG_NOSIGNAL, but splice(2) has no such flag. Before any thread starts.
+    std::signal(SIGPIPE, SIG_IGN);
     const auto& settings = cli.config;
     const auto reload_args = arguments_for_reload(argc, argv);
     std::optional<slabd::server::pidfile> pid;

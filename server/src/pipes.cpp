@@ -8,46 +8,46 @@
 
 namespace slabd::server {
 
-namespace {
+bool pipe_pool::make(ends& e) noexcept {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    const int size = ::fcntl(fds[1], F_GETPIPE_SZ);
+    if (size <= 0) {
+        ::close(fds[0]);
+        ::close(fds[1]);
+        return false;
+    }
+    e = {fds[0], fds[1], static_cast<std::size_t>(size)};
+    return true;
+}
 
-bool make_pipe(int (&fds)[2]) noexcept { return ::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0; }
-
-}  // namespace
+void pipe_pool::close(ends& e) noexcept {
+    if (e.read >= 0) ::close(e.read);
+    if (e.write >= 0) ::close(e.write);
+    e = {};
+}
 
 pipe_pool::pipe_pool(std::size_t count) {
-    fds_.reserve(count);
+    fds_.resize(count);
     free_.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
-        int fds[2];
-        if (!make_pipe(fds)) throw std::system_error(errno, std::generic_category(), "pipe2 for splice");
-        fds_.push_back({fds[0], fds[1]});
+        if (!make(fds_[i])) {
+            const int error = errno;
+            for (ends& e : fds_) close(e);
+            throw std::system_error(error, std::generic_category(), "pipe2 for splice");
+        }
         free_.push_back(static_cast<std::int32_t>(count - 1 - i));
-    }
-    if (!fds_.empty()) {
-        const int size = ::fcntl(fds_.front().write, F_GETPIPE_SZ);
-        if (size < 0) throw std::system_error(errno, std::generic_category(), "F_GETPIPE_SZ");
-        capacity_ = static_cast<std::size_t>(size);
     }
 }
 
 pipe_pool::~pipe_pool() {
-    for (const ends& e : fds_) {
-        if (e.read >= 0) ::close(e.read);
-        if (e.write >= 0) ::close(e.write);
-    }
+    for (ends& e : fds_) close(e);
 }
 
 bool pipe_pool::replace(std::int32_t index) noexcept {
     ends& e = fds_[std::size_t(index)];
-    ::close(e.read);
-    ::close(e.write);
-    int fds[2];
-    if (!make_pipe(fds)) {
-        e = {};
-        return false;
-    }
-    e = {fds[0], fds[1]};
-    return true;
+    close(e);
+    return make(e);
 }
 
 }  // namespace slabd::server

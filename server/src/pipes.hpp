@@ -37,21 +37,25 @@ public:
         return true;
     }
 
+    [[nodiscard]] bool enabled() const noexcept { return !fds_.empty(); }
     [[nodiscard]] int read_end(std::int32_t index) const noexcept { return fds_[std::size_t(index)].read; }
     [[nodiscard]] int write_end(std::int32_t index) const noexcept { return fds_[std::size_t(index)].write; }
-    /// Bytes one splice into an empty pipe can take.
-    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    /// The pipe's size in bytes: the most one splice into it can move. Pipes differ: once a user
+    /// owns many pipe pages, the kernel makes new pipes smaller.
+    [[nodiscard]] std::size_t size(std::int32_t index) const noexcept { return fds_[std::size_t(index)].size; }
 
 private:
     struct ends {
         int read = -1;
         int write = -1;
+        std::size_t size = 0;
     };
+    static bool make(ends& e) noexcept;
+    static void close(ends& e) noexcept;
     bool replace(std::int32_t index) noexcept;
 
     std::vector<ends> fds_;
     std::vector<std::int32_t> free_;  // reserved to fds_.size(): push_back never allocates
-    std::size_t capacity_ = 0;
 };
 
 }  // namespace slabd::server

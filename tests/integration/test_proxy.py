@@ -83,6 +83,32 @@ class StalledUpstream:
         self.listener.close()
 
 
+class StreamingUpstream(threading.Thread):
+    """An upstream that, once its client has sent something, streams `size` bytes back (or until
+    the proxy goes away)."""
+
+    def __init__(self, size):
+        super().__init__(daemon=True)
+        self.size = size
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(IO_TIMEOUT)
+        self.port = self.listener.getsockname()[1]
+
+    def run(self):
+        try:
+            conn, _ = self.listener.accept()
+            with conn:
+                conn.settimeout(IO_TIMEOUT)
+                conn.recv(1)
+                chunk = pattern(1 << 16)
+                for _ in range(self.size // len(chunk)):
+                    conn.sendall(chunk)
+        except OSError:
+            pass  # the proxy closed its leg: what the test provokes
+        finally:
+            self.listener.close()
+
+
 class ProxyTest(harness.SlabdTest):
     def echo_upstream(self):
         return self.start("--threads", "1")
@@ -173,7 +199,15 @@ class ProxyTest(harness.SlabdTest):
             steady, last_in[0] = b["in"] == last_in[0], b["in"]
             return steady and b["spliced"] > 0 and b["in"] > b["out"]
 
-        proxy.wait_stats(stalled_with_bytes_in_pipe, "the relay to stall with bytes in its pipe")
+        held = proxy.wait_stats(stalled_with_bytes_in_pipe, "the relay to stall with bytes in its pipe")
+
+        # The only pipe is lent: another bulk transfer meanwhile is copied, in full.
+        with proxy.connect() as c:
+            stream_echo(c, 4 << 20, shutdown=True)
+            self.assertEqual(recv_to_eof(c), b"")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 1, "the copied transfer to end")
+        self.assertEqual(p["bytes"]["spliced"], held["bytes"]["spliced"], "no pipe was free to splice with")
+
         stalled.reset()
         p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the proxy to drop the stalled client")
         self.assertEqual(p["connections"]["closed"]["upstream_failure"], 1)
@@ -186,6 +220,24 @@ class ProxyTest(harness.SlabdTest):
         p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the second client to be closed")
         self.assertGreater(p["bytes"]["spliced"], 4 << 20, "the second transfer went through the pipe")
         self.assertEqual(p["splice_pipes_lost"], 0)
+        self.stop(proxy)
+        self.stop(good)
+
+    def test_client_gone_while_its_download_is_spliced(self):
+        # The client asks and leaves at once; the reply, spliced into its closed socket, meets
+        # EPIPE. splice(2), unlike send(MSG_NOSIGNAL), raises SIGPIPE with it, which killed slabd.
+        upstream = StreamingUpstream(64 << 20)
+        upstream.start()
+        good = self.echo_upstream()
+        proxy = self.start("--mode", "proxy", "--threads", "1", *upstream_arg(upstream.port),
+                           *upstream_arg(good.port))
+        with proxy.connect() as c:
+            c.sendall(b"get")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the proxy to drop the departed client")
+        self.assertTrue(proxy.running(), f"slabd died:\n{proxy.output()}")
+        self.assertEqual(sum(p["connections"]["closed"].values()), 1)
+        upstream.join(harness.WAIT)
+        self.serve_one(proxy)
         self.stop(proxy)
         self.stop(good)
 
