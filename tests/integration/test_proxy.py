@@ -233,9 +233,10 @@ class ProxyTest(harness.SlabdTest):
                            *upstream_arg(good.port))
         with proxy.connect() as c:
             c.sendall(b"get")
-        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the proxy to drop the departed client")
+        p = proxy.wait_stats(lambda s: sum(s["connections"]["closed"].values()) == 1,
+                             "the proxy to drop the departed client")
         self.assertTrue(proxy.running(), f"slabd died:\n{proxy.output()}")
-        self.assertEqual(sum(p["connections"]["closed"].values()), 1)
+        self.assertEqual(p["connections"]["active"], 0)
         upstream.join(harness.WAIT)
         self.serve_one(proxy)
         self.stop(proxy)
