@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -42,6 +43,11 @@ pipe_pool::pipe_pool(std::size_t count) {
 
 pipe_pool::~pipe_pool() {
     for (ends& e : fds_) close(e);
+}
+
+std::size_t pipe_pool::smallest() const noexcept {
+    if (fds_.empty()) return 0;
+    return std::ranges::min_element(fds_, {}, &ends::size)->size;
 }
 
 bool pipe_pool::replace(std::int32_t index) noexcept {

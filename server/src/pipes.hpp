@@ -43,6 +43,8 @@ public:
     /// The pipe's size in bytes: the most one splice into it can move. Pipes differ: once a user
     /// owns many pipe pages, the kernel makes new pipes smaller.
     [[nodiscard]] std::size_t size(std::int32_t index) const noexcept { return fds_[std::size_t(index)].size; }
+    /// The smallest pipe's size, 0 for an empty pool.
+    [[nodiscard]] std::size_t smallest() const noexcept;
 
 private:
     struct ends {

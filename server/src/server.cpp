@@ -2,6 +2,7 @@
 
 #include <asio/post.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <string>
 #include <thread>
@@ -47,10 +48,25 @@ server::server(const config::Config& settings)
         shards_.back()->listen(at);
         at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
     }
+    warn_if_pipes_shrunk();
     admin_ = std::make_unique<admin>(control_, resolve(settings_.admin), *this);
 }
 
 server::~server() = default;
+
+void server::warn_if_pipes_shrunk() const {
+    // The kernel's default pipe holds 16 pages; past a user's pipe-page budget it makes 2.
+    const std::size_t full = 16 * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (const auto& s : shards_) {
+        const std::size_t smallest = s->pipes().smallest();
+        if (smallest == 0 || smallest >= full) continue;
+        spdlog::warn("splice pipes of {} bytes instead of {}: this user's pipe-page budget "
+                     "(sysctl fs.pipe-user-pages-soft) is spent, so bulk relaying takes more "
+                     "system calls; lower proxy.splice_pipes or raise the budget",
+                     smallest, full);
+        return;
+    }
+}
 
 asio::ip::tcp::endpoint server::data_endpoint() const { return shards_.front()->local_endpoint(); }
 asio::ip::tcp::endpoint server::admin_endpoint() const { return admin_->local_endpoint(); }

@@ -68,6 +68,7 @@ public:
     }
 
 private:
+    void warn_if_pipes_shrunk() const;
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
     void watch_hangups();
