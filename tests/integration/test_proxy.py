@@ -6,6 +6,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 
 import harness
 from harness import IO_TIMEOUT, assert_echo, pattern, recv_exact, recv_to_eof, refused_port, stream_echo
@@ -192,12 +193,15 @@ class ProxyTest(harness.SlabdTest):
         sender.start()
         # The stalled upstream's buffers fill, then the proxy's write to it blocks with bytes
         # still in its pipe: it has read more than it wrote, by splice, and reads no more.
-        last_in = [None]
+        last = {"in": None, "since": 0.0}
 
         def stalled_with_bytes_in_pipe(s):
-            b = s["bytes"]
-            steady, last_in[0] = b["in"] == last_in[0], b["in"]
-            return steady and b["spliced"] > 0 and b["in"] > b["out"]
+            # Steady for half a second, so that a proxy merely slowed by a busy machine does
+            # not pass for a stalled one.
+            b, now = s["bytes"], time.monotonic()
+            if b["in"] != last["in"]:
+                last["in"], last["since"] = b["in"], now
+            return now - last["since"] >= 0.5 and b["spliced"] > 0 and b["in"] > b["out"]
 
         held = proxy.wait_stats(stalled_with_bytes_in_pipe, "the relay to stall with bytes in its pipe")
 
