@@ -114,11 +114,12 @@ class ProxyTest(harness.SlabdTest):
     def echo_upstream(self):
         return self.start("--threads", "1")
 
-    def proxy(self, *upstreams, extra=()):
+    def proxy(self, *upstreams, extra=(), threads=2, settings=""):
+        """slabd proxying to `upstreams` (ports or slabd instances); `settings`: more [proxy] keys."""
         # An upstream that failed stays marked down for the whole test, so that which upstream
         # a client gets does not depend on how fast the test runs.
-        config = self.write_config('[proxy]\nfail_timeout = "1h"\n')
-        args = ["--config", config, "--mode", "proxy", "--threads", "2", *extra]
+        config = self.write_config(f'[proxy]\nfail_timeout = "1h"\n{settings}')
+        args = ["--config", config, "--mode", "proxy", "--threads", str(threads), *extra]
         for u in upstreams:
             args += upstream_arg(u if isinstance(u, int) else u.port)
         return self.start(*args)
@@ -156,8 +157,7 @@ class ProxyTest(harness.SlabdTest):
         """4 MiB from the client straight into an echo upstream, echoed back; returns the proxy's
         /stats once the client is gone."""
         upstream = self.echo_upstream()
-        config = self.write_config(f"[proxy]\nsplice_pipes = {splice_pipes}\n")
-        proxy = self.start("--config", config, "--mode", "proxy", "--threads", "1", *upstream_arg(upstream.port))
+        proxy = self.proxy(upstream, threads=1, settings=f"splice_pipes = {splice_pipes}\n")
         size = 4 << 20
         with proxy.connect() as c:
             stream_echo(c, size, shutdown=True)
@@ -183,9 +183,8 @@ class ProxyTest(harness.SlabdTest):
     def test_pipe_left_holding_bytes_is_not_reused_as_is(self):
         # One pipe, so the next bulk transfer gets the very pipe the failed one left bytes in.
         stalled, good = StalledUpstream(), self.echo_upstream()
-        config = self.write_config('[proxy]\nsplice_pipes = 1\nfail_timeout = "1h"\n')
-        proxy = self.start("--config", config, "--mode", "proxy", "--threads", "1", "--balance", "round-robin",
-                           *upstream_arg(stalled.port), *upstream_arg(good.port))
+        proxy = self.proxy(stalled.port, good, extra=["--balance", "round-robin"], threads=1,
+                           settings="splice_pipes = 1\n")
         doomed = proxy.connect()
         self.addCleanup(doomed.close)
         stalled.accept()
@@ -233,8 +232,7 @@ class ProxyTest(harness.SlabdTest):
         upstream = StreamingUpstream(64 << 20)
         upstream.start()
         good = self.echo_upstream()
-        proxy = self.start("--mode", "proxy", "--threads", "1", *upstream_arg(upstream.port),
-                           *upstream_arg(good.port))
+        proxy = self.proxy(upstream.port, good, threads=1)
         with proxy.connect() as c:
             c.sendall(b"get")
         p = proxy.wait_stats(lambda s: sum(s["connections"]["closed"].values()) == 1,
