@@ -60,8 +60,13 @@ public:
     [[nodiscard]] std::byte* take_buffer() noexcept { return static_cast<std::byte*>(buffers_.alloc()); }
     void give_back_buffer(std::byte* buffer) noexcept;
     /// A pipe for splice(2), or pipe_pool::none (none left, or splicing is off).
-    [[nodiscard]] std::int32_t take_pipe() noexcept { return pipes_.take(); }
+    [[nodiscard]] std::int32_t take_pipe() noexcept {
+        const std::int32_t pipe = pipes_.take();
+        if (pipe != pipe_pool::none) bump(stats_.splice_pipes_in_use);
+        return pipe;
+    }
     void give_back_pipe(std::int32_t pipe, bool holds_bytes) noexcept {
+        drop(stats_.splice_pipes_in_use);
         if (!pipes_.give_back(pipe, holds_bytes)) [[unlikely]]
             bump(stats_.splice_pipes_lost);
     }

@@ -95,7 +95,7 @@ std::string to_json(const server_snapshot& s) {
             {"upstream_failure", t.closed_upstream_failure},
             {"shutdown", t.closed_shutdown}}}}},
         {"bytes", {{"in", t.bytes_in}, {"out", t.bytes_out}, {"spliced", t.bytes_spliced}}},
-        {"splice_pipes_lost", t.splice_pipes_lost},
+        {"splice_pipes", {{"in_use", t.splice_pipes_in_use}, {"lost", t.splice_pipes_lost}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"op_memory_overflows", s.op_memory_overflows},
         {"admin", {{"sessions_active", s.admin_sessions_active}, {"sessions_refused", s.admin_sessions_refused}}},

@@ -31,7 +31,9 @@ namespace slabd::server {
     X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
     X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty")
 
-#define SLABD_SHARD_GAUGES(X) X(active, "connections_active", "", "Connections open")
+#define SLABD_SHARD_GAUGES(X)                                                                      \
+    X(active, "connections_active", "", "Connections open")                                        \
+    X(splice_pipes_in_use, "splice_pipes_in_use", "", "Splice pipes lent to relays, holding bytes")
 
 /// One shard's statistics. Written only by the shard's thread (relaxed load+store, no
 /// read-modify-write), read by the admin thread.
