@@ -27,7 +27,7 @@ server_snapshot sample() {
     s.shards.resize(2);
     s.shards[0].accepted = 30;
     s.shards[1].accepted = 12;
-    s.shards[0].refused = 5;
+    s.shards[0].refused_pool_full = 5;
     s.shards[1].active = 7;
     s.shards[0].closed_idle_timeout = 3;
     s.upstreams.push_back({"127.0.0.1:8000", 4, 2, false});

@@ -9,16 +9,23 @@
 
 namespace slabd::server {
 
+connection_ref::connection_ref(connection& c) noexcept : c_(&c) { ++c.refs_; }
+
+connection_ref::~connection_ref() {
+    if (c_ != nullptr && --c_->refs_ == 0) c_->shard_.destroy(*c_);
+}
+
 // Handlers are tiny structs rather than lambdas so that their allocator, the relay's in-block
-// op_memory, is visible to Asio through get_allocator().
+// op_memory, is visible to Asio through get_allocator(). Each holds a counted reference: Asio
+// frees the operation's memory before it calls the handler, and destroys the handler (dropping
+// the reference, perhaps the last) only after the call returns.
 struct connection::ready_handler {
-    connection* self;
+    connection_ref self;
     relay* r;
     bool writable;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
     void operator()(const asio::error_code& ec) const noexcept {
-        r->op_pending = false;
         if (writable)
             self->on_writable(*r, ec);
         else
@@ -27,87 +34,86 @@ struct connection::ready_handler {
 };
 
 struct connection::yield_handler {
-    connection* self;
+    connection_ref self;
     relay* r;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
     void operator()() const noexcept {
-        r->op_pending = false;
-        if (self->closing_ != close_reason::none) return self->maybe_destroy();
-        self->pump(*r);
+        if (!self->is_closing()) self->pump(*r);
     }
 };
 
 struct connection::connect_handler {
-    connection* self;
+    connection_ref self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->leg_->to_client.memory); }
     void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };
 
-void close_cleanly(socket_type& socket) noexcept {
-    asio::error_code ignored;
-    socket.non_blocking(true, ignored);
-    std::byte sink[2048];
-    for (int i = 0; i < 8; ++i) {
-        asio::error_code ec;
-        socket.read_some(asio::buffer(sink), ec);
-        if (ec) break;
-    }
-    socket.shutdown(socket_type::shutdown_send, ignored);
-    socket.close(ignored);
-}
-
-connection::connection(shard& owner, socket_type&& client) noexcept
-    : shard_(owner), client_(std::move(client)) {
+connection::connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept
+    : shard_(owner), client_(std::move(client)), leg_(leg) {
     to_target_.from = &client_;
-    to_target_.to = &client_;
+    to_target_.to = leg_ != nullptr ? &leg_->socket : &client_;
+    if (leg_ != nullptr) {
+        leg_->to_client.from = &leg_->socket;
+        leg_->to_client.to = &client_;
+    }
+    bump(shard_.stats().active);
 }
 
-connection::~connection() = default;
+connection::~connection() {
+    shard_.forget(*this);
+    give_back_lent(to_target_);
+    shard_stats& stats = shard_.stats();
+    switch (closing_) {
+        case close_reason::idle_timeout: bump(stats.closed_idle_timeout); break;
+        case close_reason::error: bump(stats.closed_error); break;
+        case close_reason::upstream_failure: bump(stats.closed_upstream_failure); break;
+        case close_reason::shutdown: bump(stats.closed_shutdown); break;
+        case close_reason::client_eof:
+        case close_reason::none: bump(stats.closed_client_eof); break;
+    }
+    if (leg_ != nullptr) {
+        give_back_lent(leg_->to_client);
+        shard_.destroy_leg(leg_);
+    }
+    if (closing_ == close_reason::client_eof) {
+        // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
+        asio::error_code ignored;
+        client_.close(ignored);
+    } else {
+        shard_.linger(std::move(client_));
+    }
+    drop(stats.active);
+}
 
-void connection::start_echo() noexcept {
+void connection::start() noexcept {
     asio::error_code ec;
     client_.non_blocking(true, ec);
     if (ec) return fail(close_reason::error);
     client_.set_option(asio::ip::tcp::no_delay(true), ec);
+    if (leg_ != nullptr) return connect_next_upstream();
     // Read at once: a client usually speaks first, and a read now saves a trip through epoll.
     pump(to_target_);
-}
-
-void connection::start_proxy(upstream_leg* leg) noexcept {
-    leg_ = leg;
-    to_target_.to = &leg_->socket;
-    leg_->to_client.from = &leg_->socket;
-    leg_->to_client.to = &client_;
-    asio::error_code ec;
-    client_.non_blocking(true, ec);
-    if (ec) return fail(close_reason::error);
-    client_.set_option(asio::ip::tcp::no_delay(true), ec);
-    connect_next_upstream();
 }
 
 void connection::connect_next_upstream() noexcept {
     auto* up = shard_.upstream_list().pick(leg_->tried_mask);
     if (up == nullptr) return fail(close_reason::upstream_failure);
     leg_->tried_mask |= std::uint64_t{1} << shard_.upstream_list().index_of(*up);
-    leg_->upstream = up;
-    up->active.fetch_add(1, std::memory_order_relaxed);
+    leg_->upstream.claim(*up);
     asio::error_code ec;
     leg_->socket.close(ec);
-    leg_->connecting = true;
     shard_.link_connecting(*this);  // each attempt gets the full connect timeout
-    leg_->socket.async_connect(up->endpoint, connect_handler{this});
+    leg_->socket.async_connect(up->endpoint, connect_handler{connection_ref(*this)});
 }
 
 void connection::on_connected(const asio::error_code& ec) noexcept {
-    leg_->connecting = false;
-    auto& up = *static_cast<upstreams::upstream*>(leg_->upstream);
-    if (closing_ != close_reason::none) return maybe_destroy();
+    if (is_closing()) return;
+    upstreams::upstream& up = *leg_->upstream.get();
     if (ec) {
         // Refused, unreachable, or cancelled by the connect timeout: mark it, try the next one.
-        up.active.fetch_sub(1, std::memory_order_relaxed);
-        leg_->upstream = nullptr;
+        leg_->upstream.release();
         shard_.upstream_list().mark_failed(up);
         bump(shard_.stats().upstream_connect_failures);
         return connect_next_upstream();
@@ -118,13 +124,8 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     if (opt_ec) return fail(close_reason::upstream_failure);
     leg_->socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
     shard_.link_idle(*this);
-    // Hold the other relay "pending" so that a failure in the first pump cannot free the block
-    // under the second.
-    leg_->to_client.op_pending = true;
     pump(to_target_);
-    leg_->to_client.op_pending = false;
-    if (closing_ != close_reason::none) return maybe_destroy();
-    pump(leg_->to_client);
+    if (!is_closing()) pump(leg_->to_client);
 }
 
 namespace {
@@ -155,7 +156,7 @@ void connection::pump(relay& r) noexcept {
             give_back_lent(r);
             if (ec == asio::error::would_block) return wait_read(r);
             if (ec == asio::error::eof) return finish_direction(r);
-            return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+            return fail(failure_of(r.from));
         }
         bump(shard_.stats().bytes_in, n);
         shard_.touch(*this);
@@ -178,9 +179,7 @@ void connection::pump(relay& r) noexcept {
             }
         }
     }
-    give_back_lent(r);
-    r.op_pending = true;
-    asio::post(shard_.context(), yield_handler{this, &r});
+    yield(r);
 }
 
 void connection::pump_spliced(relay& r) noexcept {
@@ -209,7 +208,7 @@ void connection::pump_spliced(relay& r) noexcept {
                 if (moved < shard_.buffer_size()) r.splicing = false;
                 return wait_read(r);
             }
-            return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+            return fail(failure_of(r.from));
         }
         bump(shard_.stats().bytes_in, static_cast<std::uint64_t>(n));
         shard_.touch(*this);
@@ -218,9 +217,7 @@ void connection::pump_spliced(relay& r) noexcept {
         r.written = 0;
         if (!flush_pipe(r)) return;
     }
-    give_back_lent(r);
-    r.op_pending = true;
-    asio::post(shard_.context(), yield_handler{this, &r});
+    yield(r);
 }
 
 bool connection::flush_pipe(relay& r) noexcept {
@@ -234,7 +231,7 @@ bool connection::flush_pipe(relay& r) noexcept {
                 return false;
             }
             give_back_lent(r);
-            fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+            fail(failure_of(r.to));
             return false;
         }
         r.written += static_cast<std::uint32_t>(n);
@@ -256,7 +253,7 @@ bool connection::flush(relay& r) noexcept {
         }
         if (ec) {
             give_back_lent(r);
-            fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+            fail(failure_of(r.to));
             return false;
         }
         r.written += static_cast<std::uint32_t>(n);
@@ -266,54 +263,52 @@ bool connection::flush(relay& r) noexcept {
 }
 
 void connection::on_readable(relay& r, const asio::error_code& ec) noexcept {
-    if (closing_ != close_reason::none) return maybe_destroy();
-    if (ec) return fail(r.from == &client_ ? close_reason::error : close_reason::upstream_failure);
+    if (is_closing()) return;
+    if (ec) return fail(failure_of(r.from));
     pump(r);
 }
 
 void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
-    if (closing_ != close_reason::none) {
+    // While closing, only the bytes an upstream sent before it failed still go to the client.
+    const bool delivering = !ec && (!is_closing() || (r.to == &client_ && !client_cancelled_));
+    if (!delivering) {
         give_back_lent(r);
-        return maybe_destroy();
-    }
-    if (ec) {
-        give_back_lent(r);
-        return fail(r.to == &client_ ? close_reason::error : close_reason::upstream_failure);
+        if (!is_closing()) fail(failure_of(r.to));
+        return;
     }
     if (!flush(r)) return;
     give_back_lent(r);
+    // Delivered: nothing is owed to the client any more, so the rest of it may close.
+    if (is_closing()) return cancel_client();
     // Read at once: bytes may have arrived while we waited to write.
     pump(r);
 }
 
 void connection::wait_read(relay& r) noexcept {
-    r.op_pending = true;
-    r.from->async_wait(socket_type::wait_read, ready_handler{this, &r, false});
+    r.from->async_wait(socket_type::wait_read, ready_handler{connection_ref(*this), &r, false});
 }
 
 void connection::wait_write(relay& r) noexcept {
-    r.op_pending = true;
-    r.to->async_wait(socket_type::wait_write, ready_handler{this, &r, true});
+    r.to->async_wait(socket_type::wait_write, ready_handler{connection_ref(*this), &r, true});
+}
+
+void connection::yield(relay& r) noexcept {
+    give_back_lent(r);
+    asio::post(shard_.context(), yield_handler{connection_ref(*this), &r});
 }
 
 void connection::give_back_lent(relay& r) noexcept {
     if (r.buffer != nullptr) shard_.give_back_buffer(std::exchange(r.buffer, nullptr));
     if (r.pipe != pipe_pool::none) [[unlikely]]
-        shard_.give_back_pipe(std::exchange(r.pipe, pipe_pool::none), r.written < r.filled);
+        shard_.give_back_pipe(std::exchange(r.pipe, pipe_pool::none), r.holds_bytes());
 }
 
 void connection::resume_after_buffer_wait() noexcept {
-    relay* relays[2] = {&to_target_, leg_ != nullptr ? &leg_->to_client : nullptr};
-    for (relay* r : relays) {
+    for (relay* r : {&to_target_, leg_ != nullptr ? &leg_->to_client : nullptr}) {
+        if (is_closing()) return;
         if (r == nullptr || !r->waiting_for_buffer) continue;
         r->waiting_for_buffer = false;
-        // As in on_connected: keep the block alive until the second relay has been resumed.
-        relay* other = r == relays[0] ? relays[1] : nullptr;
-        const bool hold = other != nullptr && !other->op_pending;
-        if (hold) other->op_pending = true;
         pump(*r);
-        if (hold) other->op_pending = false;
-        if (closing_ != close_reason::none) return maybe_destroy();
     }
 }
 
@@ -326,19 +321,28 @@ void connection::finish_direction(relay& r) noexcept {
         r.to->shutdown(socket_type::shutdown_send, ignored);
         return;
     }
-    // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
-    if (closing_ == close_reason::none) closing_ = close_reason::client_eof;
-    maybe_destroy();
+    // No operation is left and none starts: the last reference goes as this call unwinds.
+    if (!is_closing()) closing_ = close_reason::client_eof;
 }
 
 void connection::fail(close_reason why) noexcept {
-    if (closing_ == close_reason::none) closing_ = why;
-    // A client whose upstream failed, or that was dropped at shutdown, may have a request
-    // in flight that we never read.
-    close_cleanly(client_);
+    if (!is_closing()) closing_ = why;
+    shard_.leave_buffer_wait(*this);
+    to_target_.waiting_for_buffer = false;
     asio::error_code ignored;
-    if (leg_ != nullptr) leg_->socket.close(ignored);
-    maybe_destroy();
+    if (leg_ != nullptr) {
+        leg_->to_client.waiting_for_buffer = false;
+        leg_->socket.close(ignored);
+        // What the upstream sent before it failed is the client's: its write finishes first.
+        if (why == close_reason::upstream_failure && leg_->to_client.holds_bytes()) return;
+    }
+    cancel_client();
+}
+
+void connection::cancel_client() noexcept {
+    client_cancelled_ = true;
+    asio::error_code ignored;
+    client_.cancel(ignored);
 }
 
 void connection::abort(close_reason why) noexcept { fail(why); }
@@ -346,16 +350,6 @@ void connection::abort(close_reason why) noexcept { fail(why); }
 void connection::abort_connect_attempt() noexcept {
     asio::error_code ignored;
     leg_->socket.close(ignored);
-}
-
-bool connection::ops_pending() const noexcept {
-    if (to_target_.op_pending) return true;
-    return leg_ != nullptr && (leg_->to_client.op_pending || leg_->connecting);
-}
-
-void connection::maybe_destroy() noexcept {
-    if (ops_pending()) return;
-    shard_.destroy(*this, closing_, leg_);
 }
 
 }  // namespace slabd::server

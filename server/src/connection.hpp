@@ -1,32 +1,33 @@
 // A client connection: the socket, its state and the memory of its pending operations, all in
-// one block of the connection pool (DESIGN decisions 1 and 4). Echo mode relays the client to
-// itself; proxy mode joins it to an upstream leg taken from a second pool of the same capacity.
+// one block of the connection pool (README "Design": one block per connection, idle connections
+// own no buffer). Echo mode relays the client to itself; proxy mode joins it to an upstream leg
+// taken from a second pool of the same capacity.
 #pragma once
 
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-
 #include <cstdint>
+#include <utility>
 
 #include "op_memory.hpp"
 #include "pipes.hpp"
-#include "slabd/server/stats.hpp"
+#include "slabd/pool/object_pool.hpp"
+#include "slabd/pool/shared_slab.hpp"
+#include "socket.hpp"
+#include "upstreams.hpp"
 
 namespace slabd::server {
 
 class shard;
+class connection;
 class upstream_leg;
 
-using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+using connection_pool = pool::object_pool<connection, pool::shared_slab>;
+using leg_pool = pool::object_pool<upstream_leg, pool::shared_slab>;
 
 enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown };
 
-/// Closes with FIN rather than RST: close() over unread bytes makes the kernel reset the
-/// connection, so what the peer already sent is read first (a bounded amount).
-void close_cleanly(socket_type& socket) noexcept;
-
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
 /// splices, only while bytes it read are not yet written; `filled` and `written` count those.
+/// At most one operation of a relay is outstanding at a time, so `memory` holds it.
 struct relay {
     socket_type* from;
     socket_type* to;
@@ -34,47 +35,75 @@ struct relay {
     std::uint32_t written = 0;
     std::uint32_t filled = 0;
     std::int32_t pipe = pipe_pool::none;
-    bool op_pending = false;
     bool done = false;  // `from` reached EOF and everything read has been written
     bool waiting_for_buffer = false;
     bool splicing = false;  // a bulk transfer: reads go socket -> pipe, zero-copy
     io_op_memory memory;
+
+    [[nodiscard]] bool holds_bytes() const noexcept { return written < filled; }
 };
 
 /// Intrusive links every connection carries so its shard can find it without a side table.
 struct shard_links {
-    class connection* prev = nullptr;
-    class connection* next = nullptr;
-    class connection* next_waiter = nullptr;
+    connection* prev = nullptr;
+    connection* next = nullptr;
+    connection* next_waiter = nullptr;
     std::uint32_t last_active = 0;  // shard clock tick of the last byte moved
-    bool waiting_for_buffer = false;
-    bool linked = false;          // on the shard's idle or connecting list
-    bool connecting = false;      // which of the two lists
+    bool waiting_for_buffer = false;  // on the shard's buffer-wait list, which holds a reference
+    bool linked = false;              // on the shard's idle or connecting list
+    bool connecting = false;          // which of the two lists
+};
+
+/// A counted reference to a connection. The lifetime rule: every Asio operation, the buffer-wait
+/// list and every caller from outside holds one, and whoever drops the last one returns the
+/// block. Nothing else ever frees a connection, so no order of events can free it under a frame
+/// that still uses it.
+class connection_ref {
+public:
+    explicit connection_ref(connection& c) noexcept;
+    /// Takes over a reference already counted (the buffer-wait list's).
+    static connection_ref adopt(connection& c) noexcept { return connection_ref(&c); }
+    connection_ref(connection_ref&& other) noexcept : c_(std::exchange(other.c_, nullptr)) {}
+    connection_ref& operator=(connection_ref&&) = delete;
+    connection_ref(const connection_ref&) = delete;
+    connection_ref& operator=(const connection_ref&) = delete;
+    ~connection_ref();
+    connection* operator->() const noexcept { return c_; }
+    /// Hands the counted reference to a holder that is not an object (the buffer-wait list),
+    /// which gives it back through adopt().
+    connection* release() noexcept { return std::exchange(c_, nullptr); }
+
+private:
+    explicit connection_ref(connection* c) noexcept : c_(c) {}
+    connection* c_;
 };
 
 class connection {
 public:
-    connection(shard& owner, socket_type&& client) noexcept;
+    /// Counts itself into the shard's `active` gauge; `leg` is the proxy's upstream half, or
+    /// nullptr in echo mode. The connection owns it from here on.
+    connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept;
+    /// Counts the close reason, leaves `active`, returns the leg and closes the client: at once
+    /// after a mutual EOF, by lingering otherwise.
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    /// Echo: start relaying the client to itself.
-    void start_echo() noexcept;
-    /// Proxy: connect `leg` to an upstream, then relay both ways.
-    void start_proxy(upstream_leg* leg) noexcept;
-    /// Closes from outside (idle sweep, shutdown): cancels pending operations; the connection
-    /// returns its block once their handlers have run.
+    /// Echo: relay the client to itself. Proxy: connect the leg, then relay both ways.
+    void start() noexcept;
+    /// Closes from outside (idle sweep, shutdown): every pending operation is cancelled and the
+    /// block returns when the last reference goes.
     void abort(close_reason why) noexcept;
     /// The connect timeout ran out: cancel this attempt so the next upstream is tried.
     void abort_connect_attempt() noexcept;
-    /// The buffer pool has a block again: resume the relay that stopped for lack of one.
+    /// The buffer pool has a block again: resume the relays that stopped for lack of one.
     void resume_after_buffer_wait() noexcept;
+    [[nodiscard]] bool is_closing() const noexcept { return closing_ != close_reason::none; }
 
     shard_links links;
 
 private:
-    friend class upstream_leg;
+    friend class connection_ref;
     struct ready_handler;
     struct yield_handler;
     struct connect_handler;
@@ -87,20 +116,28 @@ private:
     void connect_next_upstream() noexcept;
     void wait_read(relay& r) noexcept;
     void wait_write(relay& r) noexcept;
+    void yield(relay& r) noexcept;
     bool flush(relay& r) noexcept;
     bool flush_pipe(relay& r) noexcept;
     /// Returns the relay's buffer and pipe, if it holds them, to the shard.
     void give_back_lent(relay& r) noexcept;
     void finish_direction(relay& r) noexcept;
+    /// Starts closing: `why` is kept (the first reason wins), the upstream closes, and the
+    /// client's operations are cancelled — unless the upstream failed while bytes it sent are
+    /// still on their way to the client: those are written first.
     void fail(close_reason why) noexcept;
-    void maybe_destroy() noexcept;
-    bool ops_pending() const noexcept;
+    void cancel_client() noexcept;
+    [[nodiscard]] close_reason failure_of(const socket_type* s) const noexcept {
+        return s == &client_ ? close_reason::error : close_reason::upstream_failure;
+    }
 
     shard& shard_;
     socket_type client_;
     relay to_target_;  // client -> client (echo) or client -> upstream (proxy)
-    upstream_leg* leg_ = nullptr;
+    upstream_leg* leg_;
+    std::uint16_t refs_ = 0;
     close_reason closing_ = close_reason::none;
+    bool client_cancelled_ = false;  // no operation on the client may start any more
 };
 
 /// The upstream half of a proxied connection, from its own pool block.
@@ -109,9 +146,9 @@ public:
     explicit upstream_leg(asio::io_context& context) noexcept : socket(context.get_executor()) {}
     socket_type socket;
     relay to_client;
-    void* upstream = nullptr;  // upstreams::upstream*, set while connected or connecting
+    upstream_claim upstream;  // the upstream connected or being connected to
+    // A connect shares to_client's operation memory: no relay runs until it completes.
     std::uint64_t tried_mask = 0;
-    bool connecting = false;  // the connect shares to_client's op memory: no relay runs meanwhile
 };
 
 }  // namespace slabd::server

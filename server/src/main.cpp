@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
         daemon.on_hangup([&daemon, &reload_args] { reload(daemon, reload_args); });
         daemon.run();
         const auto totals = daemon.snapshot().total();
-        spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted, totals.refused);
+        spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted, totals.refused());
     } catch (const std::runtime_error& e) {
         // Start-up failures must reach whoever started slabd, not only a log file they may not read.
         spdlog::critical("cannot start: {}", e.what());

@@ -32,19 +32,31 @@ std::int64_t now_ns() noexcept {
 server::server(const config::Config& settings)
     : settings_(settings), connections_(settings.max_connections), signals_(control_, SIGINT, SIGTERM),
       hangups_(control_, SIGHUP) {
+    const unsigned threads = std::max(1U, settings_.threads);
     if (settings_.mode == config::server_mode::proxy) {
-        legs_ = std::make_unique<leg_pool>(settings_.max_connections);
+        // A spare leg per shard: a shard takes its leg before its connection block (shard::admit).
+        legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads);
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
                                                  settings_.upstream_fail_timeout);
     }
-    const unsigned threads = std::max(1U, settings_.threads);
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
     const std::size_t pipes_per_shard =
         settings_.mode == config::server_mode::proxy ? settings_.splice_pipes : 0;
     asio::ip::tcp::endpoint at = resolve(settings_.listen);
+    const shard_setup setup{connections_,
+                            legs_.get(),
+                            upstreams_.get(),
+                            *this,
+                            settings_.on_exhausted,
+                            {settings_.idle_timeout, settings_.connect_timeout, settings_.busy_message},
+                            buffers_per_shard,
+                            settings_.buffer_size,
+                            pipes_per_shard,
+                            // As many lingering closes at once as a quarter of the connections.
+                            std::max<std::size_t>(16, settings_.max_connections / threads / 4)};
     for (unsigned i = 0; i < threads; ++i) {
-        shards_.push_back(std::make_unique<shard>(*this, buffers_per_shard, settings_.buffer_size, pipes_per_shard));
+        shards_.push_back(std::make_unique<shard>(setup));
         shards_.back()->listen(at);
         at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
     }
@@ -173,9 +185,15 @@ void server::wake_paused_shards() noexcept {
     for (auto& s : shards_) s->notify_block_freed();
 }
 
-void server::note_refusal() noexcept {
-    // At most one line a second, carrying how many were refused since the last one.
-    refusals_unlogged_.fetch_add(1, std::memory_order_relaxed);
+namespace {
+
+constexpr std::array<const char*, 3> refusal_names{"pool_full", "fd_limit", "draining"};
+
+}  // namespace
+
+void server::refused(refusal_reason why) noexcept {
+    // At most one line a second, carrying how many were refused since the last one, by reason.
+    refusals_unlogged_[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
     log_refusals_if_due();
 }
 
@@ -183,16 +201,19 @@ void server::log_refusals_if_due() noexcept {
     const std::int64_t now = now_ns();
     std::int64_t due = next_refusal_log_.load(std::memory_order_relaxed);
     if (now < due || !next_refusal_log_.compare_exchange_strong(due, now + 1'000'000'000)) return;
-    const std::uint64_t n = refusals_unlogged_.exchange(0, std::memory_order_relaxed);
-    spdlog::warn("connection pool exhausted ({} blocks in use): refused {} connection(s)",
-                 connections_.capacity(), n);
+    for (std::size_t i = 0; i < refusals_unlogged_.size(); ++i) {
+        const std::uint64_t n = refusals_unlogged_[i].exchange(0, std::memory_order_relaxed);
+        if (n == 0) continue;
+        spdlog::warn("refused {} connection(s): {} ({} of {} pool blocks in use)", n, refusal_names[i],
+                     connections_.in_use(), connections_.capacity());
+    }
 }
 
-void server::note_accept_error(const asio::error_code& ec) noexcept {
+void server::accept_failed(const asio::error_code& ec) noexcept {
     const std::int64_t now = now_ns();
     std::int64_t due = next_accept_error_log_.load(std::memory_order_relaxed);
     if (now < due || !next_accept_error_log_.compare_exchange_strong(due, now + 1'000'000'000)) return;
-    spdlog::warn("accept failed: {}; backing off", ec.message());
+    spdlog::warn("accept failed: {}", ec.message());
 }
 
 server_snapshot server::snapshot() const {

@@ -6,6 +6,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/signal_set.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "connection.hpp"
+#include "shard.hpp"
 #include "slabd/config/config.hpp"
 #include "slabd/pool/object_pool.hpp"
 #include "slabd/server/stats.hpp"
@@ -21,14 +23,10 @@
 
 namespace slabd::server {
 
-class shard;
 class admin;
 
-class server {
+class server final : private shard_events {
 public:
-    using connection_pool = pool::object_pool<connection, pool::shared_slab>;
-    using leg_pool = pool::object_pool<upstream_leg, pool::shared_slab>;
-
     /// Builds the pools and binds every listener; throws std::system_error when a bind fails.
     explicit server(const config::Config& settings);
     ~server();
@@ -54,20 +52,19 @@ public:
     /// those that reload() never changes.
     [[nodiscard]] const config::Config& settings() const noexcept { return settings_; }
 
-    // Used by shards.
-    [[nodiscard]] connection_pool& connections() noexcept { return connections_; }
-    [[nodiscard]] leg_pool* legs() noexcept { return legs_.get(); }
-    [[nodiscard]] upstreams* upstream_list() noexcept { return upstreams_.get(); }
-    void note_refusal() noexcept;
-    void note_accept_error(const asio::error_code& ec) noexcept;
+    [[nodiscard]] const connection_pool& connections() const noexcept { return connections_; }
+
+private:
+    // shard_events, called on the shards' threads.
+    void refused(refusal_reason why) noexcept override;
+    void accept_failed(const asio::error_code& ec) noexcept override;
     // Sequentially consistent on both sides: see shard::admit for the race these orderings close.
-    void note_paused(int delta) noexcept { paused_shards_.fetch_add(delta); }
-    void on_block_freed() noexcept {
+    void paused(int delta) noexcept override { paused_shards_.fetch_add(delta); }
+    void block_freed() noexcept override {
         if (paused_shards_.load() > 0) [[unlikely]]
             wake_paused_shards();
     }
 
-private:
     void warn_if_pipes_shrunk() const;
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
@@ -86,7 +83,7 @@ private:
     std::unique_ptr<admin> admin_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};
-    std::atomic<std::uint64_t> refusals_unlogged_{0};
+    std::array<std::atomic<std::uint64_t>, 3> refusals_unlogged_{};  // by refusal_reason
     std::atomic<std::int64_t> next_refusal_log_{0};
     std::atomic<std::int64_t> next_accept_error_log_{0};
 };

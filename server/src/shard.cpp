@@ -1,12 +1,13 @@
 #include "shard.hpp"
 
 #include <asio/post.hpp>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-
-#include "server.hpp"
+#include <cerrno>
 
 namespace slabd::server {
 
@@ -14,9 +15,21 @@ namespace {
 
 constexpr std::chrono::milliseconds tick_period{250};
 constexpr std::chrono::milliseconds max_backoff{1000};
+// How long a closed client may go on sending before its socket is closed over what it sends
+// (nginx's lingering_time is 30 s; a client that has been sent FIN rarely needs more than a
+// round trip).
+constexpr std::chrono::milliseconds linger_time{2000};
+// Refusals at the descriptor limit per accept error, so that a storm cannot starve the shard.
+constexpr int max_fd_limit_refusals = 64;
 
 std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
     return static_cast<std::uint32_t>((d + tick_period - std::chrono::milliseconds{1}) / tick_period);
+}
+
+int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+bool is_descriptor_limit(const asio::error_code& ec) noexcept {
+    return ec.category() == asio::error::get_system_category() && (ec.value() == EMFILE || ec.value() == ENFILE);
 }
 
 }  // namespace
@@ -30,24 +43,46 @@ struct shard::accept_handler {
     }
 };
 
-shard::shard(server& owner, std::size_t buffer_count, std::size_t buffer_size, std::size_t splice_pipes)
-    : server_(owner),
+struct shard::wait_handler {
+    shard* self;
+    using allocator_type = op_allocator<std::byte, accept_op_memory>;
+    allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
+    void operator()(const asio::error_code& ec) const noexcept {
+        if (!ec && !self->draining_) self->accept();
+    }
+};
+
+struct shard::resume_handler {
+    shard* self;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
+    allocator_type get_allocator() const noexcept { return allocator_type(self->resume_memory_); }
+    void operator()() const noexcept { self->resume_buffer_waiters(); }
+};
+
+shard::shard(const shard_setup& setup)
+    : connections_(setup.connections),
+      legs_(setup.legs),
+      upstreams_(setup.upstream_list),
+      events_(setup.events),
+      on_exhausted_(setup.on_exhausted),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
       grace_timer_(context_),
-      buffer_size_(buffer_size),
-      buffers_(buffer_size, std::max<std::size_t>(buffer_count, 1), 64),
-      pipes_(splice_pipes),
-      live_{owner.settings().idle_timeout, owner.settings().connect_timeout,
-            owner.settings().busy_message} {
+      reserve_fd_(open_reserve()),
+      buffer_size_(setup.buffer_size),
+      buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
+      pipes_(setup.splice_pipes),
+      lingering_(stats_, std::max<std::size_t>(setup.linger_slots, 1), to_ticks(linger_time)),
+      live_(setup.live) {
     buffer_stats_ = buffers_.stats();
 }
 
-upstreams& shard::upstream_list() noexcept { return *server_.upstream_list(); }
+shard::~shard() {
+    if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
 
 void shard::listen(const asio::ip::tcp::endpoint& at) {
-    listen_at_ = at;
     acceptor_.open(at.protocol());
     acceptor_.set_option(acceptor_type::reuse_address(true));
     const int one = 1;
@@ -55,6 +90,8 @@ void shard::listen(const asio::ip::tcp::endpoint& at) {
         throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
     acceptor_.bind(at);
     acceptor_.listen(asio::socket_base::max_listen_connections);
+    // refuse_at_fd_limit accepts on the descriptor directly and must never block there.
+    acceptor_.non_blocking(true);
 }
 
 void shard::run() {
@@ -76,50 +113,100 @@ void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
 }
 
 void shard::admit(socket_type& peer) noexcept {
-    connection* c = server_.connections().create(*this, std::move(peer));
-    if (c == nullptr && server_.settings().on_exhausted == config::exhausted_policy::pause) [[unlikely]] {
+    // The leg pool holds a spare leg per shard beyond the connection pool's capacity, so the leg
+    // taken before the block is never the one another shard needed.
+    upstream_leg* leg = legs_ != nullptr ? legs_->create(context_) : nullptr;
+    if (legs_ != nullptr && leg == nullptr) [[unlikely]]
+        return refuse(peer, refusal_reason::pool_full);
+    connection* c = connections_.create(*this, std::move(peer), leg);
+    if (c == nullptr && on_exhausted_ == config::exhausted_policy::pause) [[unlikely]] {
         // Announce the pause before one more try: a block freed on another shard after that
         // try then sees the announcement and wakes us, so no free can slip between the two.
-        server_.note_paused(+1);
-        c = server_.connections().create(*this, std::move(peer));
+        events_.paused(+1);
+        c = connections_.create(*this, std::move(peer), leg);
         if (c == nullptr) {
             // Keep the newcomer and stop accepting: the kernel's backlog holds the rest until a
-            // block frees (DESIGN decision 3).
+            // block frees.
+            if (leg != nullptr) legs_->destroy(leg);
             parked_.emplace(std::move(peer));
             paused_ = true;
             bump(stats_.paused);
             return;
         }
-        server_.note_paused(-1);
+        events_.paused(-1);
     }
-    if (c == nullptr) [[unlikely]]
-        return refuse(peer);
+    if (c == nullptr) [[unlikely]] {
+        if (leg != nullptr) legs_->destroy(leg);
+        return refuse(peer, refusal_reason::pool_full);
+    }
     bump(stats_.accepted);
-    bump(stats_.active);
-    if (server_.legs() != nullptr) {
-        upstream_leg* leg = server_.legs()->create(context_);
-        // The leg pool has the connection pool's capacity, so it cannot run dry first.
-        c->start_proxy(leg);
-    } else {
-        link_idle(*c);
-        c->start_echo();
-    }
+    const connection_ref hold(*c);
+    if (leg == nullptr) link_idle(*c);
+    c->start();
 }
 
-void shard::refuse(socket_type& peer) noexcept {
-    bump(stats_.refused);
-    server_.note_refusal();
+void shard::count_refusal(refusal_reason why) noexcept {
+    switch (why) {
+        case refusal_reason::pool_full: bump(stats_.refused_pool_full); break;
+        case refusal_reason::fd_limit: bump(stats_.refused_fd_limit); break;
+        case refusal_reason::draining: bump(stats_.refused_draining); break;
+    }
+    events_.refused(why);
+}
+
+void shard::refuse(socket_type& peer, refusal_reason why) noexcept {
+    count_refusal(why);
     asio::error_code ignored;
     peer.non_blocking(true, ignored);
     const std::string& busy = live_.busy_message;
     if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
-    close_cleanly(peer);
+    lingering_.linger(std::move(peer), now_);
 }
 
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
-    // EMFILE and friends leave the connection in the backlog: retrying at once would spin.
     bump(stats_.accept_errors);
-    server_.note_accept_error(ec);
+    events_.accept_failed(ec);
+    if (is_descriptor_limit(ec) && refuse_at_fd_limit()) return wait_for_newcomer();
+    back_off();
+}
+
+void shard::wait_for_newcomer() noexcept {
+    // At the descriptor limit accept() fails even on an empty backlog, so wait for a newcomer
+    // first: accepting again at once would spin.
+    acceptor_.async_wait(acceptor_type::wait_read, wait_handler{this});
+}
+
+bool shard::refuse_at_fd_limit() noexcept {
+    // A reopen may have lost the freed descriptor to another thread: try again now.
+    if (reserve_fd_ < 0) reserve_fd_ = open_reserve();
+    if (reserve_fd_ < 0) return false;
+    const std::string& busy = live_.busy_message;
+    for (int i = 0; i < max_fd_limit_refusals; ++i) {
+        ::close(std::exchange(reserve_fd_, -1));
+        const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int accept_errno = errno;
+        if (fd >= 0) {
+            count_refusal(refusal_reason::fd_limit);
+            if (!busy.empty()) {
+                std::array<iovec, 2> parts{{{const_cast<char*>(busy.data()), busy.size()},
+                                            {const_cast<char*>("\n"), 1}}};
+                msghdr message{};
+                message.msg_iov = parts.data();
+                message.msg_iovlen = parts.size();
+                ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
+            // No lingering here: the descriptor must come back at once to be the reserve again.
+            close_now(fd);
+        }
+        reserve_fd_ = open_reserve();
+        if (fd < 0) return accept_errno == EAGAIN || accept_errno == EWOULDBLOCK;  // backlog empty
+        if (reserve_fd_ < 0) return false;
+    }
+    return true;
+}
+
+void shard::back_off() noexcept {
+    // Retrying at once would spin on a listener that stays readable.
     backoff_ = std::clamp(backoff_ * 2, std::chrono::milliseconds{10}, max_backoff);
     backoff_timer_.expires_after(backoff_);
     backoff_timer_.async_wait([this](const asio::error_code& wait_ec) {
@@ -128,9 +215,9 @@ void shard::on_accept_error(const asio::error_code& ec) noexcept {
 }
 
 void shard::notify_block_freed() {
-    if (resume_posted_.exchange(true)) return;
+    if (wake_posted_.exchange(true)) return;
     asio::post(context_, [this] {
-        resume_posted_.store(false);
+        wake_posted_.store(false);
         resume_accepting();
     });
 }
@@ -144,21 +231,31 @@ void shard::resume_accepting() noexcept {
     socket_type peer = std::move(*parked_);
     parked_.reset();
     paused_ = false;
-    server_.note_paused(-1);
+    events_.paused(-1);
     admit(peer);
     if (!paused_) accept();
 }
 
 void shard::give_back_buffer(std::byte* buffer) noexcept {
     buffers_.free(buffer);
-    if (waiters_head_ != nullptr) [[unlikely]] {
-        connection* c = waiters_head_;
-        waiters_head_ = c->links.next_waiter;
+    // Resume from the event loop, not from inside another connection's handler.
+    if (waiters_head_ != nullptr && !resume_posted_) [[unlikely]] {
+        resume_posted_ = true;
+        asio::post(context_, resume_handler{this});
+    }
+}
+
+void shard::resume_buffer_waiters() noexcept {
+    resume_posted_ = false;
+    // A resumed connection that finds no buffer queues again, which ends the loop.
+    while (waiters_head_ != nullptr && buffers_.available() > 0) {
+        connection& c = *waiters_head_;
+        waiters_head_ = c.links.next_waiter;
         if (waiters_head_ == nullptr) waiters_tail_ = nullptr;
-        c->links.next_waiter = nullptr;
-        c->links.waiting_for_buffer = false;
-        // Resume from the event loop, not from inside another connection's handler.
-        asio::post(context_, [c] { c->resume_after_buffer_wait(); });
+        c.links.next_waiter = nullptr;
+        c.links.waiting_for_buffer = false;
+        const connection_ref hold = connection_ref::adopt(c);
+        c.resume_after_buffer_wait();
     }
 }
 
@@ -166,11 +263,28 @@ void shard::wait_for_buffer(connection& c) noexcept {
     bump(stats_.buffer_waits);
     if (c.links.waiting_for_buffer) return;
     c.links.waiting_for_buffer = true;
+    connection* held = connection_ref(c).release();
     if (waiters_tail_ != nullptr)
-        waiters_tail_->links.next_waiter = &c;
+        waiters_tail_->links.next_waiter = held;
     else
-        waiters_head_ = &c;
-    waiters_tail_ = &c;
+        waiters_head_ = held;
+    waiters_tail_ = held;
+}
+
+void shard::leave_buffer_wait(connection& c) noexcept {
+    if (!c.links.waiting_for_buffer) return;
+    connection** at = &waiters_head_;
+    connection* prev = nullptr;
+    while (*at != &c) {
+        prev = *at;
+        at = &(*at)->links.next_waiter;
+    }
+    *at = c.links.next_waiter;
+    if (waiters_tail_ == &c) waiters_tail_ = prev;
+    c.links.next_waiter = nullptr;
+    c.links.waiting_for_buffer = false;
+    // The caller holds a reference of its own, so the queue's is never the last.
+    const connection_ref queue_ref = connection_ref::adopt(c);
 }
 
 void shard::push_back(list& l, connection& c) noexcept {
@@ -212,34 +326,9 @@ void shard::move_to_idle_tail(connection& c) noexcept {
     push_back(idle_, c);
 }
 
-void shard::destroy(connection& c, close_reason why, upstream_leg* leg) noexcept {
-    unlink(c);
-    if (c.links.waiting_for_buffer) {
-        connection** at = &waiters_head_;
-        connection* prev = nullptr;
-        while (*at != &c) {
-            prev = *at;
-            at = &(*at)->links.next_waiter;
-        }
-        *at = c.links.next_waiter;
-        if (waiters_tail_ == &c) waiters_tail_ = prev;
-    }
-    switch (why) {
-        case close_reason::idle_timeout: bump(stats_.closed_idle_timeout); break;
-        case close_reason::error: bump(stats_.closed_error); break;
-        case close_reason::upstream_failure: bump(stats_.closed_upstream_failure); break;
-        case close_reason::shutdown: bump(stats_.closed_shutdown); break;
-        case close_reason::client_eof:
-        case close_reason::none: bump(stats_.closed_client_eof); break;
-    }
-    if (leg != nullptr) {
-        if (leg->upstream != nullptr)
-            static_cast<upstreams::upstream*>(leg->upstream)->active.fetch_sub(1, std::memory_order_relaxed);
-        server_.legs()->destroy(leg);
-    }
-    server_.connections().destroy(&c);
-    drop(stats_.active);
-    server_.on_block_freed();
+void shard::destroy(connection& c) noexcept {
+    connections_.destroy(&c);
+    events_.block_freed();
     if (draining_) finish_drain_if_empty();
 }
 
@@ -251,13 +340,15 @@ void shard::tick() noexcept {
 void shard::on_tick(const asio::error_code& ec) noexcept {
     // A tick already queued when the drain cancelled the timer must not re-arm it, or run()
     // never runs out of work and the process never exits.
-    if (ec || (draining_ && stats_.active.load(std::memory_order_relaxed) == 0)) return;
+    if (ec) return;
+    if (draining_ && drained()) return finish_drain_if_empty();
     ++now_;
     if (live_.idle_timeout.count() > 0) {
         const std::uint32_t limit = to_ticks(live_.idle_timeout);
         while (idle_.head != nullptr && now_ - idle_.head->links.last_active >= limit) {
             connection& c = *idle_.head;
             unlink(c);
+            const connection_ref hold(c);
             c.abort(close_reason::idle_timeout);
         }
     }
@@ -268,6 +359,7 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
         unlink(c);
         c.abort_connect_attempt();
     }
+    lingering_.expire(now_);
     {
         std::lock_guard lock(buffer_stats_mutex_);
         buffer_stats_ = buffers_.stats();
@@ -288,10 +380,10 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         acceptor_.close(ignored);
         backoff_timer_.cancel();
         if (parked_) {
-            refuse(*parked_);
+            refuse(*parked_, refusal_reason::draining);
             parked_.reset();
             paused_ = false;
-            server_.note_paused(-1);
+            events_.paused(-1);
         }
         grace_timer_.expires_after(grace);
         grace_timer_.async_wait([this](const asio::error_code& ec) {
@@ -302,25 +394,24 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
 }
 
 void shard::close_all(close_reason why) noexcept {
+    // Every connection not already closing is on one of the two lists (those waiting for a
+    // buffer too): the idle sweep takes a connection off before it aborts it.
     for (list* l : {&idle_, &connecting_}) {
         while (l->head != nullptr) {
             connection& c = *l->head;
             unlink(c);
+            const connection_ref hold(c);
             c.abort(why);
         }
     }
-    while (waiters_head_ != nullptr) {
-        connection* c = waiters_head_;
-        waiters_head_ = c->links.next_waiter;
-        c->links.next_waiter = nullptr;
-        c->links.waiting_for_buffer = false;
-        c->abort(why);
-    }
-    waiters_tail_ = nullptr;
+}
+
+bool shard::drained() const noexcept {
+    return stats_.active.load(std::memory_order_relaxed) == 0 && lingering_.empty();
 }
 
 void shard::finish_drain_if_empty() noexcept {
-    if (stats_.active.load(std::memory_order_relaxed) != 0) return;
+    if (!drained()) return;
     // Nothing left to serve: let run() return.
     tick_timer_.cancel();
     grace_timer_.cancel();

@@ -1,27 +1,46 @@
-// A shard: one thread, one io_context, its own SO_REUSEPORT listener, its own buffer slab and
-// statistics, and the intrusive lists through which it times out idle and connecting clients.
-// Connection blocks come from the server-wide pool so that capacity is exact across shards.
+// A shard: one thread, one io_context, its own SO_REUSEPORT listener, its own buffer slab,
+// linger slots and statistics, and the intrusive lists through which it times out idle and
+// connecting clients. Connection blocks come from the server-wide pool so that capacity is exact
+// across shards; the shard is handed that pool and what else it needs, never the server.
 #pragma once
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 
 #include "connection.hpp"
+#include "linger.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
+#include "slabd/config/config.hpp"
 #include "slabd/pool/slab.hpp"
 #include "slabd/server/stats.hpp"
 #include "upstreams.hpp"
 
 namespace slabd::server {
 
-class server;
+/// Why a newcomer was turned away before it got a pool block (README "Design": admission).
+enum class refusal_reason : std::uint8_t { pool_full, fd_limit, draining };
+
+/// What a shard tells the process around it. Called on the shard's thread.
+class shard_events {
+public:
+    virtual ~shard_events() = default;
+    /// A newcomer was refused (the log line is rate-limited by the receiver).
+    virtual void refused(refusal_reason why) noexcept = 0;
+    virtual void accept_failed(const asio::error_code& ec) noexcept = 0;
+    /// +1 when this shard pauses accepting under the `pause` policy, -1 when it resumes.
+    virtual void paused(int delta) noexcept = 0;
+    /// A connection block went back to the shared pool.
+    virtual void block_freed() noexcept = 0;
+};
 
 /// The settings a shard reads on its own thread that SIGHUP may change: each shard keeps its own
 /// copy, replaced on its thread, so a reload never races the tick or a refusal.
@@ -31,11 +50,26 @@ struct live_settings {
     std::string busy_message;
 };
 
+/// Everything a shard is built from.
+struct shard_setup {
+    connection_pool& connections;
+    leg_pool* legs;               // proxy mode only
+    upstreams* upstream_list;     // proxy mode only
+    shard_events& events;
+    config::exhausted_policy on_exhausted;
+    live_settings live;
+    std::size_t buffer_count;
+    std::size_t buffer_size;
+    std::size_t splice_pipes;
+    std::size_t linger_slots;
+};
+
 class shard {
 public:
     using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
 
-    shard(server& owner, std::size_t buffer_count, std::size_t buffer_size, std::size_t splice_pipes);
+    explicit shard(const shard_setup& setup);
+    ~shard();
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
 
@@ -55,7 +89,7 @@ public:
     [[nodiscard]] asio::io_context& context() noexcept { return context_; }
     [[nodiscard]] shard_stats& stats() noexcept { return stats_; }
     [[nodiscard]] const shard_stats& stats() const noexcept { return stats_; }
-    [[nodiscard]] upstreams& upstream_list() noexcept;
+    [[nodiscard]] upstreams& upstream_list() noexcept { return *upstreams_; }
     [[nodiscard]] std::size_t buffer_size() const noexcept { return buffer_size_; }
     [[nodiscard]] std::byte* take_buffer() noexcept { return static_cast<std::byte*>(buffers_.alloc()); }
     void give_back_buffer(std::byte* buffer) noexcept;
@@ -71,19 +105,30 @@ public:
             bump(stats_.splice_pipes_lost);
     }
     [[nodiscard]] const pipe_pool& pipes() const noexcept { return pipes_; }
+    /// Queues `c` until a buffer returns; the queue holds a reference to it.
     void wait_for_buffer(connection& c) noexcept;
+    /// Takes `c` off the buffer-wait queue, if it is on it, and drops the queue's reference.
+    void leave_buffer_wait(connection& c) noexcept;
     void touch(connection& c) noexcept {
         if (c.links.last_active != now_) [[unlikely]]
             move_to_idle_tail(c);
     }
     void link_idle(connection& c) noexcept;
     void link_connecting(connection& c) noexcept;
-    void destroy(connection& c, close_reason why, upstream_leg* leg) noexcept;
+    /// From the connection's destructor: off every list.
+    void forget(connection& c) noexcept { unlink(c); }
+    /// The last reference to `c` is gone: destroy it and return its block.
+    void destroy(connection& c) noexcept;
+    void destroy_leg(upstream_leg* leg) noexcept { legs_->destroy(leg); }
+    /// A lingering close of a client the shard is done with (README "Design").
+    void linger(socket_type&& socket) noexcept { lingering_.linger(std::move(socket), now_); }
     /// Buffer slab statistics; read from the admin thread, so only the snapshot copy is racy-free.
     [[nodiscard]] pool::slab_stats buffer_stats() const noexcept;
 
 private:
     struct accept_handler;
+    struct wait_handler;
+    struct resume_handler;
     struct list {
         connection* head = nullptr;
         connection* tail = nullptr;
@@ -92,32 +137,46 @@ private:
     void accept() noexcept;
     void on_accept(const asio::error_code& ec, socket_type peer) noexcept;
     void admit(socket_type& peer) noexcept;
-    void refuse(socket_type& peer) noexcept;
+    void refuse(socket_type& peer, refusal_reason why) noexcept;
     void on_accept_error(const asio::error_code& ec) noexcept;
+    /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
+    /// True once the backlog is empty; false when no descriptor could be had for that.
+    bool refuse_at_fd_limit() noexcept;
+    void wait_for_newcomer() noexcept;
+    void back_off() noexcept;
     void resume_accepting() noexcept;
+    void resume_buffer_waiters() noexcept;
     void tick() noexcept;
     void on_tick(const asio::error_code& ec) noexcept;
     void close_all(close_reason why) noexcept;
+    [[nodiscard]] bool drained() const noexcept;
     void finish_drain_if_empty() noexcept;
     void move_to_idle_tail(connection& c) noexcept;
     void push_back(list& l, connection& c) noexcept;
     void unlink(connection& c) noexcept;
+    void count_refusal(refusal_reason why) noexcept;
 
-    server& server_;
+    connection_pool& connections_;
+    leg_pool* legs_;
+    upstreams* upstreams_;
+    shard_events& events_;
+    config::exhausted_policy on_exhausted_;
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
-    asio::ip::tcp::endpoint listen_at_;
     accept_op_memory accept_memory_;
+    io_op_memory resume_memory_;
     asio::steady_timer tick_timer_;
     asio::steady_timer backoff_timer_;
     asio::steady_timer grace_timer_;
     std::chrono::milliseconds backoff_{0};
+    int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
     std::size_t buffer_size_;
     pool::slab buffers_;
     pipe_pool pipes_;
+    shard_stats stats_;
+    linger_pool lingering_;
     mutable std::mutex buffer_stats_mutex_;
     pool::slab_stats buffer_stats_;  // refreshed each tick for the admin thread
-    shard_stats stats_;
     live_settings live_;
     std::uint32_t now_ = 1;
     list idle_;
@@ -127,7 +186,8 @@ private:
     std::optional<socket_type> parked_;  // pause policy: the newcomer that found the pool full
     bool paused_ = false;
     bool draining_ = false;
-    std::atomic<bool> resume_posted_{false};
+    bool resume_posted_ = false;  // resume_buffer_waiters is queued
+    std::atomic<bool> wake_posted_{false};
 };
 
 }  // namespace slabd::server

@@ -53,6 +53,7 @@ nlohmann::json shard_json(const shard_snapshot& s) {
     SLABD_SHARD_COUNTERS(SLABD_FIELD)
     SLABD_SHARD_GAUGES(SLABD_FIELD)
 #undef SLABD_FIELD
+    j["refused"] = s.refused();
     return j;
 }
 
@@ -83,7 +84,9 @@ std::string to_json(const server_snapshot& s) {
         {"buffers", pool_json(s.buffers)},
         {"connections",
          {{"accepted", t.accepted},
-          {"refused", t.refused},
+          {"refused", t.refused()},
+          {"refused_by_reason",
+           {{"pool_full", t.refused_pool_full}, {"fd_limit", t.refused_fd_limit}, {"draining", t.refused_draining}}},
           {"paused", t.paused},
           {"active", t.active},
           {"accept_errors", t.accept_errors},
@@ -96,6 +99,7 @@ std::string to_json(const server_snapshot& s) {
             {"shutdown", t.closed_shutdown}}}}},
         {"bytes", {{"in", t.bytes_in}, {"out", t.bytes_out}, {"spliced", t.bytes_spliced}}},
         {"splice_pipes", {{"in_use", t.splice_pipes_in_use}, {"lost", t.splice_pipes_lost}}},
+        {"linger", {{"active", t.lingering}, {"timeouts", t.linger_timeouts}, {"overflows", t.linger_overflows}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"op_memory_overflows", s.op_memory_overflows},
         {"admin", {{"sessions_active", s.admin_sessions_active}, {"sessions_refused", s.admin_sessions_refused}}},

@@ -49,4 +49,28 @@ private:
     std::atomic<std::uint64_t> next_{0};
 };
 
+/// A leg's hold on the upstream it connects or relays to: the upstream's `active` gauge counts
+/// exactly the live claims, because only this type moves it, up on claim and down on release.
+class upstream_claim {
+public:
+    upstream_claim() noexcept = default;
+    ~upstream_claim() { release(); }
+    upstream_claim(const upstream_claim&) = delete;
+    upstream_claim& operator=(const upstream_claim&) = delete;
+
+    void claim(upstreams::upstream& u) noexcept {
+        release();
+        u.active.fetch_add(1, std::memory_order_relaxed);
+        upstream_ = &u;
+    }
+    void release() noexcept {
+        if (upstream_ != nullptr) upstream_->active.fetch_sub(1, std::memory_order_relaxed);
+        upstream_ = nullptr;
+    }
+    [[nodiscard]] upstreams::upstream* get() const noexcept { return upstream_; }
+
+private:
+    upstreams::upstream* upstream_ = nullptr;
+};
+
 }  // namespace slabd::server

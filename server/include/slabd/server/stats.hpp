@@ -16,7 +16,9 @@ namespace slabd::server {
 // one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
 #define SLABD_SHARD_COUNTERS(X)                                                                    \
     X(accepted, "connections_accepted", "", "Connections accepted and given a pool block")         \
-    X(refused, "connections_refused", "", "Connections refused because the connection pool was full") \
+    X(refused_pool_full, "connections_refused", "reason=\"pool_full\"", "Connections refused before getting a pool block, by reason") \
+    X(refused_fd_limit, "connections_refused", "reason=\"fd_limit\"", "")                         \
+    X(refused_draining, "connections_refused", "reason=\"draining\"", "")                         \
     X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full")  \
     X(closed_client_eof, "connections_closed", "reason=\"client_eof\"", "Connections closed, by reason") \
     X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                     \
@@ -29,11 +31,14 @@ namespace slabd::server {
     X(splice_pipes_lost, "splice_pipes_lost", "", "Splice pipes dropped because no replacement could be made") \
     X(accept_errors, "accept_errors", "", "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off") \
     X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
-    X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty")
+    X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty") \
+    X(linger_timeouts, "linger_timeouts", "", "Lingering closes cut short: the peer kept sending past the linger time") \
+    X(linger_overflows, "linger_overflows", "", "Closes that could not linger because every linger slot was taken")
 
 #define SLABD_SHARD_GAUGES(X)                                                                      \
     X(active, "connections_active", "", "Connections open")                                        \
-    X(splice_pipes_in_use, "splice_pipes_in_use", "", "Splice pipes lent to relays, holding bytes")
+    X(splice_pipes_in_use, "splice_pipes_in_use", "", "Splice pipes lent to relays, holding bytes") \
+    X(lingering, "lingering_sockets", "", "Closed clients whose socket lingers until the peer is done sending")
 
 /// One shard's statistics. Written only by the shard's thread (relaxed load+store, no
 /// read-modify-write), read by the admin thread.
@@ -59,6 +64,8 @@ struct shard_snapshot {
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
     shard_snapshot& operator+=(const shard_snapshot& other) noexcept;
+    /// Newcomers refused, whatever the reason.
+    [[nodiscard]] std::uint64_t refused() const noexcept { return refused_pool_full + refused_fd_limit + refused_draining; }
 };
 shard_snapshot snapshot(const shard_stats& stats) noexcept;
 
