@@ -6,13 +6,17 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <http_parser.h>
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <cassert>
+#include <cerrno>
 #include <chrono>
 
+#include "admin_request.hpp"
 #include "server.hpp"
 #include "slabd/pool/object_pool.hpp"
 
@@ -21,6 +25,7 @@ namespace slabd::server {
 namespace {
 
 using asio::experimental::as_tuple;
+using namespace std::chrono_literals;
 
 const char* reason_phrase(int status) {
     switch (status) {
@@ -34,75 +39,6 @@ const char* reason_phrase(int status) {
         case 503: return "Service Unavailable";
         default: return "Error";
     }
-}
-
-/// One admin connection: its socket, its header deadline, and what http-parser found. Lives in a
-/// block of the admin's own pool; the deadline's handler shares it, since it may run after the
-/// session's coroutine has finished.
-struct session {
-    explicit session(asio::ip::tcp::socket s) : socket(std::move(s)), deadline(socket.get_executor()) {}
-    asio::ip::tcp::socket socket;
-    asio::steady_timer deadline;
-    bool timed_out = false;
-    // The request being parsed.
-    std::string url;
-    std::string header_field;
-    std::string header_value;
-    std::string authorization;
-    bool in_value = false;
-    bool complete = false;
-
-    void reset_request() {
-        url.clear();
-        header_field.clear();
-        header_value.clear();
-        authorization.clear();
-        in_value = false;
-        complete = false;
-    }
-    void end_header() {
-        // Header names are case-insensitive.
-        if (in_value && header_field.size() == 13 &&
-            std::equal(header_field.begin(), header_field.end(), "authorization",
-                       [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
-            authorization = header_value;
-        header_field.clear();
-        header_value.clear();
-        in_value = false;
-    }
-};
-
-session& of(http_parser* p) { return *static_cast<session*>(p->data); }
-
-const http_parser_settings& parser_settings() {
-    static const http_parser_settings settings = [] {
-        http_parser_settings s{};
-        s.on_url = [](http_parser* p, const char* at, std::size_t n) {
-            of(p).url.append(at, n);
-            return 0;
-        };
-        s.on_header_field = [](http_parser* p, const char* at, std::size_t n) {
-            if (of(p).in_value) of(p).end_header();
-            of(p).header_field.append(at, n);
-            return 0;
-        };
-        s.on_header_value = [](http_parser* p, const char* at, std::size_t n) {
-            of(p).in_value = true;
-            of(p).header_value.append(at, n);
-            return 0;
-        };
-        s.on_headers_complete = [](http_parser* p) {
-            of(p).end_header();
-            return 0;
-        };
-        s.on_message_complete = [](http_parser* p) {
-            of(p).complete = true;
-            http_parser_pause(p, 1);  // one request at a time: pipelined bytes wait their turn
-            return 0;
-        };
-        return s;
-    }();
-    return settings;
 }
 
 std::string serialize(const admin_response& r, bool head_only, bool keep_alive) {
@@ -120,127 +56,293 @@ admin_response error_response(int status) {
     return {status, "text/plain; charset=utf-8", std::string(reason_phrase(status)) + "\n", {}};
 }
 
+const std::string& busy_answer() {
+    static const std::string busy = serialize(error_response(503), false, false);
+    return busy;
+}
+
+/// Writes the 503 without waiting for the client (a full socket buffer loses it), half-closes,
+/// and closes at once: the descriptor is what the caller wants back.
+void turn_away(asio::ip::tcp::socket& socket) {
+    asio::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(busy_answer()), ignored);
+    socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    socket.close(ignored);
+}
+
+/// One admin connection: its socket, its deadline, and the request being assembled. Lives in a
+/// block of the admin's own pool; the deadline's handler shares it, since it may run after the
+/// session's coroutine has finished.
+struct session {
+    explicit session(asio::ip::tcp::socket s) : socket(std::move(s)), deadline(socket.get_executor()) {}
+    asio::ip::tcp::socket socket;
+    asio::steady_timer deadline;
+    request_assembler assembler;
+    unsigned deadline_generation = 0;  // a deadline that fired after its phase ended is ignored
+    bool timed_out = false;
+    bool admitted = true;  // counted against max_sessions; false once evicted
+    bool evicted = false;
+    // The waiting list: sessions that have not completed their current request, oldest first.
+    session* prev = nullptr;
+    session* next = nullptr;
+    bool waiting = false;
+};
+
 }  // namespace
 
-/// The admin's own pool of sessions, apart from the data pool.
-struct admin::session_pool {
-    pool::object_pool<session> sessions{admin_limits::max_sessions};
-    std::atomic<std::uint64_t> refused{0};  // read by snapshot() from any thread
+// Under pressure (slowloris, floods, the descriptor limit), health and readiness must still
+// answer within a second. The decision, after nginx:
+// - Eviction: when max_sessions are admitted, a newcomer evicts the session that has waited
+//   longest for a complete request (a slow or silent client, or an idle keep-alive); it gets a
+//   best-effort 503 and is closed at once. A session that has a whole request is never evicted:
+//   it is answering. Only when every session is answering is the newcomer refused with 503.
+//   Evicted sessions keep their pool block until their coroutine unwinds, so the pool has twice
+//   max_sessions blocks; admission counts admitted sessions, not blocks.
+// - A reserved descriptor: one spare descriptor (/dev/null) is kept open. When accept fails with
+//   EMFILE/ENFILE the spare is closed, the connection accepted and served like any other; with
+//   no spare, the oldest waiting session is evicted to free a descriptor. The spare is reopened
+//   when a session ends, before each accept and on a retry timer: the data plane competes for
+//   freed descriptors, so a failed reopen is normal and retried later, never in a loop.
+// - Failed accepts back off 50 ms (at most 20 a second, so no spin) and are logged at most once
+//   a second with a count. The 10 s header timeout stays; writes get the same bound.
+struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {
+    explicit session_pool(asio::io_context& context)
+        : spare(::open("/dev/null", O_RDONLY | O_CLOEXEC)), reopen_timer(context) {}
+    ~session_pool() { close_spare(); }
+    session_pool(const session_pool&) = delete;
+    session_pool& operator=(const session_pool&) = delete;
+
+    int spare;  // the reserved descriptor, or -1 while it is lent out
+    pool::object_pool<session> blocks{2 * admin_limits::max_sessions};
+    std::size_t admitted = 0;  // the rest is control-thread only; the atomics are read by snapshot()
+    session* oldest = nullptr;
+    session* newest = nullptr;
+    asio::steady_timer reopen_timer;
+    bool reopen_armed = false;
+    bool stopped = false;
+    std::chrono::steady_clock::time_point last_accept_log{};
+    std::uint64_t unlogged_accept_errors = 0;
+
+    std::atomic<std::uint64_t> refused{0};
     std::atomic<std::uint64_t> active{0};
+    std::atomic<std::uint64_t> evicted{0};
+    std::atomic<std::uint64_t> accept_errors{0};
+    std::atomic<std::uint64_t> reserve_used{0};
+
+    void admit() {
+        ++admitted;
+        active.store(admitted, std::memory_order_relaxed);
+    }
+    void release(session& s) {
+        unlist(s);
+        if (!std::exchange(s.admitted, false)) return;
+        --admitted;
+        active.store(admitted, std::memory_order_relaxed);
+    }
+
+    /// From now until it has a whole request, `s` may be evicted.
+    void list_waiting(session& s) {
+        unlist(s);
+        s.prev = newest;
+        s.next = nullptr;
+        (newest != nullptr ? newest->next : oldest) = &s;
+        newest = &s;
+        s.waiting = true;
+    }
+    void unlist(session& s) {
+        if (!s.waiting) return;
+        (s.prev != nullptr ? s.prev->next : oldest) = s.next;
+        (s.next != nullptr ? s.next->prev : newest) = s.prev;
+        s.prev = s.next = nullptr;
+        s.waiting = false;
+    }
+
+    /// Closes the session that has waited longest for a request; false when none is waiting.
+    bool evict_oldest() {
+        session* victim = oldest;
+        if (victim == nullptr) return false;
+        release(*victim);
+        victim->evicted = true;
+        ++victim->deadline_generation;
+        victim->deadline.cancel();
+        turn_away(victim->socket);  // its coroutine wakes with operation_aborted and unwinds
+        evicted.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+
+    bool release_spare() {
+        if (spare < 0) return false;
+        close_spare();
+        reserve_used.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+    void close_spare() {
+        if (spare >= 0) ::close(std::exchange(spare, -1));
+    }
+    /// Takes the reserve back if a descriptor is free; otherwise tries again later.
+    void reopen_spare() {
+        if (spare >= 0 || stopped) return;
+        spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (spare >= 0 || reopen_armed) return;
+        reopen_armed = true;
+        reopen_timer.expires_after(250ms);
+        reopen_timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+            self->reopen_armed = false;
+            if (!ec) self->reopen_spare();
+        });
+    }
+
+    void log_accept_error(const asio::error_code& ec) {
+        accept_errors.fetch_add(1, std::memory_order_relaxed);
+        ++unlogged_accept_errors;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_accept_log < 1s) return;
+        spdlog::warn("admin accept failed: {} ({} time{} since the last report); backing off", ec.message(),
+                     unlogged_accept_errors, unlogged_accept_errors == 1 ? "" : "s");
+        last_accept_log = now;
+        unlogged_accept_errors = 0;
+    }
 };
 
 namespace {
 
-asio::awaitable<void> write_and_close(asio::ip::tcp::socket& socket, const std::string& wire) {
-    co_await asio::async_write(socket, asio::buffer(wire), as_tuple(asio::use_awaitable));
-    asio::error_code ignored;
-    socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+using session_ptr = std::shared_ptr<session>;
+
+/// Bounds the phase that follows: when it fires, the socket's operations are cancelled.
+void arm_deadline(const session_ptr& s, std::chrono::seconds after) {
+    const unsigned generation = ++s->deadline_generation;
+    s->timed_out = false;
+    s->deadline.expires_after(after);
+    s->deadline.async_wait([s, generation](const asio::error_code& ec) {
+        if (ec || s->deadline_generation != generation) return;
+        s->timed_out = true;
+        asio::error_code ignored;
+        s->socket.cancel(ignored);
+    });
 }
 
-asio::awaitable<void> serve(std::shared_ptr<session> state, server& owner) {
-    auto& socket = state->socket;
+void disarm_deadline(const session_ptr& s) {
+    ++s->deadline_generation;
+    s->deadline.cancel();
+}
+
+/// Writes all of `wire` within the write timeout; false if that failed.
+asio::awaitable<bool> send(const session_ptr& s, const std::string& wire) {
+    arm_deadline(s, std::chrono::seconds(admin_limits::write_timeout_seconds));
+    auto [ec, n] = co_await asio::async_write(s->socket, asio::buffer(wire), as_tuple(asio::use_awaitable));
+    disarm_deadline(s);
+    co_return !ec;
+}
+
+/// The socket loop around the request assembler and the routes: read until a request is whole,
+/// answer it, and go on with the bytes left over (pipelining) or the next read (keep-alive).
+asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> pool, server& owner) {
     std::array<char, 4096> chunk{};
-    std::string pending;  // bytes read but not yet parsed
+    std::string_view input;  // read but not yet assembled; a view into chunk
 
     for (;;) {
-        state->reset_request();
-        http_parser parser{};
-        http_parser_init(&parser, HTTP_REQUEST);
-        parser.data = state.get();
-        std::size_t consumed = 0;
-        int status = 0;
-        state->timed_out = false;
-        state->deadline.expires_after(std::chrono::seconds(admin_limits::header_timeout_seconds));
-        state->deadline.async_wait([state](const asio::error_code& ec) {
-            if (ec) return;
-            state->timed_out = true;
-            asio::error_code ignored;
-            state->socket.cancel(ignored);
-        });
-        while (!state->complete) {
-            if (pending.empty()) {
-                auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), as_tuple(asio::use_awaitable));
-                if (ec) {
-                    if (state->timed_out) status = 408;
-                    break;
-                }
-                pending.assign(chunk.data(), n);
-            }
-            const std::size_t used = http_parser_execute(&parser, &parser_settings(), pending.data(), pending.size());
-            consumed += used;
-            pending.erase(0, used);
-            // The limit counts what this request took, complete or not: a request whose
-            // headers arrived whole in one read is as oversized as one still arriving.
-            if (consumed > admin_limits::max_request_bytes) {
-                status = 431;
-                break;
-            }
-            const auto err = HTTP_PARSER_ERRNO(&parser);
-            if (err == HPE_PAUSED) break;
-            if (err != HPE_OK) {
-                status = err == HPE_HEADER_OVERFLOW ? 431 : 400;
-                break;
-            }
+        pool->list_waiting(*s);
+        arm_deadline(s, std::chrono::seconds(admin_limits::header_timeout_seconds));
+        auto got = request_assembler::outcome::need_more;
+        while ((got = s->assembler.feed(input)) == request_assembler::outcome::need_more) {
+            assert(input.empty());  // so the next read may overwrite chunk
+            auto [ec, n] = co_await s->socket.async_read_some(asio::buffer(chunk), as_tuple(asio::use_awaitable));
+            if (ec || s->evicted) break;
+            input = {chunk.data(), n};
         }
-        state->deadline.cancel();
-        if (!state->complete && status == 0) co_return;  // the client went away between requests
-        if (status == 408 && consumed == 0) co_return;   // an idle keep-alive: close quietly
-        if (status != 0) {
-            co_await write_and_close(socket, serialize(error_response(status), false, false));
+        const bool timed_out = s->timed_out;
+        disarm_deadline(s);
+        pool->unlist(*s);
+        if (s->evicted) co_return;  // already answered and closed by the evictor
+
+        if (got == request_assembler::outcome::need_more) {
+            // Read failed: the client left, or the header timeout cut it off. An idle keep-alive
+            // is closed quietly; a half-sent request hears why.
+            if (timed_out && s->assembler.pending_bytes() > 0)
+                co_await send(s, serialize(error_response(408), false, false));
             co_return;
         }
-        const admin_request request{http_method_str(static_cast<http_method>(parser.method)), state->url,
-                                    state->authorization};
-        const bool keep_alive = http_should_keep_alive(&parser) != 0;
+        if (got == request_assembler::outcome::error) {
+            if (co_await send(s, serialize(error_response(s->assembler.error_status()), false, false))) {
+                asio::error_code ignored;
+                s->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+            }
+            co_return;
+        }
+        const admin_request& request = s->assembler.request();
         const admin_response response = route(request, owner.snapshot(), owner.settings());
-        const std::string wire = serialize(response, parser.method == HTTP_HEAD, keep_alive);
-        auto [ec, n] = co_await asio::async_write(socket, asio::buffer(wire), as_tuple(asio::use_awaitable));
-        if (ec) co_return;
-        if (!keep_alive) {
+        if (!co_await send(s, serialize(response, request.head, request.keep_alive))) co_return;
+        if (!request.keep_alive) {
             asio::error_code ignored;
-            socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+            s->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
             co_return;
         }
-        http_parser_pause(&parser, 0);
     }
+}
+
+bool out_of_descriptors(const asio::error_code& ec) {
+    return ec == asio::error::no_descriptors || ec == std::error_code(ENFILE, std::system_category());
+}
+
+/// At the descriptor limit: frees one descriptor (the spare, else the oldest waiting session) and
+/// accepts the connection that is waiting in the backlog with it.
+asio::error_code accept_at_the_limit(asio::ip::tcp::acceptor& acceptor, admin::session_pool& pool,
+                                     asio::ip::tcp::socket& socket) {
+    if (!pool.release_spare() && !pool.evict_oldest()) return asio::error::no_descriptors;
+    asio::error_code ec;
+    acceptor.accept(socket, ec);  // the acceptor is non-blocking: would_block if it went away
+    return ec;
+}
+
+void admit(asio::ip::tcp::socket socket, const std::shared_ptr<admin::session_pool>& pool, server& owner) {
+    if (pool->admitted >= admin_limits::max_sessions && !pool->evict_oldest()) {
+        // Every session is answering a request: turn the newcomer away without waiting for it.
+        pool->refused.fetch_add(1, std::memory_order_relaxed);
+        turn_away(socket);
+        return;
+    }
+    session* block = pool->blocks.create(std::move(socket));
+    if (block == nullptr) {  // every block is held by a session still unwinding
+        pool->refused.fetch_add(1, std::memory_order_relaxed);
+        turn_away(socket);
+        return;
+    }
+    pool->admit();
+    session_ptr state(block, [pool](session* s) {
+        pool->release(*s);
+        pool->blocks.destroy(s);  // closes its socket: a descriptor for the spare
+        pool->reopen_spare();
+    });
+    asio::co_spawn(block->socket.get_executor(), serve(std::move(state), pool, owner), asio::detached);
 }
 
 asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, std::shared_ptr<admin::session_pool> pool,
                                   server& owner) {
-    for (;;) {
+    while (acceptor.is_open()) {
+        pool->reopen_spare();
         auto [ec, socket] = co_await acceptor.async_accept(as_tuple(asio::use_awaitable));
-        if (ec == asio::error::operation_aborted) co_return;
+        if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         if (ec) {
-            spdlog::warn("admin accept failed: {}; backing off", ec.message());
-            asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-            co_await pause.async_wait(as_tuple(asio::use_awaitable));
-            continue;
+            pool->log_accept_error(ec);
+            if (out_of_descriptors(ec)) ec = accept_at_the_limit(acceptor, *pool, socket);
+            if (ec) {
+                asio::steady_timer pause(acceptor.get_executor(), 50ms);
+                co_await pause.async_wait(as_tuple(asio::use_awaitable));
+                continue;
+            }
         }
-        session* block = pool->sessions.create(std::move(socket));
-        if (block == nullptr) {
-            // The admin pool is full (a flood of admin clients): answer 503 and close, without
-            // waiting for the client; the data plane is not affected either way.
-            pool->refused.fetch_add(1, std::memory_order_relaxed);
-            static const std::string busy = serialize(error_response(503), false, false);
-            asio::error_code ignored;
-            socket.non_blocking(true, ignored);
-            socket.write_some(asio::buffer(busy), ignored);
-            socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-            continue;
-        }
-        pool->active.fetch_add(1, std::memory_order_relaxed);
-        std::shared_ptr<session> state(block, [pool](session* s) {
-            pool->sessions.destroy(s);
-            pool->active.fetch_sub(1, std::memory_order_relaxed);
-        });
-        asio::co_spawn(acceptor.get_executor(), serve(std::move(state), owner), asio::detached);
+        admit(std::move(socket), pool, owner);
     }
 }
 
 }  // namespace
 
 admin::admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, server& owner)
-    : context_(context), acceptor_(context, at), server_(owner), sessions_(std::make_shared<session_pool>()) {}
+    : context_(context), acceptor_(context, at), server_(owner),
+      sessions_(std::make_shared<session_pool>(context)) {
+    acceptor_.non_blocking(true);  // accept_at_the_limit's synchronous accept must not block
+}
 
 admin::~admin() = default;
 
@@ -248,10 +350,16 @@ void admin::start() { asio::co_spawn(context_, accept_loop(acceptor_, sessions_,
 
 std::uint64_t admin::sessions_refused() const noexcept { return sessions_->refused.load(std::memory_order_relaxed); }
 std::uint64_t admin::sessions_active() const noexcept { return sessions_->active.load(std::memory_order_relaxed); }
+std::uint64_t admin::sessions_evicted() const noexcept { return sessions_->evicted.load(std::memory_order_relaxed); }
+std::uint64_t admin::accept_errors() const noexcept { return sessions_->accept_errors.load(std::memory_order_relaxed); }
+std::uint64_t admin::reserve_used() const noexcept { return sessions_->reserve_used.load(std::memory_order_relaxed); }
 
 void admin::stop() {
     asio::error_code ignored;
     acceptor_.close(ignored);
+    sessions_->stopped = true;
+    sessions_->reopen_timer.cancel();
+    sessions_->close_spare();
 }
 
 }  // namespace slabd::server

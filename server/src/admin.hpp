@@ -23,6 +23,8 @@ struct admin_request {
     std::string_view method;
     std::string_view target;
     std::string_view authorization;  // the Authorization header's value, or empty
+    bool keep_alive = false;         // the client wants the connection kept after the answer
+    bool head = false;               // HEAD: the answer carries headers only
 };
 
 /// What a route answers.
@@ -45,6 +47,7 @@ struct admin_limits {
     static constexpr std::size_t max_sessions = 64;          // its own pool, apart from the data pool
     static constexpr std::size_t max_request_bytes = 8192;   // request line and headers; 431 beyond
     static constexpr int header_timeout_seconds = 10;        // a slow client is cut off (408)
+    static constexpr int write_timeout_seconds = 10;         // a client that does not read is dropped
 };
 
 class admin {
@@ -54,10 +57,16 @@ public:
     void start();
     void stop();
     [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
-    /// Admin connections turned away because the admin's own pool was full.
+    /// Admin connections turned away because every admin session was busy answering.
     [[nodiscard]] std::uint64_t sessions_refused() const noexcept;
     /// Admin connections open now.
     [[nodiscard]] std::uint64_t sessions_active() const noexcept;
+    /// Sessions closed to make room because they had not completed a request (slow, silent).
+    [[nodiscard]] std::uint64_t sessions_evicted() const noexcept;
+    /// Failed accepts on the admin listener (EMFILE and the like).
+    [[nodiscard]] std::uint64_t accept_errors() const noexcept;
+    /// Times the reserved descriptor was given up to accept an admin client at the fd limit.
+    [[nodiscard]] std::uint64_t reserve_used() const noexcept;
 
     struct session_pool;
 
