@@ -7,6 +7,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -101,7 +102,8 @@ struct session {
 //   max_sessions blocks; admission counts admitted sessions, not blocks.
 // - A reserved descriptor: one spare descriptor (/dev/null) is kept open. When accept fails with
 //   EMFILE/ENFILE the spare is closed, the connection accepted and served like any other; with
-//   no spare, the oldest waiting session is evicted to free a descriptor. The spare is reopened
+//   no spare, the oldest waiting session is evicted to free a descriptor; both only when a client
+//   is in the listener's queue (at the limit accept fails even with none). The spare is reopened
 //   when a session ends, before each accept and on a retry timer: the data plane competes for
 //   freed descriptors, so a failed reopen is normal and retried later, never in a loop.
 // - Failed accepts back off 50 ms (at most 20 a second, so no spin) and are logged at most once
@@ -285,6 +287,12 @@ bool out_of_descriptors(const asio::error_code& ec) {
     return ec == asio::error::no_descriptors || ec == std::error_code(ENFILE, std::system_category());
 }
 
+/// Whether a connection waits in the listener's queue: poll() needs no new descriptor.
+bool has_newcomer(asio::ip::tcp::acceptor& acceptor) {
+    pollfd listener{acceptor.native_handle(), POLLIN, 0};
+    return ::poll(&listener, 1, 0) == 1 && (listener.revents & POLLIN) != 0;
+}
+
 /// At the descriptor limit: frees one descriptor (the spare, else the oldest waiting session) and
 /// accepts the connection that is waiting in the backlog with it.
 asio::error_code accept_at_the_limit(asio::ip::tcp::acceptor& acceptor, admin::session_pool& pool,
@@ -325,7 +333,16 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, std::shared
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
         if (ec) {
             pool->log_accept_error(ec);
-            if (out_of_descriptors(ec)) ec = accept_at_the_limit(acceptor, *pool, socket);
+            if (out_of_descriptors(ec)) {
+                // Linux takes the descriptor before it looks at the queue: at the limit accept
+                // fails whether or not anyone is waiting. Spend the spare (or evict) only for a
+                // client that is there; otherwise wait until one is.
+                if (!has_newcomer(acceptor)) {
+                    co_await acceptor.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+                    continue;
+                }
+                ec = accept_at_the_limit(acceptor, *pool, socket);
+            }
             if (ec) {
                 asio::steady_timer pause(acceptor.get_executor(), 50ms);
                 co_await pause.async_wait(as_tuple(asio::use_awaitable));

@@ -9,7 +9,9 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -294,6 +296,177 @@ class AdminTest(SlabdTest):
         self.assertEqual(shown("conn-accepted"), str(stats["connections"]["accepted"]))
         self.assertEqual(shown("mode"), "echo")
         self.assertEqual(shown("error"), "")
+        self.stop(server)
+
+
+# -- the admin under pressure ---------------------------------------------------------------
+# /healthz and /readyz must answer within a second whatever the admin port suffers. The bound
+# asserted is generous (sanitizer builds on a shared machine); the time measured is printed.
+PROBE_BOUND = 5.0
+SLOWLORIS = 200
+FLOOD = 1000
+EMFILE_NOFILE = 64
+
+
+def probe(port, path):
+    """(status, seconds) of one request on a fresh connection: connect, send, read to the end."""
+    started = time.monotonic()
+    response = raw_request(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+                           timeout=PROBE_BOUND * 2)
+    return status_of(response), time.monotonic() - started
+
+
+class Slowloris(threading.Thread):
+    """`count` clients that each send one byte of a never-ending request a second; a client the
+    server closes (evicted, or cut off by the header timeout) comes back at its next tick."""
+
+    REQUEST = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 4000
+
+    def __init__(self, port, count):
+        super().__init__(daemon=True)
+        self.port, self.count = port, count
+        self.socks = [None] * count
+        self.sent = [0] * count
+        self.reconnects = 0
+        self.stopping = threading.Event()
+
+    def _connect(self, i):
+        try:
+            self.socks[i] = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
+            self.sent[i] = 0
+        except OSError:
+            self.socks[i] = None
+
+    def run(self):
+        for i in range(self.count):
+            self._connect(i)
+        while not self.stopping.wait(1.0):
+            for i, s in enumerate(self.socks):
+                if s is None or harness.is_readable(s):  # answered (503/408) or closed: come back
+                    if s is not None:
+                        s.close()
+                        self.reconnects += 1
+                    self._connect(i)
+                    continue
+                try:
+                    s.send(self.REQUEST[self.sent[i] % len(self.REQUEST):][:1])
+                    self.sent[i] += 1
+                except OSError:
+                    s.close()
+                    self.socks[i] = None
+
+    def finish(self):
+        self.stopping.set()
+        self.join(WAIT)
+        harness.close_all([s for s in self.socks if s is not None])
+
+
+class AdminUnderPressureTest(SlabdTest):
+    def assert_probes_answer(self, server, situation, rounds=5, ready=200):
+        """Probes /healthz and /readyz `rounds` times each; prints the times, asserts the bound."""
+        times = []
+        for _ in range(rounds):
+            for path, expected in (("/healthz", 200), ("/readyz", ready)):
+                status, seconds = probe(server.admin_port, path)
+                self.assertEqual(status, expected, f"{path} during {situation}")
+                self.assertLess(seconds, PROBE_BOUND, f"{path} took {seconds:.3f} s during {situation}")
+                times.append(seconds)
+            time.sleep(0.1)
+        print(f"\n  {situation}: /healthz+/readyz answered in {1000 * min(times):.1f} ms min, "
+              f"{1000 * sorted(times)[len(times) // 2]:.1f} ms median, {1000 * max(times):.1f} ms max "
+              f"({len(times)} probes)", file=sys.stderr, flush=True)
+        return times
+
+    def assert_data_flows(self, server):
+        with server.connect() as c:
+            assert_echo(c, b"data still flows")
+
+    def test_slowloris_clients_do_not_keep_the_probes_out(self):
+        server = self.start()
+        slow = Slowloris(server.admin_port, SLOWLORIS)
+        slow.start()
+        self.addCleanup(slow.finish)
+        time.sleep(3.0)  # every client connected and trickling; the first evictions done
+        self.assertGreater(slow.reconnects, 0, "the slow clients never lost a session")
+        self.assert_probes_answer(server, f"{SLOWLORIS} slowloris clients")
+        self.assert_data_flows(server)
+        slow.finish()
+        admin = server.stats()["admin"]
+        self.assertEqual(admin["sessions_refused"], 0)
+        if "sessions_evicted" in admin:
+            self.assertGreater(admin["sessions_evicted"], SLOWLORIS - 64)
+        self.stop(server)
+
+    def test_a_flood_of_silent_connections_does_not_keep_the_probes_out(self):
+        server = self.start()
+        flood = []
+        self.addCleanup(harness.close_all, flood)
+        done = threading.Event()
+
+        def open_flood():
+            try:
+                for _ in range(FLOOD):
+                    flood.append(socket.create_connection(("127.0.0.1", server.admin_port), timeout=WAIT))
+            finally:
+                done.set()
+
+        opener = threading.Thread(target=open_flood, daemon=True)
+        opener.start()
+        self.assert_probes_answer(server, f"a flood of {FLOOD} silent connections arriving", rounds=3)
+        self.assertTrue(done.wait(WAIT), "the flood never finished connecting")
+        self.assertEqual(len(flood), FLOOD)
+        self.assert_probes_answer(server, f"{FLOOD} silent connections held")
+        self.assert_data_flows(server)
+        admin = server.stats()["admin"]
+        self.assertEqual(admin["sessions_refused"], 0)
+        self.assertLessEqual(admin["sessions_active"], 64)
+        harness.close_all(flood)
+        self.stop(server)
+
+    def test_the_probes_answer_at_the_descriptor_limit(self):
+        server = self.start("--threads", "1", "--max-connections", "1000", nofile=EMFILE_NOFILE)
+        began = time.monotonic()
+        held = self.connect_all(server, 2 * EMFILE_NOFILE)  # more than slabd has descriptors for
+        deadline = time.monotonic() + WAIT
+        while harness.open_fds(server.pid) < EMFILE_NOFILE:
+            self.assertLess(time.monotonic(), deadline, "slabd never reached its descriptor limit")
+            time.sleep(harness.POLL)
+        self.assert_probes_answer(server, f"the descriptor limit (nofile={EMFILE_NOFILE}), data clients holding it")
+
+        # Newcomers on the data port compete with the admin for every descriptor that frees.
+        stop = threading.Event()
+        knocked = []
+
+        def knock():
+            while not stop.is_set():
+                try:
+                    with server.connect(timeout=1.0) as c:
+                        c.recv(64)  # refused at the limit: busy line or EOF
+                    knocked.append(1)
+                except OSError:
+                    pass
+                time.sleep(0.005)
+
+        knocker = threading.Thread(target=knock, daemon=True)
+        knocker.start()
+        self.addCleanup(lambda: (stop.set(), knocker.join(WAIT)))
+        self.assert_probes_answer(server, "the descriptor limit, data newcomers competing")
+        stop.set()
+        knocker.join(WAIT)
+        self.assertTrue(server.running())
+
+        harness.close_all(held)
+        deadline = time.monotonic() + WAIT
+        while True:  # the data plane serves again once its descriptors are back
+            try:
+                self.assert_data_flows(server)
+                break
+            except (OSError, AssertionError):
+                self.assertLess(time.monotonic(), deadline, "no echo after the descriptors came back")
+                time.sleep(harness.POLL)
+        self.assertIn("admin accept failed", server.stderr())
+        logged = server.stderr().count("admin accept failed")
+        self.assertLessEqual(logged, 2 + time.monotonic() - began, "admin accept errors: at most a line a second")
         self.stop(server)
 
 
