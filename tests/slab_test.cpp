@@ -4,13 +4,18 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <set>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 using slabd::pool::free_result;
 using slabd::pool::slab;
@@ -155,6 +160,77 @@ TEST_CASE("blocks smaller than the link still hold it") {
     void* b = s.alloc();
     CHECK(static_cast<std::byte*>(b) - static_cast<std::byte*>(a) == sizeof(void*));
     CHECK(s.free(static_cast<std::byte*>(a) + 2) == free_result::misaligned);
+}
+
+// slab(4, 4096, 4) is object_pool<int>: blocks smaller than the free-list link, aligned to less
+// than it. Every block handed out must lie in the slab's own mapping: its pages are mapped while
+// the slab lives and gone once it is destroyed (a page that outlives it belongs to a neighbour).
+TEST_CASE("blocks under 8 bytes with alignment under 8 lie inside the slab's own mapping") {
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    constexpr std::size_t n = 4096;
+    std::vector<std::byte*> blocks;  // reserved first: no allocation between the mmap and the checks
+    blocks.reserve(n);
+    std::uintptr_t first_page = 0;
+    std::uintptr_t end_page = 0;
+    {
+        slab s(4, n, 4);
+        CHECK(s.capacity() == n);
+        CHECK(s.block_size() == sizeof(std::byte*));
+        CHECK(s.stats().slab_bytes == n * sizeof(std::byte*));
+        for (std::size_t i = 0; i < n; ++i) {
+            auto* p = static_cast<std::byte*>(s.alloc());
+            REQUIRE(p != nullptr);
+            CHECK(reinterpret_cast<std::uintptr_t>(p) % 4 == 0);
+            blocks.push_back(p);
+        }
+        CHECK(s.alloc() == nullptr);
+        std::sort(blocks.begin(), blocks.end());
+        for (std::size_t i = 1; i < n; ++i)
+            REQUIRE(static_cast<std::size_t>(blocks[i] - blocks[i - 1]) >= s.block_size());  // no overlap
+        first_page = reinterpret_cast<std::uintptr_t>(blocks.front()) / page * page;
+        end_page = (reinterpret_cast<std::uintptr_t>(blocks.back()) + s.block_size() + page - 1) / page * page;
+        unsigned char residency = 0;
+        for (std::uintptr_t a = first_page; a < end_page; a += page)
+            REQUIRE_MESSAGE(::mincore(reinterpret_cast<void*>(a), page, &residency) == 0,
+                            "a block lies on an unmapped page");
+        CHECK(s.check_invariants() == "");
+    }
+    unsigned char residency = 0;
+    for (std::uintptr_t a = first_page; a < end_page; a += page) {
+        const bool unmapped = ::mincore(reinterpret_cast<void*>(a), page, &residency) == -1 && errno == ENOMEM;
+        CHECK_MESSAGE(unmapped, "page ", (a - first_page) / page, " of the blocks was not the slab's to map");
+    }
+}
+
+TEST_CASE("a slab over caller-owned memory never writes outside its span") {
+    constexpr std::size_t guard = 64;
+    constexpr std::size_t span_bytes = 1024;
+    constexpr auto pattern = std::byte{0xA5};
+    alignas(64) std::array<std::byte, guard + span_bytes + guard> memory{};
+    memory.fill(pattern);
+    std::byte* const begin = memory.data() + guard;
+    std::byte* const end = begin + span_bytes;
+    {
+        slab s(std::span<std::byte>(begin, span_bytes), 4, 4);
+        CHECK(s.block_size() == sizeof(std::byte*));
+        CHECK(s.capacity() == span_bytes / sizeof(std::byte*));
+        std::vector<std::byte*> blocks;
+        while (auto* p = static_cast<std::byte*>(s.alloc())) {
+            REQUIRE(p >= begin);
+            REQUIRE(p + s.block_size() <= end);
+            std::memset(p, 0, 4);
+            blocks.push_back(p);
+        }
+        CHECK(blocks.size() == s.capacity());
+        for (std::byte* p : blocks) REQUIRE(s.free(p) == free_result::ok);  // each free writes a link
+        CHECK(s.check_invariants() == "");
+    }
+    std::size_t damaged = 0;
+    for (std::size_t i = 0; i < guard; ++i) {
+        damaged += memory[i] != pattern;
+        damaged += memory[guard + span_bytes + i] != pattern;
+    }
+    CHECK(damaged == 0);
 }
 
 TEST_CASE("a slab over caller-owned memory") {

@@ -23,6 +23,12 @@ void check_align(std::size_t align) {
         throw std::invalid_argument("slab: alignment must be a power of two");
 }
 
+// The one place a block's footprint is decided: a free block holds the free-list link (a
+// pointer) in its first bytes, so no block is smaller than one, whatever the caller asked.
+std::size_t stride_for(std::size_t block_size, std::size_t align) {
+    return round_up(std::max(block_size, sizeof(std::byte*)), align);
+}
+
 }  // namespace
 
 slab_stats& slab_stats::operator+=(const slab_stats& other) noexcept {
@@ -44,7 +50,7 @@ slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align) {
     check_align(align);
     if (capacity == 0 || capacity > max_capacity)
         throw std::invalid_argument("slab: capacity must be 1.." + std::to_string(max_capacity));
-    const std::size_t stride = round_up(std::max(block_size, sizeof(std::uint32_t)), align);
+    const std::size_t stride = stride_for(block_size, align);
     if (stride > SIZE_MAX / capacity) throw std::bad_alloc();
 
     // One mapping for the whole slab: the kernel hands out zero pages lazily, so an unused tail
@@ -60,24 +66,24 @@ slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align) {
     const auto start = reinterpret_cast<std::uintptr_t>(mapping_);
     base_ = static_cast<std::byte*>(mapping_) + (round_up(start, align) - start);
     capacity_ = capacity;
-    carve(block_size, align);
+    carve(stride);
 }
 
 slab::slab(std::span<std::byte> region, std::size_t block_size, std::size_t align) {
     check_align(align);
-    const std::size_t stride = round_up(std::max(block_size, sizeof(std::uint32_t)), align);
+    const std::size_t stride = stride_for(block_size, align);
     const auto start = reinterpret_cast<std::uintptr_t>(region.data());
     const std::size_t skip = round_up(start, align) - start;
     const std::size_t usable = region.size() > skip ? region.size() - skip : 0;
     capacity_ = std::min(usable / stride, max_capacity);
     base_ = region.data() + std::min(skip, region.size());
-    carve(block_size, align);
+    carve(stride);
 }
 
-void slab::carve(std::size_t block_size, std::size_t align) {
+void slab::carve(std::size_t stride) {
     // Blocks are carved lazily by alloc_fresh(): nothing here touches them, so the kernel's zero
     // pages stay unmapped until a block is first used.
-    stride_ = round_up(std::max(block_size, sizeof(std::byte*)), align);
+    stride_ = stride;
     region_bytes_used_ = capacity_ * stride_;
     fast_divide_ = region_bytes_used_ <= UINT32_MAX && stride_ <= UINT32_MAX;
     if (fast_divide_) reciprocal_ = UINT64_MAX / stride_ + 1;

@@ -83,7 +83,8 @@ public:
     }
 
     [[nodiscard]] bool owns(const T* object) const noexcept { return slab_.owns(object); }
-    /// The real per-object cost: sizeof(T) rounded up to alignof(T).
+    /// The real per-object cost: sizeof(T), at least a pointer (the free-list link), rounded up to
+    /// alignof(T).
     [[nodiscard]] std::size_t block_size() const noexcept { return slab_.block_size(); }
     [[nodiscard]] std::size_t capacity() const noexcept { return slab_.capacity(); }
     [[nodiscard]] std::size_t in_use() const noexcept { return slab_.in_use(); }

@@ -1,6 +1,6 @@
 // A slab: one region carved into equal blocks, handed out and taken back in O(1).
-// The free list is a LIFO stack of block indices threaded through the free blocks themselves;
-// an in-use bitmap kept outside the blocks lets free() reject bad pointers without corrupting it.
+// The free list is a LIFO stack of pointers threaded through the free blocks themselves; a state
+// byte per block, kept outside the blocks, lets free() reject bad pointers without corrupting it.
 #pragma once
 
 #include <cstddef>
@@ -101,6 +101,8 @@ public:
     }
 
     [[nodiscard]] bool owns(const void* p) const noexcept { return offset_of(p) < region_bytes_used_; }
+    /// Bytes per block: the requested size, at least a pointer (the free-list link), rounded up to
+    /// the alignment.
     [[nodiscard]] std::size_t block_size() const noexcept { return stride_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] std::size_t in_use() const noexcept { return static_cast<std::size_t>(allocs_ - frees_); }
@@ -118,7 +120,7 @@ private:
     static constexpr std::uint8_t free_state = 0;
     static constexpr std::uint8_t in_use_state = 1;
 
-    void carve(std::size_t block_size, std::size_t align);
+    void carve(std::size_t stride);
     [[gnu::noinline]] void* alloc_fresh() noexcept;
     [[gnu::noinline]] free_result free_slow(std::byte* block) noexcept;
     [[gnu::noinline]] free_result reject(free_result why) noexcept;
