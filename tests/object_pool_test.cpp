@@ -61,9 +61,13 @@ TEST_CASE("object_pool returns an empty handle when exhausted and constructs not
     CHECK_FALSE(c);
     CHECK(tracked::constructed == 2);
     CHECK(pool.stats().failed_allocs == 1);
-    a = pool.make("d");  // move-assignment destroys the old object first, reusing its block
+    // The right-hand side runs first, while "a" and "b" still fill the pool, so make() fails;
+    // only then does the move-assignment destroy "a", leaving an empty handle and a free block.
+    a = pool.make("d");
     CHECK_FALSE(a);
+    CHECK(tracked::constructed == 2);
     CHECK(tracked::destroyed == 1);
+    CHECK(pool.in_use() == 1);
     a = pool.make("d");
     REQUIRE(a);
     CHECK(a->name_ == "d");
@@ -87,6 +91,21 @@ TEST_CASE("object_pool honours alignas(64) and reports the padded block size") {
         handles.push_back(pool.make(line{i}));
         CHECK(reinterpret_cast<std::uintptr_t>(handles.back().get()) % 64 == 0);
     }
+}
+
+TEST_CASE("object_pool<int> pays for the free-list link, not for sizeof(int)") {
+    object_pool<int> pool(4096);
+    CHECK(pool.block_size() == sizeof(void*));
+    CHECK(pool.capacity() == 4096);
+    std::vector<object_pool<int>::handle> handles;
+    for (int i = 0; i < 4096; ++i) {
+        handles.push_back(pool.make(i));
+        REQUIRE(handles.back());
+    }
+    for (int i = 0; i < 4096; ++i) CHECK(*handles[static_cast<std::size_t>(i)] == i);
+    CHECK_FALSE(pool.make(0));
+    handles.clear();
+    CHECK(pool.check_invariants() == "");
 }
 
 TEST_CASE("create/destroy serve objects that manage their own lifetime") {

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <map>
 #include <memory_resource>
 #include <ostream>
@@ -89,29 +91,64 @@ TEST_CASE("dealloc of a pointer the class does not own is refused and counted") 
     CHECK(heap.used_bytes() == 0);
 }
 
-TEST_CASE("used + available == total through a random workload") {
+TEST_CASE("used, available and total follow a model of the classes through a random workload") {
     size_class_heap heap;
     region r(1 << 20);
     heap.init(r.data(), r.size());
+    // The model, computed from the region alone: each class gets an equal share and carves as
+    // many blocks of its size as fit after aligning the share's start to that size.
+    const auto& sizes = size_class_heap::default_classes;
+    const std::size_t share = r.size() / sizes.size();
+    std::vector<std::size_t> capacity(sizes.size());
+    std::size_t expected_total = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        const auto start = reinterpret_cast<std::uintptr_t>(r.data() + i * share);
+        const std::size_t skip = (sizes[i] - start % sizes[i]) % sizes[i];
+        capacity[i] = (share - skip) / sizes[i];
+        expected_total += capacity[i] * sizes[i];
+    }
+    REQUIRE(heap.total_bytes() == expected_total);
+
     std::mt19937 rng(7);
     std::multimap<std::size_t, void*> live;
+    std::vector<std::size_t> live_in(sizes.size(), 0);
+    std::size_t expected_used = 0;
+    std::size_t refusals = 0;
+    const auto class_of = [&](std::size_t size) {
+        return static_cast<std::size_t>(std::find_if(sizes.begin(), sizes.end(), [&](std::size_t c) { return c >= size; }) -
+                                        sizes.begin());
+    };
     for (int op = 0; op < 20'000; ++op) {
         if (rng() % 3 != 0 || live.empty()) {
             const std::size_t size = 1 + rng() % 4096;
-            if (auto a = heap.alloc(size, 8)) live.emplace(size, a.get());
+            const std::size_t c = class_of(size);
+            auto a = heap.alloc(size, 8);
+            REQUIRE(a.ok() == (live_in[c] < capacity[c]));  // refused exactly when its class is full
+            if (a) {
+                live.emplace(size, a.get());
+                ++live_in[c];
+                expected_used += sizes[c];
+            } else {
+                CHECK(a.error() == alloc_error::no_memory);
+                ++refusals;
+            }
         } else {
             auto it = std::next(live.begin(), static_cast<long>(rng() % live.size()));
             heap.dealloc(it->second, it->first, 8);
+            const std::size_t c = class_of(it->first);
+            --live_in[c];
+            expected_used -= sizes[c];
             live.erase(it);
         }
-        REQUIRE(heap.used_bytes() + heap.available_bytes() == heap.total_bytes());
+        REQUIRE(heap.used_bytes() == expected_used);
+        REQUIRE(heap.available_bytes() == expected_total - expected_used);
+        REQUIRE(heap.total_bytes() == expected_total);
     }
-    std::size_t expected_used = 0;
-    for (const auto& [size, p] : live) expected_used += block_size_of(heap, size, 8);
-    CHECK(heap.used_bytes() == expected_used);
+    CHECK(refusals > 0);  // the workload reached the limits, so the refusal check was exercised
     CHECK(heap.check_invariants() == "");
     for (const auto& [size, p] : live) heap.dealloc(p, size, 8);
     CHECK(heap.used_bytes() == 0);
+    CHECK(heap.available_bytes() == expected_total);
 }
 
 TEST_CASE("the pmr adapter serves standard containers and throws bad_alloc when full") {
