@@ -11,6 +11,7 @@ shared machine.
 
 import array
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -18,9 +19,11 @@ import resource
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import unittest
@@ -398,6 +401,172 @@ def wait_readable(socks, count, what):
             return ready
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {WAIT:.0f} s for {what}: {len(ready)} of {count}")
+
+
+# -- reliability-suite helpers (test_buffers, test_faults, test_storm) ---------------------
+
+def reset(sock):
+    """Closes `sock` with RST (SO_LINGER 0) rather than FIN."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def unacked(sock):
+    """Bytes `sock` has queued or sent but not yet seen acknowledged (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def wait_delivered(sock, timeout=WAIT):
+    """Waits until the peer's kernel has acknowledged everything sent on `sock`: bytes sent
+    before a reset are then bytes the peer received."""
+    deadline = time.monotonic() + timeout
+    while unacked(sock) > 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{unacked(sock)} bytes still unacknowledged after {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def rss_kib(pid):
+    """Resident set size of process `pid`, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rejected_frees(stats):
+    """Every pool's rejected frees (double, foreign, misaligned) in `stats`, by pool and kind:
+    each must stay 0."""
+    out = {}
+    for name, value in stats.items():
+        if isinstance(value, dict) and isinstance(value.get("rejected_frees"), dict):
+            for kind, n in value["rejected_frees"].items():
+                out[f"{name}.{kind}"] = n
+    return out
+
+
+def sanitized_binary(path=None):
+    """"asan", "tsan" or None: which sanitizer the slabd binary was built with, so that
+    heavy tests can scale themselves down ($SLABD_SANITIZER overrides)."""
+    forced = os.environ.get("SLABD_SANITIZER")
+    if forced is not None:
+        return forced or None
+    try:
+        with open(path or SLABD, "rb") as f:
+            image = f.read()
+    except OSError:
+        return None
+    if b"__tsan_init" in image:
+        return "tsan"
+    if b"__asan_init" in image:
+        return "asan"
+    return None
+
+
+def wait_stalled(server, what, quiet=0.5, extra=lambda s: True):
+    """Waits until slabd's byte counters have not moved for `quiet` seconds (and `extra` holds):
+    a relay is blocked, not merely slow. Returns those stats."""
+    last = {"key": None, "since": 0.0}
+
+    def stalled(s):
+        key, now = (s["bytes"]["in"], s["bytes"]["out"]), time.monotonic()
+        if key != last["key"]:
+            last["key"], last["since"] = key, now
+        return now - last["since"] >= quiet and extra(s)
+
+    return server.wait_stats(stalled, what)
+
+
+def stats_settled(s):
+    """No connection left and every block back: what each reliability test ends with."""
+    return (s["connections"]["active"] == 0 and s["pool"]["in_use"] == 0
+            and s.get("buffers", {}).get("in_use", 0) == 0)
+
+
+class PyUpstream:
+    """An upstream in the test process on 127.0.0.1: each accepted connection runs
+    `behaviour(conn, index)` in its own thread (default: echo until EOF, then FIN). Stops by
+    itself: accepts poll a stop flag, and every socket has IO_TIMEOUT."""
+
+    def __init__(self, behaviour=None, backlog=128):
+        self.behaviour = behaviour or echo_behaviour
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.conns = []
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(IO_TIMEOUT)
+            with self._lock:
+                index = self.accepted
+                self.accepted += 1
+                self.conns.append(conn)
+            t = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn, index):
+        try:
+            self.behaviour(conn, index)
+        except OSError as e:
+            with self._lock:
+                self.errors.append(e)
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def wait_accepted(self, n, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while self.accepted < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the upstream accepted {self.accepted} of {n} connections")
+            time.sleep(POLL)
+
+    def close(self):
+        self._stop.set()
+        self._acceptor.join(WAIT)
+        self.listener.close()
+        for t in list(self._threads):
+            t.join(1.0)
+        with self._lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+def echo_behaviour(conn, index):
+    while True:
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            break
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
 
 
 def main():

@@ -250,10 +250,16 @@ class ProxyTest(harness.SlabdTest):
         proxy = self.proxy(upstream.port, good, threads=1)
         with proxy.connect() as c:
             c.sendall(b"get")
+            # Take the first 4 MiB, so that the download is known to be spliced, then leave.
+            got = recv_exact(c, 4 << 20)
+            self.assertTrue(got == pattern(1 << 16) * 64, "the download differs")
+            spliced = proxy.stats()["bytes"]["spliced"]
+        self.assertGreater(spliced, 0, "the download was relayed by splice")
         p = proxy.wait_stats(lambda s: sum(s["connections"]["closed"].values()) == 1,
                              "the proxy to drop the departed client")
         self.assertTrue(proxy.running(), f"slabd died:\n{proxy.output()}")
         self.assertEqual(p["connections"]["active"], 0)
+        self.assertGreaterEqual(p["bytes"]["spliced"], spliced)
         upstream.join(harness.WAIT)
         self.serve_one(proxy)
         self.stop(proxy)
