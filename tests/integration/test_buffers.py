@@ -178,27 +178,22 @@ class BufferWaitTest(harness.SlabdTest):
 
     # -- the idle sweep and shutdown while a connection waits ----------------------------------
     def test_echo_idle_sweep_closes_a_waiter(self):
-        # The holder reads a trickle: each time its echo write completes the buffer returns (and
-        # the waiter's resume is posted) and is at once taken again, so the waiter starves until
-        # the idle sweep closes it, while the holder keeps moving bytes and stays.
-        server = self.echo('[timeouts]\nidle = "2s"\n')
-        a, a_data, a_sender = self.hold_the_buffer(server)
+        # The holder's echo is blocked and the waiter has no buffer: neither reads a byte from its
+        # client, so the sweep closes both, the waiter while it waits.
+        server = self.echo('[timeouts]\nidle = "1s"\n')
+        a, a_data, _ = self.hold_the_buffer(server)
         b, b_data = self.start_waiter(server, size=1024)
-        got = []
-        deadline = time.monotonic() + WAIT
-        while not select.select([b], [], [], 0)[0]:
-            self.assertLess(time.monotonic(), deadline, "the waiter was never closed")
-            got.append(a.recv(16384))
-            self.assertNotEqual(got[-1], b"", f"the holder was closed:\n{server.stats()['connections']}")
-            time.sleep(0.01)
-        # Starved until swept (EOF), or served once and swept later: never a reset, never less.
+        # Swept while waiting, or served once the swept holder returned the buffer and swept
+        # later: whole or nothing, then EOF, never a reset.
         self.assertIn(recv_to_eof(b), (b"", b_data), "the waiter's echo, whole or none, then EOF")
-        got.append(recv_to_eof(a))
-        a_sender.finish()
-        got = b"".join(got)
-        self.assertTrue(got == a_data, f"holder's echo differs at byte {harness.first_difference(got, a_data)}")
+        try:
+            got = recv_to_eof(a)
+        except ConnectionResetError:
+            got = None
         s = self.settle(server)
-        self.assertGreaterEqual(s["connections"]["closed"]["idle_timeout"], 1)
+        self.assertEqual(s["connections"]["closed"]["idle_timeout"], 2)
+        if got is not None:
+            self.assertTrue(got == a_data[:len(got)], "the holder's echo, cut short, is exact")
         self.stop(server)
 
     def test_echo_shutdown_closes_a_waiter(self):
