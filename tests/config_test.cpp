@@ -2,9 +2,11 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -412,6 +414,70 @@ TEST_CASE("load_file") {
     CHECK_THROWS_WITH_AS((void)load_file("/nonexistent/slabd.toml"),
                          "/nonexistent/slabd.toml: cannot open: No such file or directory",
                          config_error);
+}
+
+std::string load_file_error(const std::string& path) {
+    try {
+        (void)load_file(path);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "(loaded without error)";
+}
+
+TEST_CASE("load_file refuses what is not a regular file, without reading or blocking") {
+    CHECK(load_file_error("/dev/zero") == "/dev/zero: a character device, not a regular file");
+    CHECK(load_file_error("/dev/urandom") == "/dev/urandom: a character device, not a regular file");
+    const auto dir = std::filesystem::temp_directory_path();
+    CHECK(load_file_error(dir.string()) == dir.string() + ": a directory, not a regular file");
+
+    // A FIFO with no writer: a blocking open would wait for one for ever.
+    const auto fifo = dir / ("slabd_config_test_" + std::to_string(::getpid()) + ".fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(load_file_error(fifo.string()) == fifo.string() + ": a FIFO, not a regular file");
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+    std::filesystem::remove(fifo);
+}
+
+TEST_CASE("load_file reads a file up to max_file_bytes and refuses a larger one unread") {
+    const std::string comment = "# " + std::string(77, 'x') + "\n";  // 80 bytes a line
+    std::string text;
+    while (text.size() + comment.size() <= max_file_bytes) text += comment;
+    text += std::string(max_file_bytes - text.size() - 1, '#') + "\n";
+    REQUIRE(text.size() == max_file_bytes);
+    {
+        const std::string tail = "[pool]\nmax_connections = 5\n";
+        const temp_file file{text + tail};
+        CHECK(load_file_error(file.path()) ==
+              file.path() + ": " + std::to_string(max_file_bytes + tail.size()) +
+                  " bytes, more than the 1048576 bytes a config file may have");
+    }
+    {
+        const temp_file file{text};
+        CHECK(load_file_error(file.path()) == "(loaded without error)");
+    }
+    {
+        const temp_file file{text + "#"};
+        CHECK(load_file_error(file.path()) ==
+              file.path() + ": 1048577 bytes, more than the 1048576 bytes a config file may have");
+    }
+}
+
+TEST_CASE("load_file stops reading at the limit when the size fstat gives is not the truth") {
+    // /proc files say size 0; the read itself is bounded, so such a file loads (or fails on its
+    // TOML) without an unbounded read.
+    CHECK(load_file_error("/proc/self/status").starts_with("/proc/self/status:1:"));
+    // /proc/kallsyms also says 0 but holds megabytes: the read stops one byte past the limit.
+    std::ifstream kallsyms{"/proc/kallsyms"};
+    kallsyms.ignore(static_cast<std::streamsize>(max_file_bytes) + 1);
+    if (kallsyms.gcount() > static_cast<std::streamsize>(max_file_bytes)) {
+        CHECK(load_file_error("/proc/kallsyms") ==
+              "/proc/kallsyms: more than the 1048576 bytes a config file may have (read past them, "
+              "though its size said 0)");
+    } else {
+        MESSAGE("no /proc/kallsyms over 1 MiB here: the bounded read is not exercised");
+    }
 }
 
 TEST_CASE("flags override the file") {

@@ -1,8 +1,12 @@
 #include "settings.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
+#include <cstdint>
 #include <memory>
 #include <system_error>
 #include <utility>
@@ -12,23 +16,54 @@ namespace slabd::config {
 namespace detail {
 namespace {
 
+[[noreturn]] void fail_io(const std::string& path, std::string_view what, int error) {
+    throw config_error(path + ": " + std::string{what} + ": " + std::generic_category().message(error));
+}
+
+std::string_view kind_of(mode_t mode) {
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "of an unknown type";
+}
+
+// The only file I/O of the loader. O_NONBLOCK: opening a FIFO that has no writer would block
+// for ever; fstat on the open descriptor, not stat on the path, so what is checked is what is
+// read. The read itself stops past the limit too, for a file that grows after fstat (or a /proc
+// file, whose size says 0).
 std::string read_file(const std::string& path) {
-    struct closer {
-        void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+    struct descriptor {
+        int fd;
+        ~descriptor() {
+            if (fd >= 0) ::close(fd);
+        }
     };
-    const std::unique_ptr<std::FILE, closer> file{std::fopen(path.c_str(), "rb")};
-    if (!file) {
-        throw config_error(path + ": cannot open: " + std::generic_category().message(errno));
-    }
+    const descriptor file{::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)};
+    if (file.fd < 0) fail_io(path, "cannot open", errno);
+    struct stat st {};
+    if (::fstat(file.fd, &st) != 0) fail_io(path, "cannot stat", errno);
+    if (!S_ISREG(st.st_mode))
+        throw config_error(path + ": " + std::string{kind_of(st.st_mode)} + ", not a regular file");
+    const std::string limit = std::to_string(max_file_bytes) + " bytes a config file may have";
+    if (static_cast<std::uintmax_t>(st.st_size) > max_file_bytes)
+        throw config_error(path + ": " + std::to_string(st.st_size) + " bytes, more than the " + limit);
+
     std::string text;
-    char chunk[4096];
-    while (const std::size_t n = std::fread(chunk, 1, sizeof chunk, file.get())) {
-        text.append(chunk, n);
+    text.reserve(static_cast<std::size_t>(st.st_size));
+    char chunk[16 * 1024];
+    while (text.size() <= max_file_bytes) {
+        const ssize_t n = ::read(file.fd, chunk, std::min(sizeof chunk, max_file_bytes + 1 - text.size()));
+        if (n == 0) return text;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_io(path, "cannot read", errno);
+        }
+        text.append(chunk, static_cast<std::size_t>(n));
     }
-    if (std::ferror(file.get()) != 0) {
-        throw config_error(path + ": cannot read: " + std::generic_category().message(errno));
-    }
-    return text;
+    throw config_error(path + ": more than the " + limit + " (read past them, though its size said " +
+                       std::to_string(st.st_size) + ")");
 }
 
 std::string list_tables() {

@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import tempfile
+import time
 
 import harness
 from harness import run_slabd
@@ -64,6 +65,48 @@ class ConfigTest(harness.SlabdTest):
     def test_missing_file(self):
         path = os.path.join(tempfile.gettempdir(), "slabd-no-such-dir", "slabd.toml")
         self.assert_usage_error(["--config", path], path, "cannot open")
+
+    def assert_bad_file(self, path, *expected, within=5.0):
+        """A file slabd must refuse unread: exit 2, its name in the message, quickly, no abort."""
+        started = time.monotonic()
+        code, out, err = run_slabd("--config", path, timeout=within)
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, 2, f"{path}: exit code\nstderr: {err}")
+        self.assertEqual(out, "", f"{path}: a refusal goes to stderr only")
+        self.assertIn(path, err)
+        for fragment in expected:
+            self.assertIn(fragment, err, f"{path}: the message names {fragment!r}")
+        self.assertEqual(len(err.strip().splitlines()), 1, f"one message, not a dump:\n{err}")
+        self.assertIsNone(harness.sanitizer_report(err))
+        self.assertLess(elapsed, within)
+
+    def test_devices_are_refused_unread(self):
+        # Read to the end, /dev/zero and /dev/urandom never end.
+        self.assert_bad_file("/dev/zero", "character device", "not a regular file")
+        self.assert_bad_file("/dev/urandom", "character device", "not a regular file")
+
+    def test_fifo_without_a_writer_is_refused_at_once(self):
+        directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
+        self.addCleanup(directory.cleanup)
+        fifo = os.path.join(directory.name, "slabd.toml")
+        os.mkfifo(fifo)
+        self.assert_bad_file(fifo, "FIFO", "not a regular file", within=2.0)
+
+    def test_directory_is_refused(self):
+        path = os.path.dirname(self.write_config(""))
+        self.assert_bad_file(path, "directory", "not a regular file")
+
+    def test_file_over_one_mib_is_refused(self):
+        # Comments only: valid TOML, so only the size can refuse it.
+        line = "# " + "x" * 77 + "\n"
+        path = self.write_config(line * (2 * 1024 * 1024 // len(line)))
+        self.assert_bad_file(path, str(os.path.getsize(path)), "1048576 bytes")
+
+    def test_file_of_one_mib_is_accepted(self):
+        line = "# " + "x" * 77 + "\n"
+        path = self.write_config(line * (1024 * 1024 // len(line)))
+        code, out, err = run_slabd("--config", path, "--check-config")
+        self.assertEqual(code, 0, err)
 
     def test_check_config_prints_the_effective_config(self):
         path = self.write_config("[pool]\nmax_connections = 321\n\n[timeouts]\nshutdown_grace = \"2s\"\n")

@@ -103,7 +103,11 @@ class config_error : public std::runtime_error {
     using runtime_error::runtime_error;
 };
 
-/// Reads a TOML file over `base` and validates the result; throws config_error.
+/// The largest config file load_file reads; a bigger one is refused, not read.
+inline constexpr std::size_t max_file_bytes = std::size_t{1} << 20;
+
+/// Reads a TOML file over `base` and validates the result; throws config_error, also for a file
+/// that is not a regular file or is larger than max_file_bytes.
 Config load_file(const std::string& path, Config base = {});
 /// As load_file, from text; `name` stands for the file in messages.
 Config load_string(std::string_view toml, std::string_view name, Config base = {});
