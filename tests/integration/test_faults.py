@@ -260,6 +260,7 @@ class FaultTest(harness.SlabdTest):
         self.assertLessEqual(s["buffers"]["in_use"], 1, "the hog holds at most one buffer")
         self.assertLessEqual(s["bytes"]["in"] - stalled["bytes"]["in"], 20 * (64 << 10),
                              "nothing more was read from the hog")
+        hog.shutdown(socket.SHUT_RDWR)  # wakes its blocked sender; a close alone would not
         harness.reset(hog)
         sender.join(WAIT)
         self.settle(server)
