@@ -1,6 +1,6 @@
 // Counts every heap allocation in this process by interposing the malloc family: operator new
 // reaches malloc through libstdc++, and Asio's recycling allocator calls aligned_alloc directly,
-// so counting operator new alone would miss it (DESIGN decision 5).
+// so counting operator new alone would miss it (docs/design.md, decision 5).
 // Built only without sanitizers, which interpose these functions themselves.
 #include "alloc_counter.hpp"
 

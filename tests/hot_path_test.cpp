@@ -1,4 +1,4 @@
-// Proves DESIGN decision 5: after warm-up, echo and proxy traffic and accept/close cycles make
+// Proves docs/design.md, decision 5: after warm-up, echo and proxy traffic and accept/close cycles make
 // no heap allocation at all. The server runs in this process on its own threads; the clients
 // use raw POSIX sockets and fixed buffers so that they allocate nothing either.
 #include "server.hpp"

@@ -1,6 +1,5 @@
 // A client connection: the socket, its state and the memory of its pending operations, all in
-// one block of the connection pool (README "Design": one block per connection, idle connections
-// own no buffer). Echo mode relays the client to itself; proxy mode joins it to an upstream leg
+// one block of the connection pool (docs/design.md, decisions 1, 4 and 11). Echo mode relays the client to itself; proxy mode joins it to an upstream leg
 // taken from a second pool of the same capacity.
 #pragma once
 

@@ -1,5 +1,4 @@
-// Lingering close (nginx's lingering_close, README "Design": a close never discards accepted
-// bytes). Closing a socket whose peer is still sending makes the kernel answer with RST and drop
+// Lingering close (nginx's lingering_close; docs/design.md, decision 13). Closing a socket whose peer is still sending makes the kernel answer with RST and drop
 // what is still queued toward the peer. A lingering socket is shut down for writing (FIN after
 // every queued byte), then read and discarded until the peer's EOF or a deadline, then closed.
 #pragma once

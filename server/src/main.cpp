@@ -1,5 +1,5 @@
 // slabd's entry point: parse the command line, set up logging and limits, serve.
-// Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (DESIGN decision 9).
+// Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (docs/design.md, decision 9).
 #include <sys/resource.h>
 
 #include <spdlog/spdlog.h>

@@ -1,5 +1,5 @@
-// Replays DESIGN.md's worked example on a real slab and prints the free list after each step,
-// as the slab-allocator design card does (`slabd --pool-demo`).
+// Replays the worked example of docs/design.md on a real slab and prints the free list after
+// each step, as the slab-allocator design card does (`slabd --pool-demo`).
 #pragma once
 
 #include <ostream>

@@ -26,7 +26,7 @@
 
 namespace slabd::server {
 
-/// Why a newcomer was turned away before it got a pool block (README "Design": admission).
+/// Why a newcomer was turned away before it got a pool block (docs/design.md, decision 12).
 enum class refusal_reason : std::uint8_t { pool_full, fd_limit, draining };
 
 /// What a shard tells the process around it. Called on the shard's thread.
@@ -120,7 +120,7 @@ public:
     /// The last reference to `c` is gone: destroy it and return its block.
     void destroy(connection& c) noexcept;
     void destroy_leg(upstream_leg* leg) noexcept { legs_->destroy(leg); }
-    /// A lingering close of a client the shard is done with (README "Design").
+    /// A lingering close of a client the shard is done with (docs/design.md, decision 13).
     void linger(socket_type&& socket) noexcept { lingering_.linger(std::move(socket), now_); }
     /// Buffer slab statistics; read from the admin thread, so only the snapshot copy is racy-free.
     [[nodiscard]] pool::slab_stats buffer_stats() const noexcept;

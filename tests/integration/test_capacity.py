@@ -1,4 +1,4 @@
-"""The connection pool's capacity is exact across threads (DESIGN decisions 2 and 3): with
+"""The connection pool's capacity is exact across threads (docs/design.md, decisions 2 and 3): with
 --max-connections N and N clients served, the next are refused cleanly (FIN, never a reset) or,
 under --on-exhausted pause, wait in the backlog until a block frees."""
 

@@ -1,4 +1,4 @@
-"""Daemon operation (DESIGN decision 9): --daemonize detaches only once the listeners are bound and
+"""Daemon operation (docs/design.md, decision 9): --daemonize detaches only once the listeners are bound and
 the pidfile is locked; a second instance with the same pidfile is refused; SIGHUP reopens the log
 file and reloads what can change at run time; SIGTERM drains and removes the pidfile; JSON log
 lines parse.

@@ -1,4 +1,4 @@
-"""Out of file descriptors (README "Design": admission): with RLIMIT_NOFILE far below the pool, a
+"""Out of file descriptors (docs/design.md, decision 12): with RLIMIT_NOFILE far below the pool, a
 connection storm makes accept() fail with EMFILE. slabd spends its reserved descriptor to accept
 each newcomer it has no room for and refuse it cleanly (busy line, then FIN), counts those under
 the fd_limit reason, never spins on the listener, and serves again once descriptors free up."""

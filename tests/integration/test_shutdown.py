@@ -1,4 +1,4 @@
-"""Graceful stop (DESIGN decision 9): on SIGTERM or SIGINT the listener closes at once, open
+"""Graceful stop (docs/design.md, decision 9): on SIGTERM or SIGINT the listener closes at once, open
 connections keep being served for the grace period, then are closed, and slabd exits 0; when the
 last client leaves first, slabd does not wait out the grace."""
 
