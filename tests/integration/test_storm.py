@@ -14,7 +14,7 @@ from harness import WAIT, assert_echo, pattern, rejected_frees, rss_kib, stats_s
 CAPACITY = 1000
 BUSY = b"BUSY"
 IP_BIND_ADDRESS_NO_PORT = 24
-SCALE = {None: (500, 6000, 3), "asan": (400, 3000, 3), "tsan": (200, 1500, 3)}
+SCALE = {None: (500, 6000, 3), "asan": (400, 3000, 3), "tsan": (200, 3000, 3)}  # each wave outnumbers the free blocks
 RSS_SLACK_KIB = 32 << 10  # RSS after the storm within this of RSS with the residents up
 
 
