@@ -11,21 +11,13 @@
 #include <string>
 #include <string_view>
 
+#include "admin_request.hpp"
 #include "slabd/config/config.hpp"
 #include "slabd/server/stats.hpp"
 
 namespace slabd::server {
 
 class server;
-
-/// The parts of a request the routes look at.
-struct admin_request {
-    std::string_view method;
-    std::string_view target;
-    std::string_view authorization;  // the Authorization header's value, or empty
-    bool keep_alive = false;         // the client wants the connection kept after the answer
-    bool head = false;               // HEAD: the answer carries headers only
-};
 
 /// What a route answers.
 struct admin_response {
@@ -41,14 +33,6 @@ admin_response route(const admin_request& request, const server_snapshot& snapsh
 std::string config_json(const config::Config& config);
 /// The live status page served at "/": self-contained HTML that polls /stats.
 std::string_view status_page() noexcept;
-
-/// Limits of the admin listener.
-struct admin_limits {
-    static constexpr std::size_t max_sessions = 64;          // its own pool, apart from the data pool
-    static constexpr std::size_t max_request_bytes = 8192;   // request line and headers; 431 beyond
-    static constexpr int header_timeout_seconds = 10;        // a slow client is cut off (408)
-    static constexpr int write_timeout_seconds = 10;         // a client that does not read is dropped
-};
 
 class admin {
 public:

@@ -7,12 +7,28 @@
 #include <string>
 #include <string_view>
 
-#include "admin.hpp"
-
 struct http_parser;
 
 namespace slabd::server {
 
+/// The parts of a request the routes look at.
+struct admin_request {
+    std::string_view method;
+    std::string_view target;
+    std::string_view authorization;  // the Authorization header's value, or empty
+    bool keep_alive = false;         // the client wants the connection kept after the answer
+    bool head = false;               // HEAD: the answer carries headers only
+};
+
+/// Limits of the admin listener.
+struct admin_limits {
+    static constexpr std::size_t max_sessions = 64;          // its own pool, apart from the data pool
+    static constexpr std::size_t max_request_bytes = 8192;   // request line and headers; 431 beyond
+    static constexpr int header_timeout_seconds = 10;        // a slow client is cut off (408)
+    static constexpr int write_timeout_seconds = 10;         // a client that does not read is dropped
+};
+
+/// Feeds on byte chunks; says need-more, a complete request, or the error status to answer.
 class request_assembler {
 public:
     enum class outcome {
