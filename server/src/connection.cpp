@@ -230,8 +230,7 @@ bool connection::flush_pipe(relay& r) noexcept {
                 wait_write(r);
                 return false;
             }
-            give_back_lent(r);
-            fail(failure_of(r.to));
+            write_failed(r);
             return false;
         }
         r.written += static_cast<std::uint32_t>(n);
@@ -252,8 +251,7 @@ bool connection::flush(relay& r) noexcept {
             return false;
         }
         if (ec) {
-            give_back_lent(r);
-            fail(failure_of(r.to));
+            write_failed(r);
             return false;
         }
         r.written += static_cast<std::uint32_t>(n);
@@ -272,9 +270,8 @@ void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
     // While closing, only the bytes an upstream sent before it failed still go to the client.
     const bool delivering = !ec && (!is_closing() || (r.to == &client_ && !client_cancelled_));
     if (!delivering) {
-        give_back_lent(r);
-        if (!is_closing()) fail(failure_of(r.to));
-        return;
+        if (is_closing()) return give_back_lent(r);
+        return write_failed(r);
     }
     if (!flush(r)) return;
     give_back_lent(r);
@@ -312,6 +309,16 @@ void connection::resume_after_buffer_wait() noexcept {
     }
 }
 
+void connection::write_failed(relay& r) noexcept {
+    give_back_lent(r);
+    if (r.to == &client_) return fail(close_reason::error);
+    // The upstream is gone, but what it sent before it went may still be queued in its socket:
+    // the other direction reads that to the end and delivers it before the connection closes.
+    upstream_write_failed_ = true;
+    r.done = true;
+    if (leg_->to_client.done) fail(close_reason::upstream_failure);
+}
+
 void connection::finish_direction(relay& r) noexcept {
     r.done = true;
     const bool all_done = leg_ == nullptr || (to_target_.done && leg_->to_client.done);
@@ -322,7 +329,7 @@ void connection::finish_direction(relay& r) noexcept {
         return;
     }
     // No operation is left and none starts: the last reference goes as this call unwinds.
-    if (!is_closing()) closing_ = close_reason::client_eof;
+    if (!is_closing()) closing_ = upstream_write_failed_ ? close_reason::upstream_failure : close_reason::client_eof;
 }
 
 void connection::fail(close_reason why) noexcept {

@@ -118,6 +118,8 @@ private:
     void yield(relay& r) noexcept;
     bool flush(relay& r) noexcept;
     bool flush_pipe(relay& r) noexcept;
+    /// A write to `r.to` failed: the client's is an error; the upstream's ends only the upload.
+    void write_failed(relay& r) noexcept;
     /// Returns the relay's buffer and pipe, if it holds them, to the shard.
     void give_back_lent(relay& r) noexcept;
     void finish_direction(relay& r) noexcept;
@@ -137,6 +139,7 @@ private:
     std::uint16_t refs_ = 0;
     close_reason closing_ = close_reason::none;
     bool client_cancelled_ = false;  // no operation on the client may start any more
+    bool upstream_write_failed_ = false;  // the upload ended on a dead upstream, not an EOF
 };
 
 /// The upstream half of a proxied connection, from its own pool block.
