@@ -416,6 +416,22 @@ TEST_CASE("load_file") {
                          config_error);
 }
 
+TEST_CASE("characters toml++ 3.3 mishandles are refused before it sees them (found by fuzzing)") {
+    // Where toml++ tests for whitespace, U+00A1..U+0499, U+2C5E..U+3057 and U+FB26..U+FEFE reach
+    // __builtin_unreachable() in its is_non_ascii_horizontal_whitespace().
+    CHECK(load_error("\xef\xbb\x9c# x\n") == "slabd.toml:1:1: unexpected character U+FEDC");
+    CHECK(load_error("[server]\nthreads = 1 \xc3\xa9\n") == "slabd.toml:2:13: unexpected character U+00E9");
+    CHECK(load_error("[pool]\nbusy_message = \"\"\"a\\\n  \xc3\xa9\"\"\"\n") ==
+          "slabd.toml:3:3: unexpected character U+00E9");
+    CHECK(load_error("[pool]\nbusy_message = \"\"\"a\"\"\"\" \xc3\xa9\n") ==
+          "slabd.toml:2:25: unexpected character U+00E9");
+    // In strings and comments they are text like any other.
+    CHECK(load_string("# caf\xc3\xa9 \xef\xbb\x9c\n[pool]\nbusy_message = \"caf\xc3\xa9 \xef\xbb\x9c\"\n", "x")
+              .busy_message == "caf\xc3\xa9 \xef\xbb\x9c");
+    CHECK(load_string("[pool]\nbusy_message = '''\xc3\xa9'''\n", "x").busy_message == "\xc3\xa9");
+    CHECK(load_string("[pool]\nbusy_message = \"\"\"a\"\"\"\"\n", "x").busy_message == "a\"");
+}
+
 std::string load_file_error(const std::string& path) {
     try {
         (void)load_file(path);

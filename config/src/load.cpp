@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <system_error>
 #include <utility>
@@ -152,9 +153,122 @@ std::vector<std::pair<const toml::key*, const toml::node*>> in_file_order(const 
     return entries;
 }
 
+// toml++ 3.3 (Debian 12's) reaches __builtin_unreachable() in is_non_ascii_horizontal_whitespace()
+// for these code points, which it tests wherever whitespace may come: outside strings and
+// comments, and after a backslash in a """string""". Found by tests/fuzz/config_load.
+bool parser_mishandles(char32_t c) {
+    return (c > 0xA0 && c < 0x49A) || (c >= 0x2C5E && c < 0x3058 && c != 0x3000) ||
+           (c >= 0xFB26 && c < 0xFEFF);
+}
+
+// How many of up to two more `quote`s follow a closing triple quote at `i`: they belong to the
+// string (TOML allows """a"""" for a string ending in one quote).
+std::size_t extra_quotes(std::string_view text, std::size_t i, char quote) {
+    std::size_t n = 0;
+    while (n < 2 && i + 3 + n < text.size() && text[i + 3 + n] == quote) ++n;
+    return n;
+}
+
+[[noreturn]] void unexpected(std::string_view name, std::size_t line, std::size_t column, char32_t c) {
+    char code[16];
+    std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+    throw config_error(std::string{name} + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                       ": unexpected character " + code);
+}
+
+// Refuses, before toml++ sees them, those characters where it would test them. TOML allows
+// non-ASCII only in strings and comments, so this refuses nothing the parser would accept but
+// one of them right after a backslash in a """string""". A light lexer: comments, the four kinds of
+// string, escapes.
+void refuse_what_the_parser_mishandles(std::string_view text, std::string_view name) {
+    enum class in { code, comment, basic, literal, ml_basic, ml_literal, ml_escape, ml_trim };
+    in state = in::code;
+    // A quote opens a string only where TOML lets one begin (after these, or first on a line);
+    // elsewhere (5"x) toml++ reads on as a bad value, testing each character for whitespace.
+    char before = '\n';
+    std::size_t line = 1;
+    std::size_t line_start = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(text[i]);
+        const auto at = [&](std::string_view s) { return text.substr(i, s.size()) == s; };
+        if (byte == '\n') {
+            ++line;
+            line_start = i + 1;
+            if (state == in::comment || state == in::basic || state == in::literal) state = in::code;
+            if (state == in::code) before = '\n';
+            continue;
+        }
+        if (byte >= 0xC2 && byte < 0xF0 && (state == in::code || state == in::ml_escape || state == in::ml_trim)) {
+            const std::size_t length = byte < 0xE0 ? 2 : 3;
+            if (i + length > text.size()) return;  // truncated: toml++ refuses it as invalid UTF-8
+            char32_t c = byte & (length == 2 ? 0x1Fu : 0x0Fu);
+            for (std::size_t k = 1; k < length; ++k)
+                c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
+            if (parser_mishandles(c)) unexpected(name, line, i - line_start + 1, c);
+        }
+        switch (state) {
+            case in::code: {
+                const bool string_may_start = std::string_view{"\n=[,{."}.find(before) != std::string_view::npos;
+                if (byte != ' ' && byte != '\t' && byte != '\r') before = static_cast<char>(byte);
+                if (!string_may_start && (byte == '"' || byte == '\'')) break;
+                if (byte == '#') {
+                    state = in::comment;
+                } else if (at(R"(""")")) {
+                    state = in::ml_basic;
+                    i += 2;
+                } else if (at("'''")) {
+                    state = in::ml_literal;
+                    i += 2;
+                } else if (byte == '"') {
+                    state = in::basic;
+                } else if (byte == '\'') {
+                    state = in::literal;
+                }
+                break;
+            }
+            case in::basic:
+                if (byte == '\\') {
+                    ++i;
+                } else if (byte == '"') {
+                    state = in::code;
+                }
+                break;
+            case in::literal:
+                if (byte == '\'') state = in::code;
+                break;
+            case in::ml_trim:
+                if (byte == ' ' || byte == '\t' || byte == '\r') break;
+                state = in::ml_basic;
+                [[fallthrough]];
+            case in::ml_basic:
+                if (byte == '\\' && i + 1 < text.size() && std::string_view{" \t\r\n"}.find(text[i + 1]) != std::string_view::npos) {
+                    state = in::ml_trim;
+                } else if (byte == '\\') {
+                    state = in::ml_escape;  // toml++ tests the escaped character for whitespace
+                } else if (at(R"(""")")) {
+                    i += 2 + extra_quotes(text, i, '"');
+                    state = in::code;
+                }
+                break;
+            case in::ml_escape:
+                state = in::ml_basic;
+                break;
+            case in::ml_literal:
+                if (at("'''")) {
+                    i += 2 + extra_quotes(text, i, '\'');
+                    state = in::code;
+                }
+                break;
+            case in::comment:
+                break;
+        }
+    }
+}
+
 }  // namespace
 
 void apply_toml(std::string_view toml, std::string_view name, Config& config, origins& where) {
+    refuse_what_the_parser_mishandles(toml, name);
     toml::table root;
     try {
         root = toml::parse(toml, name);
