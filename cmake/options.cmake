@@ -33,3 +33,22 @@ if(SLABD_SANITIZE)
   target_link_options(slabd_options INTERFACE ${_slabd_sanitizer_flags})
   target_compile_definitions(slabd_options INTERFACE SLABD_SANITIZED=1)
 endif()
+
+# libFuzzer builds (the fuzz preset, scripts/fuzz.sh): clang only. Every slabd target gets the
+# coverage instrumentation and ASan+UBSan; fuzz targets add -fsanitize=fuzzer for libFuzzer's
+# main (tests/fuzz/CMakeLists.txt). -fno-sanitize=function: clang 14 cannot link UBSan's function
+# check in coroutine code. The vptr check is left out as above.
+option(SLABD_FUZZ "Build the fuzz targets as libFuzzer binaries (clang)" OFF)
+if(SLABD_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "SLABD_FUZZ needs clang (libFuzzer); CMAKE_CXX_COMPILER is ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  if(SLABD_SANITIZE)
+    message(FATAL_ERROR "SLABD_FUZZ brings its own sanitizers; leave SLABD_SANITIZE empty")
+  endif()
+  set(_slabd_fuzz_flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=function,vptr
+      -fno-sanitize-recover=all -fno-omit-frame-pointer)
+  target_compile_options(slabd_options INTERFACE ${_slabd_fuzz_flags})
+  target_link_options(slabd_options INTERFACE ${_slabd_fuzz_flags})
+  target_compile_definitions(slabd_options INTERFACE SLABD_SANITIZED=1 SLABD_FUZZING=1)
+endif()

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ clang cmake ninja-build pkg-config git
+  # clang's runtimes: libFuzzer and the sanitizers for scripts/fuzz.sh
+  libclang-rt-14-dev
   # libraries (see shared/TOOLCHAIN.md for their CMake targets)
   libasio-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev libhttp-parser-dev libsystemd-dev
