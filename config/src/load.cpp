@@ -161,6 +161,20 @@ bool parser_mishandles(char32_t c) {
            (c >= 0xFB26 && c < 0xFEFF);
 }
 
+// Columns count code points, as toml++'s do.
+std::size_t code_points(std::string_view text) {
+    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+        return (static_cast<unsigned char>(c) & 0xC0u) != 0x80u;
+    }));
+}
+
+// What toml++ 3.3 takes for whitespace beyond ASCII's (is_non_ascii_horizontal_whitespace and
+// is_non_ascii_vertical_whitespace, where they answer).
+bool parser_whitespace(char32_t c) {
+    return c == 0xA0 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200B) || c == 0x202F ||
+           c == 0x205F || c == 0x2060 || c == 0x3000 || c == 0xFEFF || c == 0x85 || c == 0x2028 || c == 0x2029;
+}
+
 // How many of up to two more `quote`s follow a closing triple quote at `i`: they belong to the
 // string (TOML allows """a"""" for a string ending in one quote).
 std::size_t extra_quotes(std::string_view text, std::size_t i, char quote) {
@@ -176,10 +190,10 @@ std::size_t extra_quotes(std::string_view text, std::size_t i, char quote) {
                        ": unexpected character " + code);
 }
 
-// Refuses, before toml++ sees them, those characters where it would test them. TOML allows
-// non-ASCII only in strings and comments, so this refuses nothing the parser would accept but
-// one of them right after a backslash in a """string""". A light lexer: comments, the four kinds of
-// string, escapes.
+// Refuses those characters where toml++ would test them, in text that is valid TOML (invalid
+// TOML fools any lexer short of the parser itself: 2-e='x' is one bad value to toml++). TOML
+// allows non-ASCII only in strings and comments, so in valid TOML that is right after a
+// backslash in a """string""". A light lexer: comments, the four kinds of string, escapes.
 void refuse_what_the_parser_mishandles(std::string_view text, std::string_view name) {
     enum class in { code, comment, basic, literal, ml_basic, ml_literal, ml_escape, ml_trim };
     in state = in::code;
@@ -204,7 +218,14 @@ void refuse_what_the_parser_mishandles(std::string_view text, std::string_view n
             char32_t c = byte & (length == 2 ? 0x1Fu : 0x0Fu);
             for (std::size_t k = 1; k < length; ++k)
                 c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
-            if (parser_mishandles(c)) unexpected(name, line, i - line_start + 1, c);
+            if (parser_mishandles(c)) unexpected(name, line, code_points(text.substr(line_start, i - line_start)) + 1, c);
+            // toml++ trims its non-ASCII whitespace after a line-ending backslash too (and takes
+            // a backslash before one for the start of a trim), then tests what follows.
+            if (state != in::code && parser_whitespace(c)) {
+                state = in::ml_trim;
+                i += length - 1;
+                continue;
+            }
         }
         switch (state) {
             case in::code: {
@@ -265,18 +286,83 @@ void refuse_what_the_parser_mishandles(std::string_view text, std::string_view n
     }
 }
 
-}  // namespace
+// The text with each code point parser_mishandles() replaced by one of the same length that
+// toml++ classifies correctly and treats alike (not whitespace, not a key character): U+0500 or
+// U+4E00. toml++ takes the same path through both texts, so parsing this one says, without
+// the undefined behaviour, whether the original is valid TOML and where it is not.
+std::string with_stand_ins(std::string_view text) {
+    std::string out{text};
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(out[i]);
+        if (byte < 0xC2 || byte >= 0xF0) continue;
+        const std::size_t length = byte < 0xE0 ? 2 : 3;
+        if (i + length > out.size()) break;
+        char32_t c = byte & (length == 2 ? 0x1Fu : 0x0Fu);
+        bool valid = true;
+        for (std::size_t k = 1; k < length; ++k) {
+            const auto next = static_cast<unsigned char>(out[i + k]);
+            valid = valid && (next & 0xC0u) == 0x80u;
+            c = (c << 6) | (next & 0x3Fu);
+        }
+        // An overlong form (E0 82 A1 for U+00A1) stays: toml++'s decoder refuses it, while a
+        // stand-in would make the text valid.
+        if (!valid || (length == 3 && c < 0x800)) continue;
+        if (parser_mishandles(c)) out.replace(i, length, length == 2 ? "\xD4\x80" : "\xE4\xB8\x80");
+        i += length - 1;
+    }
+    return out;
+}
 
-void apply_toml(std::string_view toml, std::string_view name, Config& config, origins& where) {
-    refuse_what_the_parser_mishandles(toml, name);
-    toml::table root;
+// The code point at a toml++ source position (1-based line, column in code points), or 0.
+char32_t code_point_at(std::string_view text, std::size_t line, std::size_t column) {
+    std::size_t i = 0;
+    for (std::size_t l = 1; l < line; ++l) {
+        i = text.find('\n', i);
+        if (i == std::string_view::npos) return 0;
+        ++i;
+    }
+    for (std::size_t c = 1; i < text.size(); ++i) {
+        if ((static_cast<unsigned char>(text[i]) & 0xC0u) == 0x80u) continue;
+        if (c++ == column) break;
+    }
+    if (i >= text.size()) return 0;
+    const auto lead = static_cast<unsigned char>(text[i]);
+    if (lead < 0xC2 || lead >= 0xF0) return lead < 0x80 ? lead : 0;
+    const std::size_t length = lead < 0xE0 ? 2 : 3;
+    if (i + length > text.size()) return 0;
+    char32_t c = lead & (length == 2 ? 0x1Fu : 0x0Fu);
+    for (std::size_t k = 1; k < length; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
+    return c;
+}
+
+// Parses `toml`; an error names the file, line and column. `original`, when the text holds
+// stand-ins, is the text the user wrote: an error at a stand-in names the character they wrote
+// there, not the stand-in.
+toml::table parse(std::string_view toml, std::string_view name, std::string_view original = {}) {
     try {
-        root = toml::parse(toml, name);
+        return toml::parse(toml, name);
     } catch (const toml::parse_error& e) {
         const auto& begin = e.source().begin;
+        if (!original.empty()) {
+            const char32_t wrote = code_point_at(original, begin.line, begin.column);
+            if (parser_mishandles(wrote)) unexpected(name, begin.line, begin.column, wrote);
+        }
         throw config_error(std::string{name} + ":" + std::to_string(begin.line) + ":" +
                            std::to_string(begin.column) + ": " + std::string{e.description()});
     }
+}
+
+}  // namespace
+
+void apply_toml(std::string_view toml, std::string_view name, Config& config, origins& where) {
+    // With characters toml++ mishandles, the stand-ins first: an invalid file is refused there;
+    // a valid one is lexed exactly, so only the one position toml++ mishandles in valid TOML
+    // (after a backslash in a """string""") remains to refuse before the real parse.
+    if (const std::string stand_ins = with_stand_ins(toml); stand_ins != toml) {
+        (void)parse(stand_ins, name, toml);
+        refuse_what_the_parser_mishandles(toml, name);
+    }
+    const toml::table root = parse(toml, name);
     for (const auto& [table_key, table_node] : in_file_order(root)) {
         const std::string_view table_name = table_key->str();
         if (!is_table(table_name)) unknown_top_level(name, *table_key, *table_node);
