@@ -37,7 +37,7 @@ std::vector<std::uint32_t> head_of_free_list(const slab& s, std::size_t n) {
 
 }  // namespace
 
-TEST_CASE("the worked example from DESIGN.md, step by step") {
+TEST_CASE("the worked example from docs/design.md, step by step") {
     slab s(64, 16);
     REQUIRE(s.check_invariants() == "");
     CHECK(head_of_free_list(s, 4) == std::vector<std::uint32_t>{0, 1, 2, 3});

@@ -376,11 +376,16 @@ admin::~admin() = default;
 
 void admin::start() { asio::co_spawn(context_, accept_loop(acceptor_, sessions_, server_), asio::detached); }
 
-std::uint64_t admin::sessions_refused() const noexcept { return sessions_->refused.load(std::memory_order_relaxed); }
-std::uint64_t admin::sessions_active() const noexcept { return sessions_->active.load(std::memory_order_relaxed); }
-std::uint64_t admin::sessions_evicted() const noexcept { return sessions_->evicted.load(std::memory_order_relaxed); }
-std::uint64_t admin::accept_errors() const noexcept { return sessions_->accept_errors.load(std::memory_order_relaxed); }
-std::uint64_t admin::reserve_used() const noexcept { return sessions_->reserve_used.load(std::memory_order_relaxed); }
+admin_snapshot admin::stats() const noexcept {
+    const auto& p = *sessions_;
+    admin_snapshot a;
+    a.sessions_active = p.active.load(std::memory_order_relaxed);
+    a.sessions_refused = p.refused.load(std::memory_order_relaxed);
+    a.sessions_evicted = p.evicted.load(std::memory_order_relaxed);
+    a.accept_errors = p.accept_errors.load(std::memory_order_relaxed);
+    a.reserve_used = p.reserve_used.load(std::memory_order_relaxed);
+    return a;
+}
 
 void admin::stop() {
     asio::error_code ignored;

@@ -1,5 +1,5 @@
 // The admin HTTP endpoint: its own listener on the control thread and its own small session
-// pool, so operators can always see why the data plane is full (DESIGN decision 6). Routes are
+// pool, so operators can always see why the data plane is full (docs/design.md, decision 6). Routes are
 // pure functions of the request and a stats snapshot; the socket loop around them is small.
 #pragma once
 
@@ -41,16 +41,8 @@ public:
     void start();
     void stop();
     [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
-    /// Admin connections turned away because every admin session was busy answering.
-    [[nodiscard]] std::uint64_t sessions_refused() const noexcept;
-    /// Admin connections open now.
-    [[nodiscard]] std::uint64_t sessions_active() const noexcept;
-    /// Sessions closed to make room because they had not completed a request (slow, silent).
-    [[nodiscard]] std::uint64_t sessions_evicted() const noexcept;
-    /// Failed accepts on the admin listener (EMFILE and the like).
-    [[nodiscard]] std::uint64_t accept_errors() const noexcept;
-    /// Times the reserved descriptor was given up to accept an admin client at the fd limit.
-    [[nodiscard]] std::uint64_t reserve_used() const noexcept;
+    /// The admin endpoint's counters and gauges (SLABD_ADMIN_STATS), for /stats and /metrics.
+    [[nodiscard]] admin_snapshot stats() const noexcept;
 
     struct session_pool;
 

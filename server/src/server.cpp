@@ -232,8 +232,7 @@ server_snapshot server::snapshot() const {
     s.op_memory_overflows = op_memory_overflows.load(std::memory_order_relaxed);
     s.draining = draining_.load();
     s.ready_headroom = config::effective_ready_headroom(settings_);
-    s.admin_sessions_active = admin_->sessions_active();
-    s.admin_sessions_refused = admin_->sessions_refused();
+    s.admin = admin_->stats();
     if (upstreams_ != nullptr) {
         for (std::size_t i = 0; i < upstreams_->size(); ++i) {
             const auto& u = upstreams_->at(i);

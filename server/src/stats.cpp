@@ -47,6 +47,14 @@ nlohmann::json pool_json(const pool::slab_stats& p) {
             {"slab_bytes", p.slab_bytes}};
 }
 
+nlohmann::json admin_json(const admin_snapshot& a) {
+    nlohmann::json j = nlohmann::json::object();
+#define SLABD_ADMIN_FIELD(field, family, type, help) j[#field] = a.field;
+    SLABD_ADMIN_STATS(SLABD_ADMIN_FIELD)
+#undef SLABD_ADMIN_FIELD
+    return j;
+}
+
 nlohmann::json shard_json(const shard_snapshot& s) {
     nlohmann::json j;
 #define SLABD_FIELD(name, family, label, help) j[#name] = s.name;
@@ -102,7 +110,7 @@ std::string to_json(const server_snapshot& s) {
         {"linger", {{"active", t.lingering}, {"timeouts", t.linger_timeouts}, {"overflows", t.linger_overflows}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"op_memory_overflows", s.op_memory_overflows},
-        {"admin", {{"sessions_active", s.admin_sessions_active}, {"sessions_refused", s.admin_sessions_refused}}},
+        {"admin", admin_json(s.admin)},
         {"ready", ready(s)},
         {"ready_headroom", s.ready_headroom},
         {"shards", std::move(shards)},
@@ -180,10 +188,11 @@ std::string to_prometheus(const server_snapshot& s) {
              "Asio operations too large for their in-block memory (heap fallback); 0 when healthy");
     w.sample("op_memory_overflows_total", "", static_cast<double>(s.op_memory_overflows));
 
-    w.family("admin_sessions_active", "gauge", "Admin HTTP connections open");
-    w.sample("admin_sessions_active", "", static_cast<double>(s.admin_sessions_active));
-    w.family("admin_sessions_refused_total", "counter", "Admin HTTP connections turned away: admin pool full");
-    w.sample("admin_sessions_refused_total", "", static_cast<double>(s.admin_sessions_refused));
+#define SLABD_ADMIN_METRIC(field, metric, type, help) \
+    w.family(metric, #type, help);                    \
+    w.sample(metric, "", static_cast<double>(s.admin.field));
+    SLABD_ADMIN_STATS(SLABD_ADMIN_METRIC)
+#undef SLABD_ADMIN_METRIC
 
     using field = std::uint64_t (*)(const pool::slab_stats&);
     const struct {

@@ -1,5 +1,5 @@
 // A slab that several threads share, so that a capacity is exact across all of them
-// (DESIGN decision 2). alloc/free happen once per connection, not per message, so one
+// (docs/design.md, decision 2). alloc/free happen once per connection, not per message, so one
 // uncontended lock around the single-threaded slab is cheap; bench/ measures it.
 #pragma once
 

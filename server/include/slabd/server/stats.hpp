@@ -40,6 +40,25 @@ namespace slabd::server {
     X(splice_pipes_in_use, "splice_pipes_in_use", "", "Splice pipes lent to relays, holding bytes") \
     X(lingering, "lingering_sockets", "", "Closed clients whose socket lingers until the peer is done sending")
 
+// The admin endpoint's own counters and gauges: X(field, metric family, type, help). JSON shows
+// them under "admin" by field name; Prometheus as slabd_<family>.
+#define SLABD_ADMIN_STATS(X)                                                                       \
+    X(sessions_active, "admin_sessions_active", gauge, "Admin HTTP connections open")              \
+    X(sessions_refused, "admin_sessions_refused_total", counter,                                   \
+      "Admin HTTP connections turned away: every session was answering a request")               \
+    X(sessions_evicted, "admin_sessions_evicted_total", counter,                                   \
+      "Admin sessions closed to make room because they had not completed a request")            \
+    X(accept_errors, "admin_accept_errors_total", counter, "accept() failures on the admin listener") \
+    X(reserve_used, "admin_reserve_used_total", counter,                                           \
+      "Times the reserved descriptor was given up to answer an admin client at the fd limit")
+
+/// The admin endpoint's statistics, copied at one moment.
+struct admin_snapshot {
+#define SLABD_DECLARE(name, family, type, help) std::uint64_t name = 0;
+    SLABD_ADMIN_STATS(SLABD_DECLARE)
+#undef SLABD_DECLARE
+};
+
 /// One shard's statistics. Written only by the shard's thread (relaxed load+store, no
 /// read-modify-write), read by the admin thread.
 struct shard_stats {
@@ -87,8 +106,7 @@ struct server_snapshot {
     pool::slab_stats buffers;
     std::size_t buffer_size = 0;
     std::uint64_t op_memory_overflows = 0;
-    std::uint64_t admin_sessions_active = 0;
-    std::uint64_t admin_sessions_refused = 0;
+    admin_snapshot admin;
     bool draining = false;
     std::size_t ready_headroom = 1;  // free blocks below which the server is not ready
     std::vector<shard_snapshot> shards;
