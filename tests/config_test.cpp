@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,6 +66,11 @@ Config unusual() {
     c.busy_message = "busy \"now\" \\ caf\u00e9";
     c.buffer_count = 77;
     c.buffer_size = 4096;
+    c.max_per_source = 9;
+    c.source_prefix_v4 = 24;
+    c.source_prefix_v6 = 48;
+    c.accept_rate = 500;
+    c.accept_burst = 50;
     c.idle_timeout = 1500ms;
     c.connect_timeout = 2min;
     c.shutdown_grace = 0s;
@@ -128,6 +134,12 @@ TEST_CASE("every key is read from the file") {
         busy_message = "busy \"now\" \\ café"
         buffer_count = 77
         buffer_size = 4096
+        [limits]
+        max_per_source = 9
+        source_prefix_v4 = 24
+        source_prefix_v6 = 48
+        accept_rate = 500
+        accept_burst = 50
         [timeouts]
         idle = "1500ms"
         connect = "2m"
@@ -298,12 +310,12 @@ TEST_CASE("file errors name file and line and key and say what was expected") {
               "max_connections, on_exhausted, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("\n[servre]\nmode = \"echo\"") ==
               "slabd.toml:2: [servre]: unknown table "
-              "(the tables are server, pool, timeouts, proxy, admin, log, daemon)");
+              "(the tables are server, pool, limits, timeouts, proxy, admin, log, daemon)");
         CHECK(load_error("mode = \"echo\"") ==
               "slabd.toml:1: mode: unknown key at the top level (did you mean server.mode?)");
         CHECK(load_error("colour = 1") ==
               "slabd.toml:1: colour: unknown key at the top level (settings go in the tables "
-              "server, pool, timeouts, proxy, admin, log, daemon)");
+              "server, pool, limits, timeouts, proxy, admin, log, daemon)");
     }
     SUBCASE("syntax errors give line and column and the toml++ description") {
         const std::string e = load_error("[server]\nmode = \"echo\"\nlisten = \n");
@@ -658,4 +670,18 @@ TEST_CASE("--help --version --check-config and --pool-demo") {
 
     CHECK(parse({"--pool-demo"}).what == action::pool_demo);
     CHECK(parse_command_line(0, nullptr).what == action::run);
+}
+
+TEST_CASE("differing_settings names every setting that differs, in the settings' order") {
+    CHECK(differing_settings(Config{}, Config{}).empty());
+    Config changed;
+    changed.max_per_source = 3;
+    changed.admin_token = "x";
+    changed.idle_timeout = 1s;
+    CHECK(differing_settings(Config{}, changed) ==
+          std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
+    // unusual() changes every setting, and each one is named.
+    const auto all = differing_settings(Config{}, unusual());
+    CHECK(all.size() == 28);
+    CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

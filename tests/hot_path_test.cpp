@@ -151,3 +151,22 @@ TEST_CASE("proxy: zero heap allocations per message and per accept/connect/close
     CHECK(churn.allocations == 0);
     CHECK(proxy.stats().op_memory_overflows == 0);
 }
+
+TEST_CASE("with every admission limit on: still zero heap allocations per message and per cycle") {
+    auto config = loopback_config();
+    config.max_per_source = 64;          // the table is looked up and counted on every accept
+    config.accept_rate = 1'000'000;      // the bucket is consulted, never empty
+    config.source_prefix_v4 = 24;
+    running_server echo(config);
+    const auto traffic = messages(echo.port(), 32, 50, 500);
+    CHECK(traffic.failures == 0);
+    CHECK(traffic.allocations == 0);
+
+    const auto churn = cycles(echo.port(), 200, 1000);
+    CHECK(churn.failures == 0);
+    CHECK(churn.allocations == 0);
+    const auto s = echo.stats();
+    CHECK(s.op_memory_overflows == 0);
+    CHECK(s.total().refused() == 0);
+    CHECK(s.limits.sources <= 1);
+}

@@ -432,6 +432,13 @@ Config load_file(const std::string& path, Config base) {
     return base;
 }
 
+std::vector<std::string> differing_settings(const Config& a, const Config& b) {
+    std::vector<std::string> out;
+    for (const auto& s : detail::settings())
+        if (s.show(a, false) != s.show(b, false)) out.push_back(std::string{s.table} + "." + std::string{s.key});
+    return out;
+}
+
 std::string to_toml(const Config& config, bool redact_secrets) {
     std::string out = "# slabd " SLABD_VERSION ", effective configuration";
     if (!config.source_file.empty()) out += " (file " + detail::quote(config.source_file) + ")";

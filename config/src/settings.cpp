@@ -79,6 +79,30 @@ constexpr detail::setting all_settings[] = {
      [](Config& c, const given& v) { c.buffer_size = static_cast<std::size_t>(v.integer(1024, 1024 * 1024)); },
      [](const Config& c, bool) { return std::to_string(c.buffer_size); }},
 
+    {"limits", "max_per_source", "connections one client address (or prefix) may hold at once; "
+                                 "the next is refused, before it takes a block (0: no limit)",
+     flag_kind::value, "--max-per-source", "N",
+     [](Config& c, const given& v) { c.max_per_source = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.max_per_source); }},
+    {"limits", "source_prefix_v4", "IPv4 clients in one /N count as one source for max_per_source",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.source_prefix_v4 = static_cast<unsigned>(v.integer(1, 32)); },
+     [](const Config& c, bool) { return std::to_string(c.source_prefix_v4); }},
+    {"limits", "source_prefix_v6", "IPv6 clients in one /N count as one source for max_per_source "
+                                   "(64: one end site)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.source_prefix_v6 = static_cast<unsigned>(v.integer(1, 128)); },
+     [](const Config& c, bool) { return std::to_string(c.source_prefix_v6); }},
+    {"limits", "accept_rate", "newcomers per second over all threads; past it they are refused "
+                              "(on_exhausted = \"pause\": left in the backlog) (0: no limit)",
+     flag_kind::value, "--accept-rate", "N",
+     [](Config& c, const given& v) { c.accept_rate = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.accept_rate); }},
+    {"limits", "accept_burst", "newcomers accepted at once beyond accept_rate (0: accept_rate)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.accept_burst = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.accept_burst); }},
+
     {"timeouts", "idle", "close a client that has been silent this long (0: never)",
      flag_kind::value, "--idle-timeout", "DURATION",
      [](Config& c, const given& v) { c.idle_timeout = v.duration(0ms, 24h); },

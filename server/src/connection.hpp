@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "limits.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
 #include "slabd/pool/object_pool.hpp"
@@ -51,6 +52,8 @@ struct shard_links {
     bool waiting_for_buffer = false;  // on the shard's buffer-wait list, which holds a reference
     bool linked = false;              // on the shard's idle or connecting list
     bool connecting = false;          // which of the two lists
+    bool holds_source = false;        // counted in the shard's source table under `source`
+    source_key source;
 };
 
 /// A counted reference to a connection. The lifetime rule: every Asio operation, the buffer-wait

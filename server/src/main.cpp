@@ -81,6 +81,15 @@ void reload(slabd::server::server& daemon, const std::vector<std::string>& args)
 
 }  // namespace
 
+namespace {
+
+// HOST:PORT as the config file spells it: an IPv6 host in brackets.
+std::string printable(const asio::ip::tcp::endpoint& e) {
+    return slabd::config::to_string(slabd::config::endpoint{e.address().to_string(), e.port()});
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     using slabd::config::action;
     const auto cli = slabd::config::parse_command_line(argc, argv);
@@ -121,10 +130,7 @@ int main(int argc, char** argv) {
         if (pid) pid->write_pid();
         spdlog::info("slabd {} {} mode: data {} admin {}, pool {} blocks of {} bytes, {} thread(s)",
                      SLABD_VERSION, slabd::config::to_string(settings.mode),
-                     daemon.data_endpoint().address().to_string() + ":" +
-                         std::to_string(daemon.data_endpoint().port()),
-                     daemon.admin_endpoint().address().to_string() + ":" +
-                         std::to_string(daemon.admin_endpoint().port()),
+                     printable(daemon.data_endpoint()), printable(daemon.admin_endpoint()),
                      daemon.connections().capacity(), daemon.connections().block_size(),
                      settings.threads);
         if (launcher) {

@@ -39,6 +39,12 @@ server::server(const config::Config& settings)
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
                                                  settings_.upstream_fail_timeout);
     }
+    if (settings_.max_per_source > 0)
+        sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections);
+    if (settings_.accept_rate > 0) {
+        accept_rate_ = std::make_unique<accept_rate_limiter>(
+            settings_.accept_rate, settings_.accept_burst > 0 ? settings_.accept_burst : settings_.accept_rate);
+    }
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
     const std::size_t pipes_per_shard =
@@ -54,7 +60,11 @@ server::server(const config::Config& settings)
                             settings_.buffer_size,
                             pipes_per_shard,
                             // As many lingering closes at once as a quarter of the connections.
-                            std::max<std::size_t>(16, settings_.max_connections / threads / 4)};
+                            std::max<std::size_t>(16, settings_.max_connections / threads / 4),
+                            sources_.get(),
+                            accept_rate_.get(),
+                            settings_.source_prefix_v4,
+                            settings_.source_prefix_v6};
     for (unsigned i = 0; i < threads; ++i) {
         shards_.push_back(std::make_unique<shard>(setup));
         shards_.back()->listen(at);
@@ -144,29 +154,10 @@ void server::reload(const config::Config& next) {
     adopt(settings_.admin_token, next.admin_token, "admin.token",
           [](const std::string&) { return std::string("<redacted>"); });
 
-    const config::Config& now = settings_;
+    // Whatever still differs after adopting the above applies only at the next start.
     std::string restart;
-    for (const auto& [name, differs] : std::initializer_list<std::pair<const char*, bool>>{
-             {"server.mode", now.mode != next.mode},
-             {"server.listen", now.listen != next.listen},
-             {"server.threads", now.threads != next.threads},
-             {"pool.max_connections", now.max_connections != next.max_connections},
-             {"pool.on_exhausted", now.on_exhausted != next.on_exhausted},
-             {"pool.buffer_count", now.buffer_count != next.buffer_count},
-             {"pool.buffer_size", now.buffer_size != next.buffer_size},
-             {"timeouts.shutdown_grace", now.shutdown_grace != next.shutdown_grace},
-             {"proxy.upstreams", now.upstreams != next.upstreams},
-             {"proxy.balance", now.balance != next.balance},
-             {"proxy.fail_timeout", now.upstream_fail_timeout != next.upstream_fail_timeout},
-             {"proxy.splice_pipes", now.splice_pipes != next.splice_pipes},
-             {"admin.listen", now.admin != next.admin},
-             {"admin.ready_headroom", now.ready_headroom != next.ready_headroom},
-             {"log.file", now.log_file != next.log_file},
-             {"log.format", now.log_fmt != next.log_fmt},
-             {"daemon.daemonize", now.daemonize != next.daemonize},
-             {"daemon.pidfile", now.pidfile != next.pidfile}}) {
-        if (differs) restart += restart.empty() ? name : std::string(", ") + name;
-    }
+    for (const auto& name : config::differing_settings(settings_, next))
+        restart += restart.empty() ? name : ", " + name;
 
     spdlog::set_level(spdlog::level::from_str(settings_.log_level));
     for (auto& s : shards_)
@@ -184,12 +175,6 @@ void server::notify_fork(asio::execution_context::fork_event event) {
 void server::wake_paused_shards() noexcept {
     for (auto& s : shards_) s->notify_block_freed();
 }
-
-namespace {
-
-constexpr std::array<const char*, 3> refusal_names{"pool_full", "fd_limit", "draining"};
-
-}  // namespace
 
 void server::refused(refusal_reason why) noexcept {
     // At most one line a second, carrying how many were refused since the last one, by reason.
@@ -216,6 +201,11 @@ void server::accept_failed(const asio::error_code& ec) noexcept {
     spdlog::warn("accept failed: {}", ec.message());
 }
 
+namespace {
+// /stats lists this many of the sources holding the most connections.
+constexpr std::size_t top_sources_shown = 10;
+}  // namespace
+
 server_snapshot server::snapshot() const {
     server_snapshot s;
     s.version = SLABD_VERSION;
@@ -233,6 +223,15 @@ server_snapshot server::snapshot() const {
     s.draining = draining_.load();
     s.ready_headroom = config::effective_ready_headroom(settings_);
     s.admin = admin_->stats();
+    s.limits.max_per_source = settings_.max_per_source;
+    s.limits.accept_rate = settings_.accept_rate;
+    if (sources_ != nullptr) {
+        s.limits.sources = sources_->sources();
+        for (const auto& holder : sources_->top(top_sources_shown)) {
+            s.limits.top_sources.push_back(
+                {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6), holder.connections});
+        }
+    }
     if (upstreams_ != nullptr) {
         for (std::size_t i = 0; i < upstreams_->size(); ++i) {
             const auto& u = upstreams_->at(i);

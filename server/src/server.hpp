@@ -75,6 +75,8 @@ private:
     connection_pool connections_;
     std::unique_ptr<leg_pool> legs_;
     std::unique_ptr<upstreams> upstreams_;
+    std::unique_ptr<source_table> sources_;
+    std::unique_ptr<accept_rate_limiter> accept_rate_;
     std::vector<std::unique_ptr<shard>> shards_;
     asio::io_context control_{1};  // admin endpoint and signals, on the thread that calls run()
     asio::signal_set signals_;
@@ -83,7 +85,7 @@ private:
     std::unique_ptr<admin> admin_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};
-    std::array<std::atomic<std::uint64_t>, 3> refusals_unlogged_{};  // by refusal_reason
+    std::array<std::atomic<std::uint64_t>, refusal_reasons> refusals_unlogged_{};  // by refusal_reason
     std::atomic<std::int64_t> next_refusal_log_{0};
     std::atomic<std::int64_t> next_accept_error_log_{0};
 };

@@ -65,10 +65,15 @@ shard::shard(const shard_setup& setup)
       upstreams_(setup.upstream_list),
       events_(setup.events),
       on_exhausted_(setup.on_exhausted),
+      sources_(setup.sources),
+      accept_rate_(setup.accept_rate),
+      source_prefix_v4_(setup.source_prefix_v4),
+      source_prefix_v6_(setup.source_prefix_v6),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
       grace_timer_(context_),
+      rate_timer_(context_),
       reserve_fd_(open_reserve()),
       buffer_size_(setup.buffer_size),
       buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
@@ -100,7 +105,7 @@ void shard::run() {
     context_.run();
 }
 
-void shard::accept() noexcept { acceptor_.async_accept(accept_handler{this}); }
+void shard::accept() noexcept { acceptor_.async_accept(peer_, accept_handler{this}); }
 
 void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
     if (ec) {
@@ -113,11 +118,20 @@ void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
 }
 
 void shard::admit(socket_type& peer) noexcept {
+    source_key source;
+    if ((sources_ != nullptr || accept_rate_ != nullptr) && !within_limits(peer, source)) [[unlikely]]
+        return;
+    // Owned by the connection once it exists (its destructor gives it back); until then, here.
+    const auto give_back_source = [&] {
+        if (sources_ != nullptr) sources_->release(source);
+    };
     // The leg pool holds a spare leg per shard beyond the connection pool's capacity, so the leg
     // taken before the block is never the one another shard needed.
     upstream_leg* leg = legs_ != nullptr ? legs_->create(context_) : nullptr;
-    if (legs_ != nullptr && leg == nullptr) [[unlikely]]
+    if (legs_ != nullptr && leg == nullptr) [[unlikely]] {
+        give_back_source();
         return refuse(peer, refusal_reason::pool_full);
+    }
     connection* c = connections_.create(*this, std::move(peer), leg);
     if (c == nullptr && on_exhausted_ == config::exhausted_policy::pause) [[unlikely]] {
         // Announce the pause before one more try: a block freed on another shard after that
@@ -127,9 +141,11 @@ void shard::admit(socket_type& peer) noexcept {
         if (c == nullptr) {
             // Keep the newcomer and stop accepting: the kernel's backlog holds the rest until a
             // block frees.
+            // On resume admit() runs again and counts the source again (peer_ still holds its
+            // address: no accept is in flight while paused).
             if (leg != nullptr) legs_->destroy(leg);
-            parked_.emplace(std::move(peer));
-            paused_ = true;
+            give_back_source();
+            park(peer);
             bump(stats_.paused);
             return;
         }
@@ -137,7 +153,12 @@ void shard::admit(socket_type& peer) noexcept {
     }
     if (c == nullptr) [[unlikely]] {
         if (leg != nullptr) legs_->destroy(leg);
+        give_back_source();
         return refuse(peer, refusal_reason::pool_full);
+    }
+    if (sources_ != nullptr) {
+        c->links.source = source;
+        c->links.holds_source = true;
     }
     bump(stats_.accepted);
     const connection_ref hold(*c);
@@ -145,11 +166,56 @@ void shard::admit(socket_type& peer) noexcept {
     c->start();
 }
 
+bool shard::within_limits(socket_type& peer, source_key& source) noexcept {
+    // The source first: a client over its own limit must not spend the rate everyone shares.
+    if (sources_ != nullptr) {
+        source = make_source_key(peer_.address(), source_prefix_v4_, source_prefix_v6_);
+        // A full table (it holds twice the pool's blocks, so only a bug fills it) refuses too:
+        // failing open would let one client past its limit.
+        if (sources_->acquire(source) != source_table::verdict::admitted) {
+            refuse(peer, refusal_reason::per_source);
+            return false;
+        }
+    }
+    if (accept_rate_ != nullptr && !accept_rate_->try_take(accept_rate_limiter::clock::now())) {
+        if (sources_ != nullptr) sources_->release(source);
+        if (on_exhausted_ == config::exhausted_policy::pause) {
+            // Hold this one and stop accepting: the backlog keeps the rest until a token is due.
+            park(peer);
+            paused_for_rate_ = true;
+            wait_for_rate();
+        } else {
+            refuse(peer, refusal_reason::rate_limited);
+        }
+        return false;
+    }
+    return true;
+}
+
+void shard::park(socket_type& peer) noexcept {
+    parked_.emplace(std::move(peer));
+    paused_ = true;
+}
+
+void shard::wait_for_rate() noexcept {
+    rate_timer_.expires_after(accept_rate_->until_next(accept_rate_limiter::clock::now()));
+    rate_timer_.async_wait([this](const asio::error_code& ec) {
+        if (ec || draining_ || !paused_for_rate_) return;
+        socket_type peer = std::move(*parked_);
+        parked_.reset();
+        paused_ = false;
+        paused_for_rate_ = false;
+        admit(peer);
+        if (!paused_) accept();
+    });
+}
+
 void shard::count_refusal(refusal_reason why) noexcept {
     switch (why) {
-        case refusal_reason::pool_full: bump(stats_.refused_pool_full); break;
-        case refusal_reason::fd_limit: bump(stats_.refused_fd_limit); break;
-        case refusal_reason::draining: bump(stats_.refused_draining); break;
+#define SLABD_CASE(X, reason) \
+    case refusal_reason::reason: bump(stats_.refused_##reason); break;
+        SLABD_REFUSAL_REASONS(SLABD_CASE, )
+#undef SLABD_CASE
     }
     events_.refused(why);
 }
@@ -227,7 +293,7 @@ void shard::update(live_settings next) {
 }
 
 void shard::resume_accepting() noexcept {
-    if (!paused_ || draining_) return;
+    if (!paused_ || paused_for_rate_ || draining_) return;
     socket_type peer = std::move(*parked_);
     parked_.reset();
     paused_ = false;
@@ -379,11 +445,12 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         asio::error_code ignored;
         acceptor_.close(ignored);
         backoff_timer_.cancel();
+        rate_timer_.cancel();
         if (parked_) {
             refuse(*parked_, refusal_reason::draining);
             parked_.reset();
             paused_ = false;
-            events_.paused(-1);
+            if (!std::exchange(paused_for_rate_, false)) events_.paused(-1);
         }
         grace_timer_.expires_after(grace);
         grace_timer_.async_wait([this](const asio::error_code& ec) {
@@ -416,6 +483,7 @@ void shard::finish_drain_if_empty() noexcept {
     tick_timer_.cancel();
     grace_timer_.cancel();
     backoff_timer_.cancel();
+    rate_timer_.cancel();
 }
 
 }  // namespace slabd::server

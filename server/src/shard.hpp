@@ -26,9 +26,6 @@
 
 namespace slabd::server {
 
-/// Why a newcomer was turned away before it got a pool block (docs/design.md, decision 12).
-enum class refusal_reason : std::uint8_t { pool_full, fd_limit, draining };
-
 /// What a shard tells the process around it. Called on the shard's thread.
 class shard_events {
 public:
@@ -62,6 +59,10 @@ struct shard_setup {
     std::size_t buffer_size;
     std::size_t splice_pipes;
     std::size_t linger_slots;
+    source_table* sources;              // null: no per-source limit
+    accept_rate_limiter* accept_rate;   // null: no rate limit
+    unsigned source_prefix_v4;
+    unsigned source_prefix_v6;
 };
 
 class shard {
@@ -115,8 +116,11 @@ public:
     }
     void link_idle(connection& c) noexcept;
     void link_connecting(connection& c) noexcept;
-    /// From the connection's destructor: off every list.
-    void forget(connection& c) noexcept { unlink(c); }
+    /// From the connection's destructor: off every list, and no longer counted for its source.
+    void forget(connection& c) noexcept {
+        unlink(c);
+        if (c.links.holds_source) sources_->release(c.links.source);
+    }
     /// The last reference to `c` is gone: destroy it and return its block.
     void destroy(connection& c) noexcept;
     void destroy_leg(upstream_leg* leg) noexcept { legs_->destroy(leg); }
@@ -137,6 +141,10 @@ private:
     void accept() noexcept;
     void on_accept(const asio::error_code& ec, socket_type peer) noexcept;
     void admit(socket_type& peer) noexcept;
+    /// The limits checked before a block is taken; false when `peer` was refused or parked.
+    bool within_limits(socket_type& peer, source_key& source) noexcept;
+    void park(socket_type& peer) noexcept;
+    void wait_for_rate() noexcept;
     void refuse(socket_type& peer, refusal_reason why) noexcept;
     void on_accept_error(const asio::error_code& ec) noexcept;
     /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
@@ -161,6 +169,10 @@ private:
     upstreams* upstreams_;
     shard_events& events_;
     config::exhausted_policy on_exhausted_;
+    source_table* sources_;
+    accept_rate_limiter* accept_rate_;
+    unsigned source_prefix_v4_;
+    unsigned source_prefix_v6_;
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
     accept_op_memory accept_memory_;
@@ -168,6 +180,8 @@ private:
     asio::steady_timer tick_timer_;
     asio::steady_timer backoff_timer_;
     asio::steady_timer grace_timer_;
+    asio::steady_timer rate_timer_;  // pause policy over the rate: when the next token is due
+    asio::ip::tcp::endpoint peer_;   // the newcomer's address, filled in by accept
     std::chrono::milliseconds backoff_{0};
     int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
     std::size_t buffer_size_;
@@ -185,6 +199,7 @@ private:
     connection* waiters_tail_ = nullptr;
     std::optional<socket_type> parked_;  // pause policy: the newcomer that found the pool full
     bool paused_ = false;
+    bool paused_for_rate_ = false;  // parked_ waits for a rate token, not for a block
     bool draining_ = false;
     bool resume_posted_ = false;  // resume_buffer_waiters is queued
     std::atomic<bool> wake_posted_{false};

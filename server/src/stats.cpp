@@ -15,6 +15,16 @@ shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept
     return *this;
 }
 
+std::uint64_t shard_snapshot::refused(refusal_reason why) const noexcept {
+    switch (why) {
+#define SLABD_CASE(X, reason) \
+    case refusal_reason::reason: return refused_##reason;
+        SLABD_REFUSAL_REASONS(SLABD_CASE, )
+#undef SLABD_CASE
+    }
+    return 0;
+}
+
 shard_snapshot snapshot(const shard_stats& stats) noexcept {
     shard_snapshot s;
 #define SLABD_COPY(name, family, label, help) s.name = stats.name.load(std::memory_order_relaxed);
@@ -45,6 +55,21 @@ nlohmann::json pool_json(const pool::slab_stats& p) {
               {"foreign", p.rejected_foreign_frees},
               {"misaligned", p.rejected_misaligned_frees}}},
             {"slab_bytes", p.slab_bytes}};
+}
+
+nlohmann::json refused_json(const shard_snapshot& t) {
+    nlohmann::json j = nlohmann::json::object();
+    for (std::size_t i = 0; i < refusal_reasons; ++i) j[refusal_names[i]] = t.refused(static_cast<refusal_reason>(i));
+    return j;
+}
+
+nlohmann::json limits_json(const limits_snapshot& l) {
+    nlohmann::json top = nlohmann::json::array();
+    for (const auto& source : l.top_sources) top.push_back({{"source", source.name}, {"connections", source.connections}});
+    return {{"max_per_source", l.max_per_source},
+            {"accept_rate", l.accept_rate},
+            {"sources", l.sources},
+            {"top_sources", std::move(top)}};
 }
 
 nlohmann::json admin_json(const admin_snapshot& a) {
@@ -94,7 +119,7 @@ std::string to_json(const server_snapshot& s) {
          {{"accepted", t.accepted},
           {"refused", t.refused()},
           {"refused_by_reason",
-           {{"pool_full", t.refused_pool_full}, {"fd_limit", t.refused_fd_limit}, {"draining", t.refused_draining}}},
+           refused_json(t)},
           {"paused", t.paused},
           {"active", t.active},
           {"accept_errors", t.accept_errors},
@@ -113,6 +138,7 @@ std::string to_json(const server_snapshot& s) {
         {"admin", admin_json(s.admin)},
         {"ready", ready(s)},
         {"ready_headroom", s.ready_headroom},
+        {"limits", limits_json(s.limits)},
         {"shards", std::move(shards)},
         {"upstreams", std::move(upstreams)},
     };

@@ -36,7 +36,7 @@ IO_TIMEOUT = 30.0  # for each socket operation
 POLL = 0.05
 
 START_LINE = re.compile(
-    r"slabd \S+ (?P<mode>echo|proxy) mode: data (?P<host>[\d.]+):(?P<port>\d+) "
+    r"slabd \S+ (?P<mode>echo|proxy) mode: data (?P<host>[\d.]+|\[[\da-f:.]+\]):(?P<port>\d+) "
     r"admin (?P<admin_host>[\d.]+):(?P<admin_port>\d+), pool (?P<capacity>\d+) blocks of "
     r"(?P<block>\d+) bytes, (?P<threads>\d+) thread"
 )

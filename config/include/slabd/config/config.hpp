@@ -67,6 +67,16 @@ struct Config {
     std::size_t buffer_count = 1024;
     /// [pool] buffer_size: bytes per write buffer and per thread's read buffer
     std::size_t buffer_size = 16 * 1024;
+    /// [limits] max_per_source: connections one source may hold at once (0: no limit)
+    std::uint32_t max_per_source = 0;
+    /// [limits] source_prefix_v4: IPv4 clients in one /N count as one source
+    unsigned source_prefix_v4 = 32;
+    /// [limits] source_prefix_v6: IPv6 clients in one /N count as one source
+    unsigned source_prefix_v6 = 64;
+    /// [limits] accept_rate: newcomers per second over all threads (0: no limit)
+    std::uint32_t accept_rate = 0;
+    /// [limits] accept_burst: newcomers accepted at once above the rate (0: accept_rate)
+    std::uint32_t accept_burst = 0;
     /// [timeouts] idle; zero: never
     std::chrono::milliseconds idle_timeout = std::chrono::seconds{300};
     /// [timeouts] connect, to an upstream
@@ -113,6 +123,10 @@ Config load_file(const std::string& path, Config base = {});
 Config load_string(std::string_view toml, std::string_view name, Config base = {});
 /// The effective config as commented TOML that load_string reads back; redacted: token hidden.
 std::string to_toml(const Config& config, bool redact_secrets = true);
+
+/// The settings whose values differ between `a` and `b`, as "table.key", in the settings' order
+/// (secrets compared, never shown: the names only).
+std::vector<std::string> differing_settings(const Config& a, const Config& b);
 
 /// What main should do after parsing the command line.
 enum class action { run, check_config, pool_demo, exit };

@@ -3,6 +3,7 @@
 // so a new counter cannot be half-wired.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -12,13 +13,33 @@
 
 namespace slabd::server {
 
+// Why a newcomer was turned away before it got a pool block (docs/design.md, decision 12), in
+// the order /stats and /metrics list them. M(X, reason) for each; see SLABD_SHARD_COUNTERS.
+#define SLABD_REFUSAL_REASONS(M, X) M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)
+#define SLABD_REFUSAL_COUNTER(X, reason)                                                           \
+    X(refused_##reason, "connections_refused", "reason=\"" #reason "\"",                           \
+      "Connections refused before getting a pool block, by reason")
+
+enum class refusal_reason : std::uint8_t {
+#define SLABD_ENUMERATOR(X, reason) reason,
+    SLABD_REFUSAL_REASONS(SLABD_ENUMERATOR, )
+#undef SLABD_ENUMERATOR
+};
+#define SLABD_COUNT_ONE(X, reason) +1
+inline constexpr std::size_t refusal_reasons = 0 SLABD_REFUSAL_REASONS(SLABD_COUNT_ONE, );
+#undef SLABD_COUNT_ONE
+/// "pool_full", "per_source"...: the reason's label in /stats, /metrics and the log.
+inline constexpr std::array<const char*, refusal_reasons> refusal_names{
+#define SLABD_NAME(X, reason) #reason,
+    SLABD_REFUSAL_REASONS(SLABD_NAME, )
+#undef SLABD_NAME
+};
+
 // X(field, metric family, label, help). Counters only grow; gauges go up and down. Fields of
 // one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
 #define SLABD_SHARD_COUNTERS(X)                                                                    \
     X(accepted, "connections_accepted", "", "Connections accepted and given a pool block")         \
-    X(refused_pool_full, "connections_refused", "reason=\"pool_full\"", "Connections refused before getting a pool block, by reason") \
-    X(refused_fd_limit, "connections_refused", "reason=\"fd_limit\"", "")                         \
-    X(refused_draining, "connections_refused", "reason=\"draining\"", "")                         \
+    SLABD_REFUSAL_REASONS(SLABD_REFUSAL_COUNTER, X)                                                \
     X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full")  \
     X(closed_client_eof, "connections_closed", "reason=\"client_eof\"", "Connections closed, by reason") \
     X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                     \
@@ -84,7 +105,13 @@ struct shard_snapshot {
 #undef SLABD_DECLARE
     shard_snapshot& operator+=(const shard_snapshot& other) noexcept;
     /// Newcomers refused, whatever the reason.
-    [[nodiscard]] std::uint64_t refused() const noexcept { return refused_pool_full + refused_fd_limit + refused_draining; }
+    [[nodiscard]] std::uint64_t refused() const noexcept {
+#define SLABD_ADD(X, reason) +refused_##reason
+        return 0 SLABD_REFUSAL_REASONS(SLABD_ADD, );
+#undef SLABD_ADD
+    }
+    /// The refusal counter for `why`.
+    [[nodiscard]] std::uint64_t refused(refusal_reason why) const noexcept;
 };
 shard_snapshot snapshot(const shard_stats& stats) noexcept;
 
@@ -94,6 +121,18 @@ struct upstream_snapshot {
     std::uint64_t active = 0;
     std::uint64_t connect_failures = 0;
     bool down = false;  // passively marked failed and being skipped
+};
+
+/// The admission limits as /stats shows them: who holds the most connections.
+struct limits_snapshot {
+    std::uint32_t max_per_source = 0;  // 0: off
+    std::uint32_t accept_rate = 0;     // 0: off
+    std::size_t sources = 0;           // sources holding a connection now
+    struct source {
+        std::string name;  // "192.0.2.7", "2001:db8::/64"
+        std::uint32_t connections = 0;
+    };
+    std::vector<source> top_sources;  // most connections first
 };
 
 /// Everything /stats reports, taken at one moment.
@@ -107,6 +146,7 @@ struct server_snapshot {
     std::size_t buffer_size = 0;
     std::uint64_t op_memory_overflows = 0;
     admin_snapshot admin;
+    limits_snapshot limits;
     bool draining = false;
     std::size_t ready_headroom = 1;  // free blocks below which the server is not ready
     std::vector<shard_snapshot> shards;
