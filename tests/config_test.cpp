@@ -63,6 +63,7 @@ Config unusual() {
     c.max_connections = 1234;
     c.threads = 3;
     c.on_exhausted = exhausted_policy::pause;
+    c.evict_idle_after = 90s;
     c.busy_message = "busy \"now\" \\ caf\u00e9";
     c.buffer_count = 77;
     c.buffer_size = 4096;
@@ -131,6 +132,7 @@ TEST_CASE("every key is read from the file") {
         [pool]
         max_connections = 1234
         on_exhausted = "pause"
+        evict_idle_after = "90s"
         busy_message = "busy \"now\" \\ café"
         buffer_count = 77
         buffer_size = 4096
@@ -304,10 +306,10 @@ TEST_CASE("file errors name file and line and key and say what was expected") {
     SUBCASE("unknown keys and tables") {
         CHECK(load_error("[pool]\nmax_conections = 5") ==
               "slabd.toml:2: pool.max_conections: unknown key (the keys of [pool] are "
-              "max_connections, on_exhausted, busy_message, buffer_count, buffer_size)");
+              "max_connections, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("[pool.extra]\nx = 1") ==
               "slabd.toml:1: pool.extra: unknown key (the keys of [pool] are "
-              "max_connections, on_exhausted, busy_message, buffer_count, buffer_size)");
+              "max_connections, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("\n[servre]\nmode = \"echo\"") ==
               "slabd.toml:2: [servre]: unknown table "
               "(the tables are server, pool, limits, timeouts, proxy, admin, log, daemon)");
@@ -607,7 +609,7 @@ TEST_CASE("bad flags exit with 2 and say what was expected") {
     check({"--threads", "2000"}, R"(--threads: expected an integer 0..1024, got "2000")");
     check({"--mode", "relay"}, R"(--mode: expected "echo" or "proxy", got "relay")");
     check({"--on-exhausted", "drop"},
-          R"(--on-exhausted: expected "refuse" or "pause", got "drop")");
+          R"(--on-exhausted: expected one of "refuse", "pause", "evict-idle", got "drop")");
     check(
         {"--listen", "localhost"},
         R"(--listen: expected "HOST:PORT", such as "127.0.0.1:7000" or "[::1]:7000", got "localhost")");
@@ -682,6 +684,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 28);
+    CHECK(all.size() == 29);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

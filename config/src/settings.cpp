@@ -11,7 +11,7 @@ using namespace std::chrono_literals;
 
 // Each enum's spellings, indexed by its value: the one place they are written down.
 constexpr std::array<std::string_view, 2> mode_names{"echo", "proxy"};
-constexpr std::array<std::string_view, 2> exhausted_names{"refuse", "pause"};
+constexpr std::array<std::string_view, 3> exhausted_names{"refuse", "pause", "evict-idle"};
 constexpr std::array<std::string_view, 2> balance_names{"round-robin", "least-connections"};
 constexpr std::array<std::string_view, 2> format_names{"text", "json"};
 // spdlog's level names.
@@ -61,10 +61,16 @@ constexpr detail::setting all_settings[] = {
      flag_kind::value, "--max-connections", "N",
      [](Config& c, const given& v) { c.max_connections = static_cast<std::size_t>(v.integer(1, 10'000'000)); },
      [](const Config& c, bool) { return std::to_string(c.max_connections); }},
-    {"pool", "on_exhausted", "when the pool is full: refuse newcomers, or pause accepting",
-     flag_kind::value, "--on-exhausted", "refuse|pause",
+    {"pool", "on_exhausted", "when the pool is full: refuse newcomers, pause accepting, or close "
+                             "the longest-silent connection past evict_idle_after for the newcomer",
+     flag_kind::value, "--on-exhausted", "refuse|pause|evict-idle",
      [](Config& c, const given& v) { c.on_exhausted = pick<exhausted_policy>(v, exhausted_names); },
      [](const Config& c, bool) { return quote(to_string(c.on_exhausted)); }},
+    {"pool", "evict_idle_after", "under evict-idle, how long a connection must have been silent "
+                                 "before a newcomer may take its block",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.evict_idle_after = v.duration(1ms, 24h); },
+     [](const Config& c, bool) { return show_duration(c.evict_idle_after); }},
     {"pool", "busy_message", "line sent to a refused client before closing (empty: none)",
      flag_kind::value, "--busy-message", "TEXT",
      [](Config& c, const given& v) { c.busy_message = v.text(max_text); },

@@ -70,6 +70,7 @@ connection::~connection() {
         case close_reason::error: bump(stats.closed_error); break;
         case close_reason::upstream_failure: bump(stats.closed_upstream_failure); break;
         case close_reason::shutdown: bump(stats.closed_shutdown); break;
+        case close_reason::evicted: bump(stats.closed_evicted); break;
         case close_reason::client_eof:
         case close_reason::none: bump(stats.closed_client_eof); break;
     }

@@ -23,7 +23,7 @@ class upstream_leg;
 using connection_pool = pool::object_pool<connection, pool::shared_slab>;
 using leg_pool = pool::object_pool<upstream_leg, pool::shared_slab>;
 
-enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown };
+enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown, evicted };
 
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
 /// splices, only while bytes it read are not yet written; `filled` and `written` count those.

@@ -55,6 +55,7 @@ server::server(const config::Config& settings)
                             upstreams_.get(),
                             *this,
                             settings_.on_exhausted,
+                            settings_.evict_idle_after,
                             {settings_.idle_timeout, settings_.connect_timeout, settings_.busy_message},
                             buffers_per_shard,
                             settings_.buffer_size,

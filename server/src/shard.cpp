@@ -65,6 +65,7 @@ shard::shard(const shard_setup& setup)
       upstreams_(setup.upstream_list),
       events_(setup.events),
       on_exhausted_(setup.on_exhausted),
+      evict_after_ticks_(std::max<std::uint32_t>(to_ticks(setup.evict_idle_after), 1)),
       sources_(setup.sources),
       accept_rate_(setup.accept_rate),
       source_prefix_v4_(setup.source_prefix_v4),
@@ -133,7 +134,12 @@ void shard::admit(socket_type& peer) noexcept {
         return refuse(peer, refusal_reason::pool_full);
     }
     connection* c = connections_.create(*this, std::move(peer), leg);
-    if (c == nullptr && on_exhausted_ == config::exhausted_policy::pause) [[unlikely]] {
+    // evict-idle closes a connection whose block returns once its last operation has run: the
+    // newcomer waits for it as under pause (and when another shard takes that block first, the
+    // retry evicts again or refuses).
+    if (c == nullptr && (on_exhausted_ == config::exhausted_policy::pause ||
+                         (on_exhausted_ == config::exhausted_policy::evict_idle && evict_idle_connection())))
+        [[unlikely]] {
         // Announce the pause before one more try: a block freed on another shard after that
         // try then sees the announcement and wakes us, so no free can slip between the two.
         events_.paused(+1);
@@ -146,7 +152,7 @@ void shard::admit(socket_type& peer) noexcept {
             if (leg != nullptr) legs_->destroy(leg);
             give_back_source();
             park(peer);
-            bump(stats_.paused);
+            if (on_exhausted_ == config::exhausted_policy::pause) bump(stats_.paused);
             return;
         }
         events_.paused(-1);
@@ -189,6 +195,16 @@ bool shard::within_limits(socket_type& peer, source_key& source) noexcept {
         }
         return false;
     }
+    return true;
+}
+
+bool shard::evict_idle_connection() noexcept {
+    // The idle list runs from the longest silent: its head is the only candidate.
+    connection* victim = idle_.head;
+    if (victim == nullptr || now_ - victim->links.last_active < evict_after_ticks_) return false;
+    unlink(*victim);
+    const connection_ref hold(*victim);
+    victim->abort(close_reason::evicted);
     return true;
 }
 

@@ -54,6 +54,7 @@ struct shard_setup {
     upstreams* upstream_list;     // proxy mode only
     shard_events& events;
     config::exhausted_policy on_exhausted;
+    std::chrono::milliseconds evict_idle_after;
     live_settings live;
     std::size_t buffer_count;
     std::size_t buffer_size;
@@ -145,6 +146,8 @@ private:
     bool within_limits(socket_type& peer, source_key& source) noexcept;
     void park(socket_type& peer) noexcept;
     void wait_for_rate() noexcept;
+    /// evict-idle: closes the longest-silent connection if it has been silent long enough.
+    bool evict_idle_connection() noexcept;
     void refuse(socket_type& peer, refusal_reason why) noexcept;
     void on_accept_error(const asio::error_code& ec) noexcept;
     /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
@@ -169,6 +172,7 @@ private:
     upstreams* upstreams_;
     shard_events& events_;
     config::exhausted_policy on_exhausted_;
+    std::uint32_t evict_after_ticks_;
     source_table* sources_;
     accept_rate_limiter* accept_rate_;
     unsigned source_prefix_v4_;

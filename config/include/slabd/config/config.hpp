@@ -16,7 +16,7 @@ namespace slabd::config {
 /// What the data listener does with a client: echo its bytes back, or relay them to an upstream.
 enum class server_mode { echo, proxy };
 /// What a full connection pool does with a newcomer: refuse it, or stop accepting until one frees.
-enum class exhausted_policy { refuse, pause };
+enum class exhausted_policy { refuse, pause, evict_idle };
 /// How proxy mode picks the upstream for a new client.
 enum class balance_policy { round_robin, least_connections };
 /// How log lines are written.
@@ -61,6 +61,9 @@ struct Config {
     unsigned threads = default_threads();
     /// [pool] on_exhausted
     exhausted_policy on_exhausted = exhausted_policy::refuse;
+    /// [pool] evict_idle_after: under evict_idle, how long a connection must have been silent
+    /// to give its block to a newcomer
+    std::chrono::milliseconds evict_idle_after = std::chrono::seconds{60};
     /// [pool] busy_message: one line without its "\n", which the server adds; "" sends nothing
     std::string busy_message;
     /// [pool] buffer_count: blocks in the write-buffer slab

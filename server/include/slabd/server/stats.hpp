@@ -46,6 +46,7 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
     X(closed_error, "connections_closed", "reason=\"error\"", "")                                   \
     X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"", "")             \
     X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                             \
+    X(closed_evicted, "connections_closed", "reason=\"evicted\"", "")                               \
     X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                         \
     X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                    \
     X(bytes_spliced, "bytes_spliced", "", "Bytes relayed zero-copy with splice(2), of those written") \
