@@ -60,9 +60,9 @@ TEST_CASE("the source table admits up to the limit per source and gives back exa
 }
 
 TEST_CASE("the source table matches a model through random churn (backward-shift deletion)") {
-    // 64 sources on a table with room for 32 (64 slots): long probe chains, wrapping, and
-    // deletions from their middles.
-    source_table table(4, 32);
+    // 64 sources on a table sized for 31 (64 slots, of which it fills at most half: 32): long
+    // probe chains, wrapping, and deletions from their middles.
+    source_table table(4, 31);
     std::map<int, std::uint32_t> model;
     std::mt19937 random(12345);
     const auto key = [](int i) { return key_of(("10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
@@ -116,4 +116,28 @@ TEST_CASE("the accept rate: a burst at once, then the rate") {
     taken = 0;
     while (rate.try_take(start + std::chrono::hours(1))) ++taken;
     CHECK(taken == 5);
+}
+
+TEST_CASE("top() reads a table larger than its chunk and finds the largest holders") {
+    source_table table(100, 5000);  // 16,384 slots: four chunks
+    const auto key = [](int i) { return key_of(("10.2." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
+    for (int i = 0; i < 3000; ++i)
+        for (int n = 0; n <= i % 7; ++n) REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
+    for (int n = 0; n < 50; ++n) REQUIRE(table.acquire(key(1234)) == source_table::verdict::admitted);
+    const auto top = table.top(3);
+    REQUIRE(top.size() == 3);
+    CHECK(top[0].key == key(1234));
+    CHECK(top[0].connections == 50 + 1234 % 7 + 1);
+    CHECK(top[1].connections == 7);
+    CHECK(top[2].connections == 7);
+    CHECK(table.top(5000).size() == 3000);
+}
+
+TEST_CASE("the table holds as many sources as it was sized for, a power of two included") {
+    // With 1,024 blocks and 2 shards the server sizes it for 1,026: every block's source and one
+    // newcomer per shard (a table cut at exactly half of 2,048 slots refused the 1,025th).
+    source_table table(1, 1024 + 2);
+    const auto key = [](int i) { return key_of(("10.3." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
+    for (int i = 0; i < 1024 + 2; ++i) REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
+    CHECK(table.sources() == 1026);
 }

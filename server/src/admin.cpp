@@ -280,7 +280,8 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
             co_return;
         }
         const admin_request& request = s->assembler.request();
-        const admin_response response = route(request, owner.snapshot(), owner.settings());
+        const bool stats_page = request.target == "/stats" || request.target.starts_with("/stats?");
+        const admin_response response = route(request, owner.snapshot(stats_page), owner.settings());
         if (!co_await send(s, serialize(response, request.head, request.keep_alive))) co_return;
         if (!request.keep_alive) {
             asio::error_code ignored;

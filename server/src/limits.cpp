@@ -70,7 +70,7 @@ std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_pre
 }
 
 source_table::source_table(std::uint32_t limit, std::size_t max_sources)
-    : limit_(limit), mask_(std::bit_ceil(std::max<std::size_t>(2 * max_sources, 16)) - 1) {
+    : limit_(limit), mask_(std::bit_ceil(std::max<std::size_t>(2 * max_sources + 1, 16)) - 1) {
     // One mapping from the OS, like the slabs: untouched pages cost nothing until a source lands.
     mapping_bytes_ = (mask_ + 1) * sizeof(entry);
     void* memory = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -134,11 +134,14 @@ void source_table::release(const source_key& key) noexcept {
 }
 
 std::vector<source_table::holder> source_table::top(std::size_t n) const {
+    // A chunk at a time, so that accepts and closes on every shard wait for one chunk at most,
+    // never for the whole table. An entry a deletion shifts into a chunk already read is missed:
+    // a moment's approximation, which is all a list of the largest holders needs.
+    constexpr std::size_t chunk = 4096;
     std::vector<holder> out;
-    {
+    for (std::size_t start = 0; start <= mask_; start += chunk) {
         std::lock_guard lock(mutex_);
-        out.reserve(used_);
-        for (std::size_t i = 0; i <= mask_; ++i)
+        for (std::size_t i = start; i <= mask_ && i < start + chunk; ++i)
             if (entries_[i].connections != 0) out.push_back({entries_[i].key, entries_[i].connections});
     }
     const auto most = [](const holder& a, const holder& b) { return a.connections > b.connections; };

@@ -40,7 +40,8 @@ server::server(const config::Config& settings)
                                                  settings_.upstream_fail_timeout);
     }
     if (settings_.max_per_source > 0)
-        sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections);
+        // Every block's connection, plus one admission in flight per shard.
+        sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections + threads);
     if (settings_.accept_rate > 0) {
         accept_rate_ = std::make_unique<accept_rate_limiter>(
             settings_.accept_rate, settings_.accept_burst > 0 ? settings_.accept_burst : settings_.accept_rate);
@@ -207,7 +208,7 @@ namespace {
 constexpr std::size_t top_sources_shown = 10;
 }  // namespace
 
-server_snapshot server::snapshot() const {
+server_snapshot server::snapshot(bool with_top_sources) const {
     server_snapshot s;
     s.version = SLABD_VERSION;
     s.mode = settings_.mode == config::server_mode::echo ? "echo" : "proxy";
@@ -228,7 +229,7 @@ server_snapshot server::snapshot() const {
     s.limits.accept_rate = settings_.accept_rate;
     if (sources_ != nullptr) {
         s.limits.sources = sources_->sources();
-        for (const auto& holder : sources_->top(top_sources_shown)) {
+        for (const auto& holder : with_top_sources ? sources_->top(top_sources_shown) : std::vector<source_table::holder>{}) {
             s.limits.top_sources.push_back(
                 {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6), holder.connections});
         }

@@ -47,7 +47,9 @@ public:
 
     [[nodiscard]] asio::ip::tcp::endpoint data_endpoint() const;
     [[nodiscard]] asio::ip::tcp::endpoint admin_endpoint() const;
-    [[nodiscard]] server_snapshot snapshot() const;
+    /// with_top_sources: also scan the source table for who holds the most (for /stats only:
+    /// the scan reads the whole table, too much for every probe and scrape).
+    [[nodiscard]] server_snapshot snapshot(bool with_top_sources = false) const;
     /// The settings as started, with reloads applied; read them on the control thread, or only
     /// those that reload() never changes.
     [[nodiscard]] const config::Config& settings() const noexcept { return settings_; }

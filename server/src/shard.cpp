@@ -152,6 +152,7 @@ void shard::admit(socket_type& peer) noexcept {
             if (leg != nullptr) legs_->destroy(leg);
             give_back_source();
             park(peer);
+            rate_token_held_ = accept_rate_ != nullptr;
             if (on_exhausted_ == config::exhausted_policy::pause) bump(stats_.paused);
             return;
         }
@@ -176,14 +177,17 @@ bool shard::within_limits(socket_type& peer, source_key& source) noexcept {
     // The source first: a client over its own limit must not spend the rate everyone shares.
     if (sources_ != nullptr) {
         source = make_source_key(peer_.address(), source_prefix_v4_, source_prefix_v6_);
-        // A full table (it holds twice the pool's blocks, so only a bug fills it) refuses too:
-        // failing open would let one client past its limit.
-        if (sources_->acquire(source) != source_table::verdict::admitted) {
-            refuse(peer, refusal_reason::per_source);
+        // A full table (room for every block's source and each shard's newcomer, so only a bug
+        // fills it) refuses too, for want of room: failing open would let a client past its limit.
+        if (const auto verdict = sources_->acquire(source); verdict != source_table::verdict::admitted) [[unlikely]] {
+            refuse(peer, verdict == source_table::verdict::over_limit ? refusal_reason::per_source
+                                                                       : refusal_reason::pool_full);
             return false;
         }
     }
-    if (accept_rate_ != nullptr && !accept_rate_->try_take(accept_rate_limiter::clock::now())) {
+    // A newcomer parked for a block kept the token it took before; it does not pay twice.
+    if (accept_rate_ != nullptr && !std::exchange(rate_token_held_, false) &&
+        !accept_rate_->try_take(accept_rate_limiter::clock::now())) {
         if (sources_ != nullptr) sources_->release(source);
         if (on_exhausted_ == config::exhausted_policy::pause) {
             // Hold this one and stop accepting: the backlog keeps the rest until a token is due.
@@ -465,6 +469,7 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         if (parked_) {
             refuse(*parked_, refusal_reason::draining);
             parked_.reset();
+            rate_token_held_ = false;
             paused_ = false;
             if (!std::exchange(paused_for_rate_, false)) events_.paused(-1);
         }

@@ -204,6 +204,7 @@ private:
     std::optional<socket_type> parked_;  // pause policy: the newcomer that found the pool full
     bool paused_ = false;
     bool paused_for_rate_ = false;  // parked_ waits for a rate token, not for a block
+    bool rate_token_held_ = false;  // parked_ waits for a block with its rate token taken
     bool draining_ = false;
     bool resume_posted_ = false;  // resume_buffer_waiters is queued
     std::atomic<bool> wake_posted_{false};
