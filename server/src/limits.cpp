@@ -73,7 +73,8 @@ source_table::source_table(std::uint32_t limit, std::size_t max_sources)
     : limit_(limit), mask_(std::bit_ceil(std::max<std::size_t>(2 * max_sources + 1, 16)) - 1) {
     // One mapping from the OS, like the slabs: untouched pages cost nothing until a source lands.
     mapping_bytes_ = (mask_ + 1) * sizeof(entry);
-    void* memory = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* memory = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
     entries_ = static_cast<entry*>(memory);  // zero pages: every slot empty
 }
@@ -102,7 +103,7 @@ source_table::verdict source_table::acquire(const source_key& key) noexcept {
             return verdict::admitted;
         }
         if (e.key == key) {
-            if (e.connections >= limit_) return verdict::over_limit;
+            if (e.connections >= limit_.load(std::memory_order_relaxed)) return verdict::over_limit;
             ++e.connections;
             return verdict::admitted;
         }
@@ -156,14 +157,22 @@ std::size_t source_table::sources() const noexcept {
     return used_;
 }
 
-accept_rate_limiter::accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept
-    : rate_per_ns_(static_cast<double>(rate) / 1e9),
-      burst_(static_cast<double>(std::max(burst, 1u))),
-      tokens_(burst_),
-      last_(clock::now()) {}
+accept_rate_limiter::accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept : last_(clock::now()) {
+    configure(rate, burst);
+    tokens_ = burst_;
+}
+
+void accept_rate_limiter::configure(std::uint32_t rate, std::uint32_t burst) noexcept {
+    std::lock_guard lock(mutex_);
+    refill(clock::now());
+    rate_per_ns_ = static_cast<double>(rate) / 1e9;
+    burst_ = static_cast<double>(std::max(burst, 1u));
+    tokens_ = std::min(tokens_, burst_);
+    enabled_.store(rate > 0, std::memory_order_relaxed);
+}
 
 void accept_rate_limiter::refill(clock::time_point now) noexcept {
-    if (now <= last_) return;
+    if (now <= last_ || rate_per_ns_ == 0) return;
     const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_).count();
     tokens_ = std::min(burst_, tokens_ + static_cast<double>(elapsed) * rate_per_ns_);
     last_ = now;
@@ -180,7 +189,7 @@ bool accept_rate_limiter::try_take(clock::time_point now) noexcept {
 accept_rate_limiter::clock::duration accept_rate_limiter::until_next(clock::time_point now) noexcept {
     std::lock_guard lock(mutex_);
     refill(now);
-    if (tokens_ >= 1.0) return clock::duration::zero();
+    if (tokens_ >= 1.0 || rate_per_ns_ == 0) return clock::duration::zero();
     return std::chrono::nanoseconds(static_cast<std::int64_t>((1.0 - tokens_) / rate_per_ns_) + 1);
 }
 

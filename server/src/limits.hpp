@@ -6,6 +6,7 @@
 #include <asio/ip/address.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -33,7 +34,8 @@ std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_pre
 /// blocks the table stays at most half full and acquire is a probe or two.
 class source_table {
 public:
-    /// `limit` connections per source; room for `max_sources` sources holding connections.
+    /// `limit` connections per source (0: off); room for `max_sources` sources holding
+    /// connections. The table is reserved, not touched, until a source is counted.
     source_table(std::uint32_t limit, std::size_t max_sources);
     ~source_table();
     source_table(const source_table&) = delete;
@@ -52,7 +54,9 @@ public:
     /// The `n` sources holding the most connections, most first (a scan: for the admin thread).
     [[nodiscard]] std::vector<holder> top(std::size_t n) const;
     [[nodiscard]] std::size_t sources() const noexcept;
-    [[nodiscard]] std::uint32_t limit() const noexcept { return limit_; }
+    [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+    /// 0 turns counting off; sources already counted are still given back as they close.
+    void set_limit(std::uint32_t limit) noexcept { limit_.store(limit, std::memory_order_relaxed); }
 
 private:
     struct entry {
@@ -61,7 +65,7 @@ private:
     };
     [[nodiscard]] std::size_t home(const source_key& key) const noexcept;
 
-    std::uint32_t limit_;
+    std::atomic<std::uint32_t> limit_;
     std::size_t mask_;
     entry* entries_;
     std::size_t mapping_bytes_;
@@ -74,7 +78,11 @@ private:
 class accept_rate_limiter {
 public:
     using clock = std::chrono::steady_clock;
+    /// `rate` 0: off.
     accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept;
+    /// A new rate and burst (reload); the bucket keeps what it holds, up to the new burst.
+    void configure(std::uint32_t rate, std::uint32_t burst) noexcept;
+    [[nodiscard]] bool enabled() const noexcept { return enabled_.load(std::memory_order_relaxed); }
     /// Takes a token if one is there.
     [[nodiscard]] bool try_take(clock::time_point now) noexcept;
     /// How long until the next token (zero if one is there now).
@@ -83,9 +91,10 @@ public:
 private:
     void refill(clock::time_point now) noexcept;
 
-    double rate_per_ns_;
-    double burst_;
-    double tokens_;
+    std::atomic<bool> enabled_{false};
+    double rate_per_ns_ = 0;
+    double burst_ = 1;
+    double tokens_ = 1;
     clock::time_point last_;
     std::mutex mutex_;
 };

@@ -27,6 +27,16 @@ std::int64_t now_ns() noexcept {
         .count();
 }
 
+std::uint32_t effective_burst(const config::Config& c) noexcept {
+    return c.accept_burst > 0 ? c.accept_burst : c.accept_rate;
+}
+
+/// What each shard reads of the settings that a reload may change.
+live_settings live_settings_of(const config::Config& c) {
+    return {c.idle_timeout, c.connect_timeout, c.busy_message, c.evict_idle_after, c.source_prefix_v4,
+            c.source_prefix_v6};
+}
+
 }  // namespace
 
 server::server(const config::Config& settings)
@@ -39,13 +49,10 @@ server::server(const config::Config& settings)
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
                                                  settings_.upstream_fail_timeout);
     }
-    if (settings_.max_per_source > 0)
-        // Every block's connection, plus one admission in flight per shard.
-        sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections + threads);
-    if (settings_.accept_rate > 0) {
-        accept_rate_ = std::make_unique<accept_rate_limiter>(
-            settings_.accept_rate, settings_.accept_burst > 0 ? settings_.accept_burst : settings_.accept_rate);
-    }
+    // Both exist even while off, so that a reload can turn them on: the table is reserved address
+    // space until a source is counted. Room for every block's source plus one newcomer per shard.
+    sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections + threads);
+    accept_rate_ = std::make_unique<accept_rate_limiter>(settings_.accept_rate, effective_burst(settings_));
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
     const std::size_t pipes_per_shard =
@@ -56,17 +63,14 @@ server::server(const config::Config& settings)
                             upstreams_.get(),
                             *this,
                             settings_.on_exhausted,
-                            settings_.evict_idle_after,
-                            {settings_.idle_timeout, settings_.connect_timeout, settings_.busy_message},
+                            live_settings_of(settings_),
                             buffers_per_shard,
                             settings_.buffer_size,
                             pipes_per_shard,
                             // As many lingering closes at once as a quarter of the connections.
                             std::max<std::size_t>(16, settings_.max_connections / threads / 4),
-                            sources_.get(),
-                            accept_rate_.get(),
-                            settings_.source_prefix_v4,
-                            settings_.source_prefix_v6};
+                            *sources_,
+                            *accept_rate_};
     for (unsigned i = 0; i < threads; ++i) {
         shards_.push_back(std::make_unique<shard>(setup));
         shards_.back()->listen(at);
@@ -137,6 +141,7 @@ namespace {
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
 std::string quoted(const std::string& s) { return '"' + s + '"'; }
+std::string number(std::uint64_t n) { return std::to_string(n); }
 
 }  // namespace
 
@@ -151,6 +156,14 @@ void server::reload(const config::Config& next) {
     adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle", ms);
     adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
     adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
+    adopt(settings_.evict_idle_after, next.evict_idle_after, "pool.evict_idle_after", ms);
+    // Turned on, the per-source limit counts newcomers from then on; connections already open
+    // are not counted. Sources keep the key they were counted under, so a new prefix is safe.
+    adopt(settings_.max_per_source, next.max_per_source, "limits.max_per_source", number);
+    adopt(settings_.source_prefix_v4, next.source_prefix_v4, "limits.source_prefix_v4", number);
+    adopt(settings_.source_prefix_v6, next.source_prefix_v6, "limits.source_prefix_v6", number);
+    adopt(settings_.accept_rate, next.accept_rate, "limits.accept_rate", number);
+    adopt(settings_.accept_burst, next.accept_burst, "limits.accept_burst", number);
     // Read only on this thread, by the admin endpoint (ready_headroom is not: snapshot() reads
     // it, and snapshot() may be called from any thread).
     adopt(settings_.admin_token, next.admin_token, "admin.token",
@@ -163,7 +176,9 @@ void server::reload(const config::Config& next) {
 
     spdlog::set_level(spdlog::level::from_str(settings_.log_level));
     for (auto& s : shards_)
-        s->update({settings_.idle_timeout, settings_.connect_timeout, settings_.busy_message});
+        s->update(live_settings_of(settings_));
+    sources_->set_limit(settings_.max_per_source);
+    accept_rate_->configure(settings_.accept_rate, effective_burst(settings_));
     if (changed.empty()) spdlog::info("reload: no setting changed that applies at run time");
     for (const auto& line : changed) spdlog::info("reload: changed {}", line);
     if (!restart.empty()) spdlog::warn("reload: changed but only a restart applies: {}", restart);
@@ -227,7 +242,7 @@ server_snapshot server::snapshot(bool with_top_sources) const {
     s.admin = admin_->stats();
     s.limits.max_per_source = settings_.max_per_source;
     s.limits.accept_rate = settings_.accept_rate;
-    if (sources_ != nullptr) {
+    {
         s.limits.sources = sources_->sources();
         for (const auto& holder : with_top_sources ? sources_->top(top_sources_shown) : std::vector<source_table::holder>{}) {
             s.limits.top_sources.push_back(

@@ -65,11 +65,8 @@ shard::shard(const shard_setup& setup)
       upstreams_(setup.upstream_list),
       events_(setup.events),
       on_exhausted_(setup.on_exhausted),
-      evict_after_ticks_(std::max<std::uint32_t>(to_ticks(setup.evict_idle_after), 1)),
       sources_(setup.sources),
       accept_rate_(setup.accept_rate),
-      source_prefix_v4_(setup.source_prefix_v4),
-      source_prefix_v6_(setup.source_prefix_v6),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
@@ -120,11 +117,12 @@ void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
 
 void shard::admit(socket_type& peer) noexcept {
     source_key source;
-    if ((sources_ != nullptr || accept_rate_ != nullptr) && !within_limits(peer, source)) [[unlikely]]
+    bool counted = false;
+    if ((sources_.limit() != 0 || accept_rate_.enabled()) && !within_limits(peer, source, counted)) [[unlikely]]
         return;
     // Owned by the connection once it exists (its destructor gives it back); until then, here.
     const auto give_back_source = [&] {
-        if (sources_ != nullptr) sources_->release(source);
+        if (counted) sources_.release(source);
     };
     // The leg pool holds a spare leg per shard beyond the connection pool's capacity, so the leg
     // taken before the block is never the one another shard needed.
@@ -152,7 +150,7 @@ void shard::admit(socket_type& peer) noexcept {
             if (leg != nullptr) legs_->destroy(leg);
             give_back_source();
             park(peer);
-            rate_token_held_ = accept_rate_ != nullptr;
+            rate_token_held_ = accept_rate_.enabled();
             if (on_exhausted_ == config::exhausted_policy::pause) bump(stats_.paused);
             return;
         }
@@ -163,7 +161,7 @@ void shard::admit(socket_type& peer) noexcept {
         give_back_source();
         return refuse(peer, refusal_reason::pool_full);
     }
-    if (sources_ != nullptr) {
+    if (counted) {
         c->links.source = source;
         c->links.holds_source = true;
     }
@@ -173,22 +171,23 @@ void shard::admit(socket_type& peer) noexcept {
     c->start();
 }
 
-bool shard::within_limits(socket_type& peer, source_key& source) noexcept {
+bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) noexcept {
     // The source first: a client over its own limit must not spend the rate everyone shares.
-    if (sources_ != nullptr) {
-        source = make_source_key(peer_.address(), source_prefix_v4_, source_prefix_v6_);
+    if (sources_.limit() != 0) {
+        source = make_source_key(peer_.address(), live_.source_prefix_v4, live_.source_prefix_v6);
         // A full table (room for every block's source and each shard's newcomer, so only a bug
         // fills it) refuses too, for want of room: failing open would let a client past its limit.
-        if (const auto verdict = sources_->acquire(source); verdict != source_table::verdict::admitted) [[unlikely]] {
+        if (const auto verdict = sources_.acquire(source); verdict != source_table::verdict::admitted) [[unlikely]] {
             refuse(peer, verdict == source_table::verdict::over_limit ? refusal_reason::per_source
                                                                        : refusal_reason::pool_full);
             return false;
         }
+        counted = true;
     }
     // A newcomer parked for a block kept the token it took before; it does not pay twice.
-    if (accept_rate_ != nullptr && !std::exchange(rate_token_held_, false) &&
-        !accept_rate_->try_take(accept_rate_limiter::clock::now())) {
-        if (sources_ != nullptr) sources_->release(source);
+    if (accept_rate_.enabled() && !std::exchange(rate_token_held_, false) &&
+        !accept_rate_.try_take(accept_rate_limiter::clock::now())) {
+        if (std::exchange(counted, false)) sources_.release(source);
         if (on_exhausted_ == config::exhausted_policy::pause) {
             // Hold this one and stop accepting: the backlog keeps the rest until a token is due.
             park(peer);
@@ -205,7 +204,8 @@ bool shard::within_limits(socket_type& peer, source_key& source) noexcept {
 bool shard::evict_idle_connection() noexcept {
     // The idle list runs from the longest silent: its head is the only candidate.
     connection* victim = idle_.head;
-    if (victim == nullptr || now_ - victim->links.last_active < evict_after_ticks_) return false;
+    const std::uint32_t silent_for = std::max<std::uint32_t>(to_ticks(live_.evict_idle_after), 1);
+    if (victim == nullptr || now_ - victim->links.last_active < silent_for) return false;
     unlink(*victim);
     const connection_ref hold(*victim);
     victim->abort(close_reason::evicted);
@@ -218,7 +218,7 @@ void shard::park(socket_type& peer) noexcept {
 }
 
 void shard::wait_for_rate() noexcept {
-    rate_timer_.expires_after(accept_rate_->until_next(accept_rate_limiter::clock::now()));
+    rate_timer_.expires_after(accept_rate_.until_next(accept_rate_limiter::clock::now()));
     rate_timer_.async_wait([this](const asio::error_code& ec) {
         if (ec || draining_ || !paused_for_rate_) return;
         socket_type peer = std::move(*parked_);

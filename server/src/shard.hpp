@@ -45,6 +45,9 @@ struct live_settings {
     std::chrono::milliseconds idle_timeout{0};
     std::chrono::milliseconds connect_timeout{0};
     std::string busy_message;
+    std::chrono::milliseconds evict_idle_after{0};
+    unsigned source_prefix_v4 = 32;
+    unsigned source_prefix_v6 = 64;
 };
 
 /// Everything a shard is built from.
@@ -54,16 +57,13 @@ struct shard_setup {
     upstreams* upstream_list;     // proxy mode only
     shard_events& events;
     config::exhausted_policy on_exhausted;
-    std::chrono::milliseconds evict_idle_after;
     live_settings live;
     std::size_t buffer_count;
     std::size_t buffer_size;
     std::size_t splice_pipes;
     std::size_t linger_slots;
-    source_table* sources;              // null: no per-source limit
-    accept_rate_limiter* accept_rate;   // null: no rate limit
-    unsigned source_prefix_v4;
-    unsigned source_prefix_v6;
+    source_table& sources;              // counts only while its limit is not 0
+    accept_rate_limiter& accept_rate;   // limits only while enabled
 };
 
 class shard {
@@ -120,7 +120,7 @@ public:
     /// From the connection's destructor: off every list, and no longer counted for its source.
     void forget(connection& c) noexcept {
         unlink(c);
-        if (c.links.holds_source) sources_->release(c.links.source);
+        if (c.links.holds_source) sources_.release(c.links.source);
     }
     /// The last reference to `c` is gone: destroy it and return its block.
     void destroy(connection& c) noexcept;
@@ -143,7 +143,8 @@ private:
     void on_accept(const asio::error_code& ec, socket_type peer) noexcept;
     void admit(socket_type& peer) noexcept;
     /// The limits checked before a block is taken; false when `peer` was refused or parked.
-    bool within_limits(socket_type& peer, source_key& source) noexcept;
+    /// `counted`: the source was counted in the table and must be given back.
+    bool within_limits(socket_type& peer, source_key& source, bool& counted) noexcept;
     void park(socket_type& peer) noexcept;
     void wait_for_rate() noexcept;
     /// evict-idle: closes the longest-silent connection if it has been silent long enough.
@@ -172,11 +173,8 @@ private:
     upstreams* upstreams_;
     shard_events& events_;
     config::exhausted_policy on_exhausted_;
-    std::uint32_t evict_after_ticks_;
-    source_table* sources_;
-    accept_rate_limiter* accept_rate_;
-    unsigned source_prefix_v4_;
-    unsigned source_prefix_v6_;
+    source_table& sources_;
+    accept_rate_limiter& accept_rate_;
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
     accept_op_memory accept_memory_;

@@ -3,6 +3,7 @@ connections per source, exact across two threads, for IPv4 and IPv6 clients (IPv
 the IPv4 client), by address or by prefix; and newcomers per second, refused or (under
 on_exhausted = "pause") left in the backlog. Every refusal is counted by its reason."""
 
+import signal
 import socket
 import time
 
@@ -169,6 +170,42 @@ class LimitsTest(harness.SlabdTest):
         self.assertEqual(s["pool"]["in_use"], 4)
         status, metrics = server.get("/metrics")
         self.assertIn('slabd_connections_closed_total{shard="0",reason="evicted"} 2', metrics)
+        self.stop(server)
+
+    def test_sighup_changes_the_limits_at_once(self):
+        config = self.write_config("[limits]\nmax_per_source = 2\n")
+        server = self.start("--threads", "2", "--config", config)
+        first = self.open_from(server, "127.0.0.1", 3)
+        self.settle(server, 3)
+        self.assertEqual(server.stats()["connections"]["refused_by_reason"]["per_source"], 1)
+        refused = wait_readable(first, 1, "the third client refused")
+        served = [c for c in first if c not in refused]
+
+        def reload(text, line):
+            with open(config, "w") as f:
+                f.write(text)
+            server.signal(signal.SIGHUP)
+            deadline = time.monotonic() + harness.WAIT
+            while line not in server.stderr():
+                self.assertLess(time.monotonic(), deadline, f"no {line!r} in the log:\n{server.output()}")
+                time.sleep(harness.POLL)
+
+        reload("[limits]\nmax_per_source = 4\n", "reload: changed limits.max_per_source 2 -> 4")
+        self.open_from(server, "127.0.0.1", 3)
+        s = self.settle(server, 6)
+        self.assertEqual(s["connections"]["accepted"], 4, "two more, up to the new limit")
+        self.assertEqual(s["connections"]["refused_by_reason"]["per_source"], 2)
+
+        # Off, then a rate instead: nothing counted per source, newcomers past the burst refused.
+        reload("[limits]\naccept_rate = 1\naccept_burst = 2\n", "reload: changed limits.accept_burst 0 -> 2")
+        self.assertNotIn("only a restart applies", server.stderr())
+        self.open_from(server, "127.0.0.1", 5)
+        s = self.settle(server, 11)
+        self.assertEqual(s["connections"]["refused_by_reason"]["per_source"], 2, "the limit is off")
+        self.assertGreaterEqual(s["connections"]["refused_by_reason"]["rate_limited"], 2)
+        self.assertLessEqual(s["connections"]["accepted"], 4 + 2 + 1)
+        for c in served:
+            assert_echo(c, b"untouched by every reload\n")
         self.stop(server)
 
 
