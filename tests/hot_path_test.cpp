@@ -114,6 +114,18 @@ traffic_result cycles(std::uint16_t port, int warmup, int counted) {
     return r;
 }
 
+/// Messages over open connections, then accept/close cycles: neither allocates.
+void check_no_allocations(running_server& server) {
+    const auto traffic = messages(server.port(), 32, 50, 500);
+    CHECK(traffic.failures == 0);
+    CHECK(traffic.allocations == 0);
+
+    const auto churn = cycles(server.port(), 200, 1000);
+    CHECK(churn.failures == 0);
+    CHECK(churn.allocations == 0);
+    CHECK(server.stats().op_memory_overflows == 0);
+}
+
 }  // namespace
 
 TEST_CASE("the allocation counter sees operator new and aligned_alloc") {
@@ -125,14 +137,7 @@ TEST_CASE("the allocation counter sees operator new and aligned_alloc") {
 
 TEST_CASE("echo: zero heap allocations per message and per accept/close cycle") {
     running_server echo(loopback_config());
-    const auto traffic = messages(echo.port(), 32, 50, 500);
-    CHECK(traffic.failures == 0);
-    CHECK(traffic.allocations == 0);
-
-    const auto churn = cycles(echo.port(), 200, 1000);
-    CHECK(churn.failures == 0);
-    CHECK(churn.allocations == 0);
-    CHECK(echo.stats().op_memory_overflows == 0);
+    check_no_allocations(echo);
 }
 
 TEST_CASE("proxy: zero heap allocations per message and per accept/connect/close cycle") {
@@ -141,15 +146,7 @@ TEST_CASE("proxy: zero heap allocations per message and per accept/connect/close
     proxy_config.mode = slabd::config::server_mode::proxy;
     proxy_config.upstreams = {{"127.0.0.1", upstream.port()}};
     running_server proxy(proxy_config);
-
-    const auto traffic = messages(proxy.port(), 32, 50, 500);
-    CHECK(traffic.failures == 0);
-    CHECK(traffic.allocations == 0);
-
-    const auto churn = cycles(proxy.port(), 200, 1000);
-    CHECK(churn.failures == 0);
-    CHECK(churn.allocations == 0);
-    CHECK(proxy.stats().op_memory_overflows == 0);
+    check_no_allocations(proxy);
 }
 
 TEST_CASE("with every admission limit on: still zero heap allocations per message and per cycle") {
@@ -158,15 +155,8 @@ TEST_CASE("with every admission limit on: still zero heap allocations per messag
     config.accept_rate = 1'000'000;      // the bucket is consulted, never empty
     config.source_prefix_v4 = 24;
     running_server echo(config);
-    const auto traffic = messages(echo.port(), 32, 50, 500);
-    CHECK(traffic.failures == 0);
-    CHECK(traffic.allocations == 0);
-
-    const auto churn = cycles(echo.port(), 200, 1000);
-    CHECK(churn.failures == 0);
-    CHECK(churn.allocations == 0);
+    check_no_allocations(echo);
     const auto s = echo.stats();
-    CHECK(s.op_memory_overflows == 0);
     CHECK(s.total().refused() == 0);
     CHECK(s.limits.sources <= 1);
 }
