@@ -242,9 +242,9 @@ server_snapshot server::snapshot(bool with_top_sources) const {
     s.admin = admin_->stats();
     s.limits.max_per_source = settings_.max_per_source;
     s.limits.accept_rate = settings_.accept_rate;
-    {
-        s.limits.sources = sources_->sources();
-        for (const auto& holder : with_top_sources ? sources_->top(top_sources_shown) : std::vector<source_table::holder>{}) {
+    s.limits.sources = sources_->sources();
+    if (with_top_sources) {
+        for (const auto& holder : sources_->top(top_sources_shown)) {
             s.limits.top_sources.push_back(
                 {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6), holder.connections});
         }

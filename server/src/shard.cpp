@@ -144,8 +144,7 @@ void shard::admit(socket_type& peer) noexcept {
         c = connections_.create(*this, std::move(peer), leg);
         if (c == nullptr) {
             // Keep the newcomer and stop accepting: the kernel's backlog holds the rest until a
-            // block frees.
-            // On resume admit() runs again and counts the source again (peer_ still holds its
+            // block frees. On resume admit() counts the source again (peer_ still holds its
             // address: no accept is in flight while paused).
             if (leg != nullptr) legs_->destroy(leg);
             give_back_source();
@@ -221,13 +220,17 @@ void shard::wait_for_rate() noexcept {
     rate_timer_.expires_after(accept_rate_.until_next(accept_rate_limiter::clock::now()));
     rate_timer_.async_wait([this](const asio::error_code& ec) {
         if (ec || draining_ || !paused_for_rate_) return;
-        socket_type peer = std::move(*parked_);
-        parked_.reset();
-        paused_ = false;
         paused_for_rate_ = false;
-        admit(peer);
-        if (!paused_) accept();
+        admit_parked();
     });
+}
+
+void shard::admit_parked() noexcept {
+    socket_type peer = std::move(*parked_);
+    parked_.reset();
+    paused_ = false;
+    admit(peer);
+    if (!paused_) accept();
 }
 
 void shard::count_refusal(refusal_reason why) noexcept {
@@ -314,12 +317,8 @@ void shard::update(live_settings next) {
 
 void shard::resume_accepting() noexcept {
     if (!paused_ || paused_for_rate_ || draining_) return;
-    socket_type peer = std::move(*parked_);
-    parked_.reset();
-    paused_ = false;
     events_.paused(-1);
-    admit(peer);
-    if (!paused_) accept();
+    admit_parked();
 }
 
 void shard::give_back_buffer(std::byte* buffer) noexcept {

@@ -146,6 +146,8 @@ private:
     /// `counted`: the source was counted in the table and must be given back.
     bool within_limits(socket_type& peer, source_key& source, bool& counted) noexcept;
     void park(socket_type& peer) noexcept;
+    /// Takes the parked newcomer back through admit() and accepts again unless it parks anew.
+    void admit_parked() noexcept;
     void wait_for_rate() noexcept;
     /// evict-idle: closes the longest-silent connection if it has been silent long enough.
     bool evict_idle_connection() noexcept;
