@@ -61,6 +61,7 @@ Config unusual() {
     c.upstreams = {{"127.0.0.1", 8000}, {"2001:db8::5", 8001}};
     c.balance = balance_policy::least_connections;
     c.max_connections = 1234;
+    c.pool_reserve = 50000;
     c.threads = 3;
     c.on_exhausted = exhausted_policy::pause;
     c.evict_idle_after = 90s;
@@ -131,6 +132,7 @@ TEST_CASE("every key is read from the file") {
         threads = 3
         [pool]
         max_connections = 1234
+        reserve = 50000
         on_exhausted = "pause"
         evict_idle_after = "90s"
         busy_message = "busy \"now\" \\ café"
@@ -306,10 +308,10 @@ TEST_CASE("file errors name file and line and key and say what was expected") {
     SUBCASE("unknown keys and tables") {
         CHECK(load_error("[pool]\nmax_conections = 5") ==
               "slabd.toml:2: pool.max_conections: unknown key (the keys of [pool] are "
-              "max_connections, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
+              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("[pool.extra]\nx = 1") ==
               "slabd.toml:1: pool.extra: unknown key (the keys of [pool] are "
-              "max_connections, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
+              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("\n[servre]\nmode = \"echo\"") ==
               "slabd.toml:2: [servre]: unknown table "
               "(the tables are server, pool, limits, timeouts, proxy, admin, log, daemon)");
@@ -365,6 +367,12 @@ TEST_CASE("checks across settings name where the culprit was set") {
 
     CHECK(load_error("pool.max_connections = 10\nadmin.ready_headroom = 11") ==
           "slabd.toml:2: admin.ready_headroom: expected at most pool.max_connections (10), got 11");
+    CHECK(load_error("[pool]\nmax_connections = 10\nreserve = 9") ==
+          "slabd.toml:3: pool.reserve: expected at least pool.max_connections (10, slabd.toml:2: "
+          "pool.max_connections), got 9");
+    CHECK(effective_pool_reserve(load_string("pool.max_connections = 10", "x")) == 40);
+    CHECK(effective_pool_reserve(load_string("pool.max_connections = 10\npool.reserve = 10", "x")) == 10);
+    CHECK(effective_pool_reserve(load_string("pool.max_connections = 9000000", "x")) == 10'000'000);
     CHECK(load_error("[daemon]\ndaemonize = true") ==
           "slabd.toml:2: daemon.daemonize: daemon mode needs a pidfile (daemon.pidfile or "
           "--pidfile)");
@@ -684,6 +692,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 29);
+    CHECK(all.size() == 30);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

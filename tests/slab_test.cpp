@@ -316,3 +316,82 @@ TEST_CASE("randomised: 100,000 operations against a model, invariant checked as 
     CHECK(s.check_invariants() == "");
     CHECK(s.stats().rejected_double_frees == expected_rejections);
 }
+
+TEST_CASE("add_memory grows the slab in place: no block moves, the new blocks are owned") {
+    slab s(48, 4, 16, 10);
+    CHECK(s.capacity() == 4);
+    CHECK(s.reserved() == 10);
+    std::vector<void*> held;
+    for (int i = 0; i < 4; ++i) held.push_back(s.alloc());
+    CHECK(s.alloc() == nullptr);
+    const std::vector<void*> before = held;
+
+    REQUIRE(s.add_memory(6));
+    CHECK(s.capacity() == 10);
+    CHECK(s.limit() == 10);
+    for (int i = 0; i < 6; ++i) {
+        void* p = s.alloc();
+        REQUIRE(p != nullptr);
+        CHECK(s.owns(p));
+        CHECK(s.index_of(p) == 4 + static_cast<std::size_t>(i));
+        held.push_back(p);
+    }
+    CHECK(s.alloc() == nullptr);
+    CHECK(std::equal(before.begin(), before.end(), held.begin()));  // the first four never moved
+    CHECK_FALSE(s.add_memory(1));  // the reservation is spent
+    CHECK(s.capacity() == 10);
+    for (void* p : held) REQUIRE(s.free(p) == free_result::ok);
+    CHECK(s.free(held.back()) == free_result::double_free);
+    CHECK(s.check_invariants() == "");
+}
+
+TEST_CASE("a block past the capacity but inside the reservation is foreign until added") {
+    slab s(64, 2, 64, 8);
+    void* first = s.alloc();
+    auto* beyond = static_cast<std::byte*>(first) + 2 * s.block_size();
+    CHECK_FALSE(s.owns(beyond));
+    CHECK(s.free(beyond) == free_result::foreign);
+    REQUIRE(s.add_memory(1));
+    CHECK(s.owns(beyond));
+    CHECK(s.free(beyond) == free_result::double_free);  // owned now, but never handed out
+    CHECK(s.check_invariants() == "");
+}
+
+TEST_CASE("a lowered limit refuses newcomers until in_use falls under it, and touches no block") {
+    slab s(32, 8);
+    std::vector<void*> held;
+    for (int i = 0; i < 6; ++i) held.push_back(s.alloc());
+    s.set_limit(3);
+    CHECK(s.limit() == 3);
+    CHECK(s.capacity() == 8);
+    CHECK(s.in_use() == 6);
+    CHECK(s.available() == 0);
+    CHECK(s.alloc() == nullptr);
+    CHECK(s.stats().failed_allocs == 1);
+    // Frees go on working and in_use falls; only at 2 in use is there room under the limit.
+    for (int i = 0; i < 3; ++i) REQUIRE(s.free(held[static_cast<std::size_t>(5 - i)]) == free_result::ok);
+    CHECK(s.alloc() == nullptr);
+    REQUIRE(s.free(held[2]) == free_result::ok);
+    CHECK(s.available() == 1);
+    void* again = s.alloc();
+    CHECK(again == held[2]);  // LIFO: the block freed last
+    CHECK(s.alloc() == nullptr);
+    s.set_limit(100);  // capped at the capacity
+    CHECK(s.limit() == 8);
+    CHECK(s.stats().free == 5);
+    CHECK(s.check_invariants() == "");
+}
+
+TEST_CASE("the reservation costs no memory: a slab reserved for a million blocks") {
+#if !defined(SLABD_SANITIZED)
+    const long before = resident_pages();
+#endif
+    slab s(288, 100, 16, 1 << 20);
+    CHECK(s.reserved() == 1 << 20);
+    REQUIRE(s.add_memory(900));
+    for (int i = 0; i < 1000; ++i) REQUIRE(s.alloc() != nullptr);
+#if !defined(SLABD_SANITIZED)
+    CHECK(resident_pages() - before < 256);  // ~300 KiB of blocks touched, not the 288 MiB reserved
+#endif
+    CHECK(s.check_invariants() == "");
+}

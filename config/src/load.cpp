@@ -406,6 +406,11 @@ void check_consistency(const Config& config, const origins& where) {
                            "pool.max_connections (" + std::to_string(config.max_connections) +
                            "), got " + std::to_string(config.ready_headroom));
     }
+    if (config.pool_reserve != 0 && config.pool_reserve < config.max_connections) {
+        throw config_error(blame("pool.reserve") + ": expected at least pool.max_connections (" +
+                           std::to_string(config.max_connections) + ", " + blame("pool.max_connections") +
+                           "), got " + std::to_string(config.pool_reserve));
+    }
     if (config.daemonize) {
         if (config.pidfile.empty()) {
             throw config_error(blame("daemon.daemonize") +
@@ -437,6 +442,12 @@ std::vector<std::string> differing_settings(const Config& a, const Config& b) {
     for (const auto& s : detail::settings())
         if (s.show(a, false) != s.show(b, false)) out.push_back(std::string{s.table} + "." + std::string{s.key});
     return out;
+}
+
+std::vector<setting_value> setting_values(const Config& config, bool redact_secrets) {
+    std::vector<setting_value> values;
+    for (const auto& s : detail::settings()) values.push_back({s.table, s.key, s.show(config, redact_secrets)});
+    return values;
 }
 
 std::string to_toml(const Config& config, bool redact_secrets) {

@@ -22,6 +22,8 @@ constexpr unsigned max_threads = 1024;
 constexpr std::size_t max_text = 1024;  // a busy message is one short line
 constexpr std::size_t max_path = 4096;  // PATH_MAX
 constexpr std::size_t max_secret = 256;
+// The largest pool a reload may grow to when pool.reserve is left at its default.
+constexpr std::size_t max_pool_reserve = 10'000'000;
 
 template <class Enum, std::size_t N>
 Enum pick(const detail::given& value, const std::array<std::string_view, N>& names) {
@@ -61,6 +63,12 @@ constexpr detail::setting all_settings[] = {
      flag_kind::value, "--max-connections", "N",
      [](Config& c, const given& v) { c.max_connections = static_cast<std::size_t>(v.integer(1, 10'000'000)); },
      [](const Config& c, bool) { return std::to_string(c.max_connections); }},
+    {"pool", "reserve", "the most max_connections a reload may raise it to without a restart; "
+                        "address space is reserved for it, memory only as blocks are used "
+                        "(0: 4 x max_connections)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.pool_reserve = static_cast<std::size_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.pool_reserve); }},
     {"pool", "on_exhausted", "when the pool is full: refuse newcomers, pause accepting, or close "
                              "the longest-silent connection past evict_idle_after for the newcomer",
      flag_kind::value, "--on-exhausted", "refuse|pause|evict-idle",
@@ -215,6 +223,11 @@ std::string_view to_string(log_format f) noexcept {
 unsigned default_threads() noexcept {
     // hardware_concurrency() may be 0 when the count is unknown.
     return std::clamp(std::thread::hardware_concurrency(), 1U, max_threads);
+}
+
+std::size_t effective_pool_reserve(const Config& config) noexcept {
+    if (config.pool_reserve != 0) return config.pool_reserve;
+    return std::min<std::size_t>(4 * config.max_connections, max_pool_reserve);
 }
 
 std::size_t effective_ready_headroom(const Config& config) noexcept {

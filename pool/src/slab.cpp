@@ -34,6 +34,8 @@ std::size_t stride_for(std::size_t block_size, std::size_t align) {
 slab_stats& slab_stats::operator+=(const slab_stats& other) noexcept {
     // Summing classes of different block sizes leaves block_size to the caller.
     capacity += other.capacity;
+    limit += other.limit;
+    reserved += other.reserved;
     in_use += other.in_use;
     free += other.free;
     high_water += other.high_water;
@@ -46,19 +48,22 @@ slab_stats& slab_stats::operator+=(const slab_stats& other) noexcept {
     return *this;
 }
 
-slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align) {
+slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align, std::size_t reserve) {
     check_align(align);
-    if (capacity == 0 || capacity > max_capacity)
+    reserve = std::max(reserve, capacity);
+    if (capacity == 0 || reserve > max_capacity)
         throw std::invalid_argument("slab: capacity must be 1.." + std::to_string(max_capacity));
     const std::size_t stride = stride_for(block_size, align);
-    if (stride > SIZE_MAX / capacity) throw std::bad_alloc();
+    if (stride > SIZE_MAX / reserve) throw std::bad_alloc();
 
-    // One mapping for the whole slab: the kernel hands out zero pages lazily, so an unused tail
-    // of a large pool costs address space, not memory. Over-map when alignment exceeds a page.
+    // One mapping for the whole reservation: the kernel hands out zero pages lazily, so the
+    // unused tail of a large pool, and the room it may grow into, cost address space, not memory
+    // (MAP_NORESERVE: nor commit charge). Over-map when alignment exceeds a page.
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     const std::size_t slack = align > page ? align : 0;
-    mapping_bytes_ = round_up(stride * capacity + slack, page);
-    mapping_ = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mapping_bytes_ = round_up(stride * reserve + slack, page);
+    mapping_ = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
     if (mapping_ == MAP_FAILED) {
         mapping_ = nullptr;
         throw std::bad_alloc();
@@ -66,6 +71,7 @@ slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align) {
     const auto start = reinterpret_cast<std::uintptr_t>(mapping_);
     base_ = static_cast<std::byte*>(mapping_) + (round_up(start, align) - start);
     capacity_ = capacity;
+    reserved_ = reserve;
     carve(stride);
 }
 
@@ -76,24 +82,28 @@ slab::slab(std::span<std::byte> region, std::size_t block_size, std::size_t alig
     const std::size_t skip = round_up(start, align) - start;
     const std::size_t usable = region.size() > skip ? region.size() - skip : 0;
     capacity_ = std::min(usable / stride, max_capacity);
+    reserved_ = capacity_;
     base_ = region.data() + std::min(skip, region.size());
     carve(stride);
 }
 
 void slab::carve(std::size_t stride) {
-    // Blocks are carved lazily by alloc_fresh(): nothing here touches them, so the kernel's zero
+    // Blocks are carved lazily by alloc_slow(): nothing here touches them, so the kernel's zero
     // pages stay unmapped until a block is first used.
     stride_ = stride;
+    limit_ = capacity_;
     region_bytes_used_ = capacity_ * stride_;
-    fast_divide_ = region_bytes_used_ <= UINT32_MAX && stride_ <= UINT32_MAX;
+    // Decided for the whole reservation, so that growing never changes how free() divides.
+    fast_divide_ = reserved_ * stride_ <= UINT32_MAX && stride_ <= UINT32_MAX;
     if (fast_divide_) reciprocal_ = UINT64_MAX / stride_ + 1;
     // The state bytes get a mapping of their own: the kernel's zero pages already say "free"
     // (free_state is 0), so they too cost memory only once their blocks are used.
     static_assert(free_state == 0);
-    if (capacity_ > 0) {
+    if (reserved_ > 0) {
         const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-        states_bytes_ = round_up(capacity_, page);
-        void* states = ::mmap(nullptr, states_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        states_bytes_ = round_up(reserved_, page);
+        void* states = ::mmap(nullptr, states_bytes_, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (states == MAP_FAILED) {
             if (mapping_ != nullptr) ::munmap(mapping_, mapping_bytes_);
             throw std::bad_alloc();
@@ -103,11 +113,22 @@ void slab::carve(std::size_t stride) {
     poison_whole(base_, region_bytes_used_);
 }
 
+bool slab::add_memory(std::size_t blocks) noexcept {
+    if (blocks > reserved_ - capacity_) return false;
+    poison_whole(block_at(capacity_), blocks * stride_);
+    capacity_ += blocks;
+    limit_ = capacity_;
+    region_bytes_used_ = capacity_ * stride_;
+    return true;
+}
+
 slab::slab(slab&& other) noexcept
     : base_(std::exchange(other.base_, nullptr)),
       head_(std::exchange(other.head_, nullptr)),
       stride_(other.stride_),
       capacity_(std::exchange(other.capacity_, 0)),
+      limit_(std::exchange(other.limit_, 0)),
+      reserved_(std::exchange(other.reserved_, 0)),
       region_bytes_used_(std::exchange(other.region_bytes_used_, 0)),
       reciprocal_(other.reciprocal_),
       fast_divide_(other.fast_divide_),
@@ -130,13 +151,13 @@ slab::~slab() {
     if (states_ != nullptr) ::munmap(states_, states_bytes_);
 }
 
-void* slab::alloc_fresh() noexcept {
-    // The free list is empty, so every block used so far is in use: the next never-used block
-    // is also the new high-water mark.
-    if (fresh_ == capacity_) {
+void* slab::alloc_slow() noexcept {
+    if (in_use() >= limit_ || fresh_ == capacity_) {
         ++failed_allocs_;
         return nullptr;
     }
+    // Under the limit with an empty free list, every block used so far is in use: the next
+    // never-used block is also the new high-water mark.
     std::byte* block = block_at(fresh_);
     states_[fresh_++] = in_use_state;
     unpoison(block, stride_);
@@ -170,6 +191,8 @@ slab_stats slab::stats() const noexcept {
     slab_stats s;
     s.block_size = stride_;
     s.capacity = capacity_;
+    s.limit = limit_;
+    s.reserved = reserved_;
     s.in_use = in_use();
     s.free = available();
     s.high_water = fresh_;

@@ -45,39 +45,11 @@ admin_response route(const admin_request& request, const server_snapshot& snapsh
 }
 
 std::string config_json(const config::Config& c) {
-    nlohmann::json upstreams = nlohmann::json::array();
-    for (const auto& u : c.upstreams) upstreams.push_back(config::to_string(u));
-    const auto ms = [](std::chrono::milliseconds d) { return d.count(); };
-    const nlohmann::json j = {
-        {"server", {{"mode", config::to_string(c.mode)}, {"listen", config::to_string(c.listen)}, {"threads", c.threads}}},
-        {"pool",
-         {{"max_connections", c.max_connections},
-          {"on_exhausted", config::to_string(c.on_exhausted)},
-          {"evict_idle_after_ms", ms(c.evict_idle_after)},
-          {"busy_message", c.busy_message},
-          {"buffer_count", c.buffer_count},
-          {"buffer_size", c.buffer_size}}},
-        {"limits",
-         {{"max_per_source", c.max_per_source},
-          {"source_prefix_v4", c.source_prefix_v4},
-          {"source_prefix_v6", c.source_prefix_v6},
-          {"accept_rate", c.accept_rate},
-          {"accept_burst", c.accept_burst}}},
-        {"timeouts",
-         {{"idle_ms", ms(c.idle_timeout)}, {"connect_ms", ms(c.connect_timeout)}, {"shutdown_grace_ms", ms(c.shutdown_grace)}}},
-        {"proxy",
-         {{"upstreams", upstreams},
-          {"balance", config::to_string(c.balance)},
-          {"fail_timeout_ms", ms(c.upstream_fail_timeout)},
-          {"splice_pipes", c.splice_pipes}}},
-        {"admin",
-         {{"listen", config::to_string(c.admin)},
-          {"token", c.admin_token.empty() ? "" : "<redacted>"},
-          {"ready_headroom", config::effective_ready_headroom(c)}}},
-        {"log", {{"level", c.log_level}, {"file", c.log_file}, {"format", config::to_string(c.log_fmt)}}},
-        {"daemon", {{"daemonize", c.daemonize}, {"pidfile", c.pidfile}}},
-        {"source_file", c.source_file},
-    };
+    // Generated from the settings list: each value is the literal the file would hold.
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& v : config::setting_values(c))
+        j[std::string(v.table)][std::string(v.key)] = nlohmann::json::parse(v.literal);
+    j["source_file"] = c.source_file;
     return j.dump();
 }
 

@@ -114,8 +114,9 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     upstreams::upstream& up = *leg_->upstream.get();
     if (ec) {
         // Refused, unreachable, or cancelled by the connect timeout: mark it, try the next one.
-        leg_->upstream.release();
+        // Marked while still claimed: once released, a reload may give the slot to another.
         shard_.upstream_list().mark_failed(up);
+        leg_->upstream.release();
         bump(shard_.stats().upstream_connect_failures);
         return connect_next_upstream();
     }

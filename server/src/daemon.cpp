@@ -1,7 +1,9 @@
 #include "daemon.hpp"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -140,6 +143,27 @@ void notify_systemd(const char* state) noexcept {
 #else
     static_cast<void>(state);
 #endif
+}
+
+void raise_descriptor_limit(const config::Config& settings) noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    warn_if_descriptors_short(settings);
+}
+
+void warn_if_descriptors_short(const config::Config& settings) noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+    const bool proxy = settings.mode == config::server_mode::proxy;
+    const std::size_t pipe_fds = proxy ? 2 * settings.splice_pipes * std::max(1U, settings.threads) : 0;
+    const std::size_t needed = settings.max_connections * (proxy ? 2 : 1) + pipe_fds + 64;
+    if (needed > limit.rlim_cur)
+        spdlog::warn("max_connections {} needs about {} descriptors but the limit is {}: "
+                     "accept will fail (and back off) before the pool is full",
+                     settings.max_connections, needed, limit.rlim_cur);
 }
 
 }  // namespace slabd::server

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <utility>
 
+#include "slabd/config/config.hpp"
+
 namespace slabd::server {
 
 /// Another process holds the pidfile's lock; what() names the file and that process.
@@ -58,6 +60,12 @@ class launcher_pipe {
 /// std::system_error when a fork or the pipe fails.
 launcher_pipe daemonize(
     const std::function<void(asio::execution_context::fork_event)>& notify_fork);
+
+/// Raises the soft descriptor limit to the hard one, then warns_if_descriptors_short().
+void raise_descriptor_limit(const config::Config& settings) noexcept;
+/// Warns when max_connections (and the splice pipes) need more descriptors than the limit gives:
+/// accept would then fail, and back off, before the pool is full.
+void warn_if_descriptors_short(const config::Config& settings) noexcept;
 
 /// Tells systemd about a state change ("READY=1", "STOPPING=1", ...); nothing outside systemd.
 void notify_systemd(const char* state) noexcept;

@@ -1,7 +1,5 @@
 // slabd's entry point: parse the command line, set up logging and limits, serve.
 // Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (docs/design.md, decision 9).
-#include <sys/resource.h>
-
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -19,24 +17,6 @@
 #include "slabd/config/config.hpp"
 
 namespace {
-
-/// Raises the soft descriptor limit to the hard one; warns when the pool cannot fit under it.
-void raise_descriptor_limit(const slabd::config::Config& settings) {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
-    if (limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &limit);
-        ::getrlimit(RLIMIT_NOFILE, &limit);
-    }
-    const bool proxy = settings.mode == slabd::config::server_mode::proxy;
-    const std::size_t pipe_fds = proxy ? 2 * settings.splice_pipes * std::max(1U, settings.threads) : 0;
-    const std::size_t needed = settings.max_connections * (proxy ? 2 : 1) + pipe_fds + 64;
-    if (limit.rlim_cur != RLIM_INFINITY && needed > limit.rlim_cur)
-        spdlog::warn("max_connections {} needs about {} descriptors but the limit is {}: "
-                     "accept will fail (and back off) before the pool is full",
-                     settings.max_connections, needed, limit.rlim_cur);
-}
 
 /// argv kept for SIGHUP, which parses it again; the --config path is made absolute because the
 /// daemon's working directory is "/".
@@ -75,6 +55,7 @@ void reload(slabd::server::server& daemon, const std::vector<std::string>& args)
         std::string why = cli.output;
         while (!why.empty() && why.back() == '\n') why.pop_back();
         spdlog::error("reload failed, keeping the running settings: {}", why);
+        daemon.reload_rejected(why);
     }
     slabd::server::notify_systemd("READY=1");
 }
@@ -120,7 +101,7 @@ int main(int argc, char** argv) {
         std::cerr << "slabd: cannot start: " << e.what() << "\n";
         return 1;
     }
-    raise_descriptor_limit(settings);
+    slabd::server::raise_descriptor_limit(settings);
     std::optional<slabd::server::launcher_pipe> launcher;
     try {
         slabd::server::server daemon(settings);

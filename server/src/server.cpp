@@ -40,18 +40,22 @@ live_settings live_settings_of(const config::Config& c) {
 }  // namespace
 
 server::server(const config::Config& settings)
-    : settings_(settings), connections_(settings.max_connections), signals_(control_, SIGINT, SIGTERM),
+    : settings_(settings),
+      connections_(settings.max_connections, config::effective_pool_reserve(settings)),
+      signals_(control_, SIGINT, SIGTERM),
       hangups_(control_, SIGHUP) {
     const unsigned threads = std::max(1U, settings_.threads);
+    const std::size_t reserve = connections_.reserved();
     if (settings_.mode == config::server_mode::proxy) {
         // A spare leg per shard: a shard takes its leg before its connection block (shard::admit).
-        legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads);
+        legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads, reserve + threads);
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
                                                  settings_.upstream_fail_timeout);
     }
     // Both exist even while off, so that a reload can turn them on: the table is reserved address
-    // space until a source is counted. Room for every block's source plus one newcomer per shard.
-    sources_ = std::make_unique<source_table>(settings_.max_per_source, settings_.max_connections + threads);
+    // space until a source is counted. Room for every block the pool may grow to, plus one
+    // newcomer per shard.
+    sources_ = std::make_unique<source_table>(settings_.max_per_source, reserve + threads);
     accept_rate_ = std::make_unique<accept_rate_limiter>(settings_.accept_rate, effective_burst(settings_));
     const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
@@ -146,6 +150,7 @@ std::string number(std::uint64_t n) { return std::to_string(n); }
 }  // namespace
 
 void server::reload(const config::Config& next) {
+    ++reloads_;
     std::vector<std::string> changed;
     const auto adopt = [&changed](auto& field, const auto& value, const char* name, auto show) {
         if (field == value) return;
@@ -157,6 +162,9 @@ void server::reload(const config::Config& next) {
     adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
     adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
     adopt(settings_.evict_idle_after, next.evict_idle_after, "pool.evict_idle_after", ms);
+    // Past the reservation the pool cannot grow in place: that stays a restart.
+    if (next.max_connections != settings_.max_connections && resize_pool(next.max_connections))
+        adopt(settings_.max_connections, next.max_connections, "pool.max_connections", number);
     // Turned on, the per-source limit counts newcomers from then on; connections already open
     // are not counted. Sources keep the key they were counted under, so a new prefix is safe.
     adopt(settings_.max_per_source, next.max_per_source, "limits.max_per_source", number);
@@ -164,15 +172,31 @@ void server::reload(const config::Config& next) {
     adopt(settings_.source_prefix_v6, next.source_prefix_v6, "limits.source_prefix_v6", number);
     adopt(settings_.accept_rate, next.accept_rate, "limits.accept_rate", number);
     adopt(settings_.accept_burst, next.accept_burst, "limits.accept_burst", number);
+    if (upstreams_ != nullptr && next.mode == config::server_mode::proxy) {
+        adopt(settings_.balance, next.balance, "proxy.balance",
+              [](config::balance_policy b) { return quoted(std::string(config::to_string(b))); });
+        adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout", ms);
+        upstreams_->set_policy(settings_.balance, settings_.upstream_fail_timeout);
+        const auto what = upstreams_->replace(next.upstreams, reloads_);
+        for (const auto& name : what.added) changed.push_back("proxy.upstreams: added " + name);
+        for (const auto& name : what.removed)
+            changed.push_back("proxy.upstreams: removed " + name + " (its relays finish)");
+        for (const auto& name : what.no_room)
+            spdlog::warn("reload: no room for upstream {}: {} slots hold upstreams or removed ones "
+                         "still relaying; reload again once they finish, or restart",
+                         name, upstreams::max_slots);
+        if (what.no_room.empty()) settings_.upstreams = next.upstreams;
+        if (!what.removed.empty()) fence_upstreams(reloads_);
+    }
     // Read only on this thread, by the admin endpoint (ready_headroom is not: snapshot() reads
     // it, and snapshot() may be called from any thread).
     adopt(settings_.admin_token, next.admin_token, "admin.token",
           [](const std::string&) { return std::string("<redacted>"); });
 
     // Whatever still differs after adopting the above applies only at the next start.
-    std::string restart;
-    for (const auto& name : config::differing_settings(settings_, next))
-        restart += restart.empty() ? name : ", " + name;
+    const std::vector<std::string> restart = config::differing_settings(settings_, next);
+    std::string restart_list;
+    for (const auto& name : restart) restart_list += restart_list.empty() ? name : ", " + name;
 
     spdlog::set_level(spdlog::level::from_str(settings_.log_level));
     for (auto& s : shards_)
@@ -181,7 +205,53 @@ void server::reload(const config::Config& next) {
     accept_rate_->configure(settings_.accept_rate, effective_burst(settings_));
     if (changed.empty()) spdlog::info("reload: no setting changed that applies at run time");
     for (const auto& line : changed) spdlog::info("reload: changed {}", line);
-    if (!restart.empty()) spdlog::warn("reload: changed but only a restart applies: {}", restart);
+    if (!restart.empty()) spdlog::warn("reload: changed but only a restart applies: {}", restart_list);
+    ++last_reloads_.applied;
+    last_reloads_.last = "applied";
+    last_reloads_.changed = std::move(changed);
+    last_reloads_.needs_restart = restart;
+}
+
+void server::reload_rejected(const std::string& why) {
+    ++last_reloads_.rejected;
+    last_reloads_.last = "rejected";
+    last_reloads_.error = why;
+}
+
+bool server::resize_pool(std::size_t limit) {
+    if (limit > connections_.reserved()) {
+        spdlog::warn("reload: pool.max_connections {} is past pool.reserve {}: only a restart can grow "
+                     "the pool that far",
+                     limit, connections_.reserved());
+        return false;
+    }
+    const unsigned threads = static_cast<unsigned>(shards_.size());
+    if (limit > connections_.capacity()) {
+        const std::size_t more = limit - connections_.capacity();
+        // Both fit: the reservations were sized together, the legs' with a spare per shard.
+        connections_.add_memory(more);
+        if (legs_ != nullptr) legs_->add_memory(limit + threads - legs_->capacity());
+    }
+    connections_.set_limit(limit);
+    if (legs_ != nullptr) legs_->set_limit(limit + threads);
+    config::Config grown = settings_;
+    grown.max_connections = limit;
+    warn_if_descriptors_short(grown);
+    // A shard paused on a full pool waits for a freed block; room under a raised limit is one.
+    wake_paused_shards();
+    return true;
+}
+
+void server::fence_upstreams(std::uint64_t reload) {
+    // Every shard runs a handler posted after the retirement: any pick that saw the removed
+    // upstream serving has finished and claimed it by then, so its `active` tells the rest.
+    auto pending = std::make_shared<std::atomic<std::size_t>>(shards_.size());
+    for (auto& s : shards_) {
+        asio::post(s->context(), [this, pending, reload] {
+            if (pending->fetch_sub(1) == 1)
+                asio::post(control_, [this, reload] { upstreams_->fenced(reload); });
+        });
+    }
 }
 
 void server::notify_fork(asio::execution_context::fork_event event) {
@@ -207,7 +277,7 @@ void server::log_refusals_if_due() noexcept {
         const std::uint64_t n = refusals_unlogged_[i].exchange(0, std::memory_order_relaxed);
         if (n == 0) continue;
         spdlog::warn("refused {} connection(s): {} ({} of {} pool blocks in use)", n, refusal_names[i],
-                     connections_.in_use(), connections_.capacity());
+                     connections_.in_use(), connections_.limit());
     }
 }
 
@@ -249,11 +319,16 @@ server_snapshot server::snapshot(bool with_top_sources) const {
                 {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6), holder.connections});
         }
     }
+    s.reload = last_reloads_;
     if (upstreams_ != nullptr) {
-        for (std::size_t i = 0; i < upstreams_->size(); ++i) {
+        for (std::size_t i = 0; i < upstreams_->slots_used(); ++i) {
             const auto& u = upstreams_->at(i);
-            s.upstreams.push_back({u.name, u.active.load(std::memory_order_relaxed),
-                                   u.connect_failures.load(std::memory_order_relaxed), upstreams_->is_down(u)});
+            const auto status = u.status.load(std::memory_order_relaxed);
+            const auto active = u.active.load(std::memory_order_relaxed);
+            // A removed upstream is shown until its last relay has finished.
+            if (status == upstreams::state::empty || (status == upstreams::state::retired && active == 0)) continue;
+            s.upstreams.push_back({u.name, active, u.connect_failures.load(std::memory_order_relaxed),
+                                   upstreams_->is_down(u), status == upstreams::state::retired});
         }
     }
     return s;

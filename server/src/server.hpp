@@ -42,6 +42,8 @@ public:
     /// On the control thread (the SIGHUP handler): adopts what can change at run time from
     /// `next`, logs each change, and names the changed settings that need a restart.
     void reload(const config::Config& next);
+    /// On the control thread: a reload whose config did not load; nothing changed. For /stats.
+    void reload_rejected(const std::string& why);
     /// Passes a fork (daemonize) on to every io_context; before run() only.
     void notify_fork(asio::execution_context::fork_event event);
 
@@ -68,6 +70,12 @@ private:
     }
 
     void warn_if_pipes_shrunk() const;
+    /// max_connections to `limit`: grows the pools into their reservations (blocks never move),
+    /// or lowers the admission limit (no connection is touched). False past pool.reserve.
+    bool resize_pool(std::size_t limit);
+    /// After every shard has run a handler posted now, slots of upstreams removed by reload
+    /// `reload` may be reused.
+    void fence_upstreams(std::uint64_t reload);
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
     void watch_hangups();
@@ -84,6 +92,8 @@ private:
     asio::signal_set signals_;
     asio::signal_set hangups_;  // from construction, so an early SIGHUP cannot kill the process
     std::function<void()> on_hangup_;
+    std::uint64_t reloads_ = 0;
+    reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};

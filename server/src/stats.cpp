@@ -42,19 +42,53 @@ shard_snapshot server_snapshot::total() const noexcept {
 
 namespace {
 
+// The pool's gauges and counters, declared once for /stats and /metrics.
+struct pool_field {
+    const char* key;     // in /stats
+    const char* metric;  // in /metrics
+    const char* type;
+    const char* help;
+    std::uint64_t (*get)(const pool::slab_stats&);
+};
+#define SLABD_POOL_FIELD(field) [](const pool::slab_stats& p) -> std::uint64_t { return p.field; }
+constexpr pool_field pool_fields[] = {
+    {"block_size", "pool_block_size_bytes", "gauge", "Bytes per block, alignment padding included",
+     SLABD_POOL_FIELD(block_size)},
+    {"capacity", "pool_capacity_blocks", "gauge", "Blocks the pool's memory holds now (grown by reload, never shrunk)",
+     SLABD_POOL_FIELD(capacity)},
+    {"limit", "pool_limit_blocks", "gauge", "Blocks that may be in use at once: the admission limit",
+     SLABD_POOL_FIELD(limit)},
+    {"reserved", "pool_reserved_blocks", "gauge", "Blocks the pool may grow to at a reload without a restart",
+     SLABD_POOL_FIELD(reserved)},
+    {"in_use", "pool_in_use_blocks", "gauge", "Blocks handed out", SLABD_POOL_FIELD(in_use)},
+    {"free", "pool_free_blocks", "gauge", "Blocks that may still be handed out under the limit",
+     SLABD_POOL_FIELD(free)},
+    {"high_water", "pool_high_water_blocks", "gauge", "Most blocks in use at once since start",
+     SLABD_POOL_FIELD(high_water)},
+    {"slab_bytes", "pool_slab_bytes", "gauge", "Bytes of the slabs the blocks are carved from",
+     SLABD_POOL_FIELD(slab_bytes)},
+    {"allocs", "pool_allocs_total", "counter", "Blocks handed out since start", SLABD_POOL_FIELD(allocs)},
+    {"failed_allocs", "pool_failed_allocs_total", "counter", "Allocations that found no block under the limit",
+     SLABD_POOL_FIELD(failed_allocs)},
+};
+#undef SLABD_POOL_FIELD
+
 nlohmann::json pool_json(const pool::slab_stats& p) {
-    return {{"block_size", p.block_size},
-            {"capacity", p.capacity},
-            {"in_use", p.in_use},
-            {"free", p.free},
-            {"high_water", p.high_water},
-            {"allocs", p.allocs},
-            {"failed_allocs", p.failed_allocs},
-            {"rejected_frees",
-             {{"double", p.rejected_double_frees},
-              {"foreign", p.rejected_foreign_frees},
-              {"misaligned", p.rejected_misaligned_frees}}},
-            {"slab_bytes", p.slab_bytes}};
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& f : pool_fields) j[f.key] = f.get(p);
+    j["rejected_frees"] = {{"double", p.rejected_double_frees},
+                           {"foreign", p.rejected_foreign_frees},
+                           {"misaligned", p.rejected_misaligned_frees}};
+    return j;
+}
+
+nlohmann::json reload_json(const reload_snapshot& r) {
+    return {{"applied", r.applied},
+            {"rejected", r.rejected},
+            {"last", r.last},
+            {"changed", r.changed},
+            {"needs_restart", r.needs_restart},
+            {"error", r.error}};
 }
 
 nlohmann::json refused_json(const shard_snapshot& t) {
@@ -105,7 +139,7 @@ std::string to_json(const server_snapshot& s) {
         upstreams.push_back({{"name", u.name},
                              {"active", u.active},
                              {"connect_failures", u.connect_failures},
-                             {"state", u.down ? "down" : "up"}});
+                             {"state", u.removed ? "removed" : u.down ? "down" : "up"}});
     const nlohmann::json j = {
         {"server",
          {{"version", s.version},
@@ -140,6 +174,7 @@ std::string to_json(const server_snapshot& s) {
         {"ready", ready(s)},
         {"ready_headroom", s.ready_headroom},
         {"limits", limits_json(s.limits)},
+        {"reload", reload_json(s.reload)},
         {"shards", std::move(shards)},
         {"upstreams", std::move(upstreams)},
     };
@@ -221,34 +256,10 @@ std::string to_prometheus(const server_snapshot& s) {
     SLABD_ADMIN_STATS(SLABD_ADMIN_METRIC)
 #undef SLABD_ADMIN_METRIC
 
-    using field = std::uint64_t (*)(const pool::slab_stats&);
-    const struct {
-        const char* name;
-        const char* type;
-        const char* help;
-        field get;
-    } pool_families[] = {
-        {"pool_block_size_bytes", "gauge", "Bytes per block, alignment padding included",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.block_size; }},
-        {"pool_capacity_blocks", "gauge", "Blocks in the pool",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.capacity; }},
-        {"pool_in_use_blocks", "gauge", "Blocks handed out",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.in_use; }},
-        {"pool_free_blocks", "gauge", "Blocks free",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.free; }},
-        {"pool_high_water_blocks", "gauge", "Most blocks in use at once since start",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.high_water; }},
-        {"pool_slab_bytes", "gauge", "Bytes of the slabs the blocks are carved from",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.slab_bytes; }},
-        {"pool_allocs_total", "counter", "Blocks handed out since start",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.allocs; }},
-        {"pool_failed_allocs_total", "counter", "Allocations that found the pool empty",
-         [](const pool::slab_stats& p) -> std::uint64_t { return p.failed_allocs; }},
-    };
-    for (const auto& f : pool_families) {
-        w.family(f.name, f.type, f.help);
-        w.sample(f.name, "pool=\"connections\"", static_cast<double>(f.get(s.pool)));
-        w.sample(f.name, "pool=\"buffers\"", static_cast<double>(f.get(s.buffers)));
+    for (const auto& f : pool_fields) {
+        w.family(f.metric, f.type, f.help);
+        w.sample(f.metric, "pool=\"connections\"", static_cast<double>(f.get(s.pool)));
+        w.sample(f.metric, "pool=\"buffers\"", static_cast<double>(f.get(s.buffers)));
     }
     w.family("pool_rejected_frees_total", "counter", "Frees refused: double, foreign or misaligned pointers");
     for (const auto& [label, p] : {std::pair{"connections", &s.pool}, std::pair{"buffers", &s.buffers}}) {
@@ -292,7 +303,15 @@ std::string to_prometheus(const server_snapshot& s) {
         w.family("upstream_up", "gauge", "0 while the upstream is marked failed and skipped");
         for (const auto& u : s.upstreams)
             w.sample("upstream_up", "upstream=\"" + label_value(u.name) + "\"", u.down ? 0 : 1);
+        w.family("upstream_removed", "gauge", "1 while a removed upstream's relays finish");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_removed", "upstream=\"" + label_value(u.name) + "\"", u.removed ? 1 : 0);
     }
+    w.family("reloads_total", "counter", "Reloads (SIGHUP) by outcome: applied, or rejected and nothing changed");
+    w.sample("reloads_total", "outcome=\"applied\"", static_cast<double>(s.reload.applied));
+    w.sample("reloads_total", "outcome=\"rejected\"", static_cast<double>(s.reload.rejected));
+    w.family("reload_needs_restart_settings", "gauge", "Settings changed in the file that only a restart applies");
+    w.sample("reload_needs_restart_settings", "", static_cast<double>(s.reload.needs_restart.size()));
     return w.take();
 }
 

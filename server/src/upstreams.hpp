@@ -1,13 +1,15 @@
 // The proxy's upstream list: which upstream a new client goes to (round-robin or
-// least-connections) and passive health: an upstream whose connect failed is skipped for a while.
+// least-connections), passive health (an upstream whose connect failed is skipped for a while),
+// and changes at reload: an added upstream takes clients at once, a removed one takes no more
+// while the relays it has finish.
 #pragma once
 
 #include <asio/ip/tcp.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,38 +17,70 @@
 
 namespace slabd::server {
 
-/// Shared by all shards; every member is an atomic so picking takes no lock.
+/// Shared by all shards, which only pick and count (atomics, no lock); the control thread alone
+/// changes the list. A slot's address and name are rewritten only once no shard can be reading
+/// them: the slot was retired, every shard has since run a handler (the fence), and no relay
+/// holds it.
 class upstreams {
 public:
+    /// The tried mask is 64 bits wide.
+    static constexpr std::size_t max_slots = 64;
+
+    enum class state : std::uint8_t { empty, serving, retired };
+
     struct upstream {
         std::string name;
         asio::ip::tcp::endpoint endpoint;
+        std::atomic<state> status{state::empty};  // release on change: name and endpoint precede it
         std::atomic<std::uint64_t> active{0};
         std::atomic<std::uint64_t> connect_failures{0};
         std::atomic<std::int64_t> down_until{0};  // steady_clock ticks; 0 = healthy
+        std::uint64_t retired_at = 0;             // the reload that retired it; control thread only
     };
 
+    /// What a reload changed: names added and removed, and those that found no slot.
+    struct change {
+        std::vector<std::string> added;
+        std::vector<std::string> removed;
+        std::vector<std::string> no_room;
+    };
+
+    /// Throws std::invalid_argument past max_slots.
     upstreams(const std::vector<config::endpoint>& list, config::balance_policy policy,
               std::chrono::milliseconds fail_timeout);
 
-    /// The next upstream to try, skipping `skip` (already tried for this client) and those marked
-    /// down; nullptr when none is left. `attempt` counts tries for this client from 0.
+    /// The next serving upstream not in `tried_mask` (bit i: slot i), those marked down last;
+    /// nullptr when none is left.
     upstream* pick(std::uint64_t tried_mask) noexcept;
     void mark_failed(upstream& u) noexcept;
     void mark_ok(upstream& u) noexcept { u.down_until.store(0, std::memory_order_relaxed); }
-    [[nodiscard]] std::size_t size() const noexcept { return count_; }
     [[nodiscard]] std::size_t index_of(const upstream& u) const noexcept {
-        return static_cast<std::size_t>(&u - list_.get());
+        return static_cast<std::size_t>(&u - slots_.data());
     }
-    [[nodiscard]] const upstream& at(std::size_t i) const noexcept { return list_[i]; }
     [[nodiscard]] bool is_down(const upstream& u) const noexcept;
 
+    // The control thread's side.
+    /// Makes `list` the serving set, in one step for the shards: returns what changed. `reload`
+    /// numbers this change; fenced(reload) later says every shard has seen it.
+    change replace(const std::vector<config::endpoint>& list, std::uint64_t reload);
+    /// Every shard has run a handler posted after reload `reload`: slots it retired are
+    /// reusable once their relays are gone.
+    void fenced(std::uint64_t reload) noexcept { fenced_ = std::max(fenced_, reload); }
+    void set_policy(config::balance_policy policy, std::chrono::milliseconds fail_timeout) noexcept;
+    /// Slots ever used, serving or retired, in slot order (for the statistics).
+    [[nodiscard]] std::size_t slots_used() const noexcept { return used_.load(std::memory_order_acquire); }
+    [[nodiscard]] const upstream& at(std::size_t i) const noexcept { return slots_[i]; }
+
 private:
-    std::unique_ptr<upstream[]> list_;
-    std::size_t count_;
-    config::balance_policy policy_;
-    std::chrono::steady_clock::duration fail_timeout_;
+    upstream* find(const asio::ip::tcp::endpoint& e) noexcept;
+    upstream* free_slot() noexcept;
+
+    std::array<upstream, max_slots> slots_;
+    std::atomic<std::size_t> used_{0};  // slots [0, used_) have held an upstream
+    std::atomic<config::balance_policy> policy_;
+    std::atomic<std::int64_t> fail_timeout_;  // steady_clock ticks
     std::atomic<std::uint64_t> next_{0};
+    std::uint64_t fenced_ = 0;
 };
 
 /// A leg's hold on the upstream it connects or relays to: the upstream's `active` gauge counts
@@ -63,8 +97,9 @@ public:
         u.active.fetch_add(1, std::memory_order_relaxed);
         upstream_ = &u;
     }
+    /// After this the slot may be reused for another upstream: nothing may touch it any more.
     void release() noexcept {
-        if (upstream_ != nullptr) upstream_->active.fetch_sub(1, std::memory_order_relaxed);
+        if (upstream_ != nullptr) upstream_->active.fetch_sub(1, std::memory_order_release);
         upstream_ = nullptr;
     }
     [[nodiscard]] upstreams::upstream* get() const noexcept { return upstream_; }

@@ -177,13 +177,14 @@ class DaemonTest(harness.SlabdTest):
         rotated = daemon.log + ".1"
         os.rename(daemon.log, rotated)
         daemon.write_config('[timeouts]\nidle = "1s"\n[log]\nlevel = "debug"\n'
-                            '[pool]\nmax_connections = 7\n')
+                            '[pool]\nmax_connections = 7\nbuffer_count = 7\n')
         daemon.signal(signal.SIGHUP)
         daemon.wait_log("reload: changed timeouts.idle 300000ms -> 1000ms", "the reload")
         daemon.logs_seen.append(read_text(rotated))
         log = read_text(daemon.log)
         self.assertIn('reload: changed log.level "info" -> "debug"', log)
-        self.assertIn("only a restart applies: pool.max_connections", log)
+        self.assertIn("reload: changed pool.max_connections 10000 -> 7", log)
+        self.assertIn("only a restart applies: pool.buffer_count", log)
         self.assertNotIn("SIGHUP", daemon.logs_seen[0], "the old file got nothing after the rename")
 
         # The shards took the new idle timeout: an idle client is closed within seconds.

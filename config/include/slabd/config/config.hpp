@@ -57,6 +57,9 @@ struct Config {
     balance_policy balance = balance_policy::round_robin;
     /// [pool] max_connections: with this many clients connected, the next is refused or waits
     std::size_t max_connections = 10'000;
+    /// [pool] reserve: the largest max_connections a reload may grow to; use
+    /// effective_pool_reserve()
+    std::size_t pool_reserve = 0;
     /// [server] threads, one io_context each
     unsigned threads = default_threads();
     /// [pool] on_exhausted
@@ -127,6 +130,16 @@ Config load_string(std::string_view toml, std::string_view name, Config base = {
 /// The effective config as commented TOML that load_string reads back; redacted: token hidden.
 std::string to_toml(const Config& config, bool redact_secrets = true);
 
+/// One setting's effective value as the file spells it: a TOML literal (a string, integer,
+/// boolean or array of strings), which is also valid JSON.
+struct setting_value {
+    std::string_view table;
+    std::string_view key;
+    std::string literal;
+};
+/// Every setting in to_toml's order; redacted: the token hidden.
+std::vector<setting_value> setting_values(const Config& config, bool redact_secrets = true);
+
 /// The settings whose values differ between `a` and `b`, as "table.key", in the settings' order
 /// (secrets compared, never shown: the names only).
 std::vector<std::string> differing_settings(const Config& a, const Config& b);
@@ -150,5 +163,7 @@ command_line parse_command_line(int argc, const char* const* argv);
 /// Free pool blocks below which /readyz answers 503: ready_headroom, or if that is 0, 1% of
 /// max_connections and at least 1 block.
 std::size_t effective_ready_headroom(const Config& config) noexcept;
+/// pool.reserve, or its default: 4 x max_connections (at most 10,000,000).
+std::size_t effective_pool_reserve(const Config& config) noexcept;
 
 }  // namespace slabd::config

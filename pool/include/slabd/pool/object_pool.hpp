@@ -48,7 +48,9 @@ public:
         T* object_ = nullptr;
     };
 
-    explicit object_pool(std::size_t capacity) : slab_(sizeof(T), capacity, alignof(T)) {}
+    /// Room for `capacity` objects now and, through add_memory(), for `reserve` (0: capacity).
+    explicit object_pool(std::size_t capacity, std::size_t reserve = 0)
+        : slab_(sizeof(T), capacity, alignof(T), reserve) {}
 
     /// Constructs a T in a free block; an empty handle when the pool is exhausted.
     template <typename... Args>
@@ -86,7 +88,13 @@ public:
     /// The real per-object cost: sizeof(T), at least a pointer (the free-list link), rounded up to
     /// alignof(T).
     [[nodiscard]] std::size_t block_size() const noexcept { return slab_.block_size(); }
+    /// Grows the pool by `objects` from its reservation; existing objects never move.
+    bool add_memory(std::size_t objects) noexcept { return slab_.add_memory(objects); }
+    /// Admits at most `limit` objects at once (at most the capacity); none in use is touched.
+    void set_limit(std::size_t limit) noexcept { slab_.set_limit(limit); }
     [[nodiscard]] std::size_t capacity() const noexcept { return slab_.capacity(); }
+    [[nodiscard]] std::size_t limit() const noexcept { return slab_.limit(); }
+    [[nodiscard]] std::size_t reserved() const noexcept { return slab_.reserved(); }
     [[nodiscard]] std::size_t in_use() const noexcept { return slab_.in_use(); }
     [[nodiscard]] std::size_t available() const noexcept { return slab_.available(); }
     [[nodiscard]] slab_stats stats() const noexcept { return slab_.stats(); }

@@ -13,8 +13,8 @@ namespace slabd::pool {
 class shared_slab {
 public:
     shared_slab(std::size_t block_size, std::size_t capacity,
-                std::size_t align = alignof(std::max_align_t))
-        : slab_(block_size, capacity, align) {}
+                std::size_t align = alignof(std::max_align_t), std::size_t reserve = 0)
+        : slab_(block_size, capacity, align, reserve) {}
 
     [[nodiscard]] void* alloc() noexcept {
         std::lock_guard lock(mutex_);
@@ -25,9 +25,29 @@ public:
         return slab_.free(p);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept { return slab_.owns(p); }
+    bool add_memory(std::size_t blocks) noexcept {
+        std::lock_guard lock(mutex_);
+        return slab_.add_memory(blocks);
+    }
+    void set_limit(std::size_t limit) noexcept {
+        std::lock_guard lock(mutex_);
+        slab_.set_limit(limit);
+    }
+
+    [[nodiscard]] bool owns(const void* p) const noexcept {
+        std::lock_guard lock(mutex_);
+        return slab_.owns(p);
+    }
     [[nodiscard]] std::size_t block_size() const noexcept { return slab_.block_size(); }
-    [[nodiscard]] std::size_t capacity() const noexcept { return slab_.capacity(); }
+    [[nodiscard]] std::size_t reserved() const noexcept { return slab_.reserved(); }
+    [[nodiscard]] std::size_t capacity() const noexcept {
+        std::lock_guard lock(mutex_);
+        return slab_.capacity();
+    }
+    [[nodiscard]] std::size_t limit() const noexcept {
+        std::lock_guard lock(mutex_);
+        return slab_.limit();
+    }
     [[nodiscard]] std::size_t in_use() const noexcept {
         std::lock_guard lock(mutex_);
         return slab_.in_use();

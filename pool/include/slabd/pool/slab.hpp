@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <span>
 #include <string>
@@ -31,9 +32,11 @@ enum class free_result : std::uint8_t { ok, double_free, foreign, misaligned };
 /// A snapshot of one slab's (or several slabs' summed) counters and gauges.
 struct slab_stats {
     std::size_t block_size = 0;  ///< bytes per block, alignment padding included
-    std::size_t capacity = 0;
+    std::size_t capacity = 0;  ///< blocks the memory holds now (grows, never shrinks)
+    std::size_t limit = 0;     ///< blocks that may be in use at once (the admission limit)
+    std::size_t reserved = 0;  ///< blocks the reserved address range can grow to
     std::size_t in_use = 0;
-    std::size_t free = 0;
+    std::size_t free = 0;      ///< blocks that may still be handed out: limit - in_use, or 0
     std::size_t high_water = 0;  ///< most blocks ever in use at once
     std::size_t slab_bytes = 0;  ///< bytes of the region(s) the blocks were carved from
     std::uint64_t allocs = 0;
@@ -52,7 +55,12 @@ struct slab_stats {
 /// lazily, so an unused tail of a large slab costs address space, not memory). A state byte per
 /// block, kept outside the blocks, says whether it is in use.
 ///
-/// Invariant (checked by check_invariants()): in_use + free == capacity; the free list is
+/// The region is reserved for `reserved` blocks up front and used for the first `capacity`:
+/// add_memory() takes more of it, so the pool grows without moving a block and free() still
+/// decides ownership with one compare. An admission limit below the capacity shrinks the pool
+/// without touching a block in use: alloc() refuses until in_use falls under it.
+///
+/// Invariant (checked by check_invariants()): in_use + free blocks == capacity; the free list is
 /// acyclic, holds only blocks marked free, and with the uncarved tail covers every free block.
 class slab {
 public:
@@ -60,8 +68,10 @@ public:
     static constexpr std::size_t max_capacity = npos - 1;
 
     /// Maps a region of its own (one mmap) for `capacity` blocks of at least `block_size` bytes,
-    /// each aligned to `align` (a power of two). Throws std::invalid_argument / std::bad_alloc.
-    slab(std::size_t block_size, std::size_t capacity, std::size_t align = alignof(std::max_align_t));
+    /// each aligned to `align` (a power of two), reserving address space for `reserve` blocks
+    /// (0: `capacity`). Throws std::invalid_argument / std::bad_alloc.
+    slab(std::size_t block_size, std::size_t capacity, std::size_t align = alignof(std::max_align_t),
+         std::size_t reserve = 0);
     /// Carves as many blocks as fit into caller-owned memory, which must outlive the slab.
     slab(std::span<std::byte> region, std::size_t block_size, std::size_t align);
     ~slab();
@@ -71,11 +81,11 @@ public:
     slab(const slab&) = delete;
     slab& operator=(const slab&) = delete;
 
-    /// Pops the most recently freed block, or returns nullptr when every block is in use.
+    /// Pops the most recently freed block, or returns nullptr when the limit's worth is in use.
     [[nodiscard]] void* alloc() noexcept {
         std::byte* block = head_;
-        if (block == nullptr) [[unlikely]]
-            return alloc_fresh();
+        if (block == nullptr || in_use() >= limit_) [[unlikely]]
+            return alloc_slow();
         head_ = load_next(block);
         unpoison(block, stride_);
         states_[index_of_offset(offset_of(block))] = in_use_state;
@@ -105,8 +115,20 @@ public:
     /// the alignment.
     [[nodiscard]] std::size_t block_size() const noexcept { return stride_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
+    [[nodiscard]] std::size_t reserved() const noexcept { return reserved_; }
     [[nodiscard]] std::size_t in_use() const noexcept { return static_cast<std::size_t>(allocs_ - frees_); }
-    [[nodiscard]] std::size_t available() const noexcept { return capacity_ - in_use(); }
+    [[nodiscard]] std::size_t available() const noexcept {
+        return limit_ > in_use() ? limit_ - in_use() : 0;
+    }
+
+    /// The seed design's add_memory, over the reserved range: `blocks` more blocks after the
+    /// last, raising the capacity and the limit with it. False (and nothing changes) when the
+    /// reservation has no room for them.
+    bool add_memory(std::size_t blocks) noexcept;
+    /// Sets the admission limit, at most the capacity. Blocks in use stay in use; below the
+    /// limit's worth alloc() hands out blocks again.
+    void set_limit(std::size_t limit) noexcept { limit_ = std::min(limit, capacity_); }
     [[nodiscard]] slab_stats stats() const noexcept;
 
     /// Index of the block at `p` (which must be a block start of this slab); for tests and demos.
@@ -121,7 +143,7 @@ private:
     static constexpr std::uint8_t in_use_state = 1;
 
     void carve(std::size_t stride);
-    [[gnu::noinline]] void* alloc_fresh() noexcept;
+    [[gnu::noinline]] void* alloc_slow() noexcept;
     [[gnu::noinline]] free_result free_slow(std::byte* block) noexcept;
     [[gnu::noinline]] free_result reject(free_result why) noexcept;
 
@@ -177,6 +199,8 @@ private:
     std::byte* head_ = nullptr;  // most recently freed block; null when none is
     std::size_t stride_ = 0;
     std::size_t capacity_ = 0;
+    std::size_t limit_ = 0;
+    std::size_t reserved_ = 0;
     std::uintptr_t region_bytes_used_ = 0;  // capacity_ * stride_
     std::uint64_t reciprocal_ = 0;
     bool fast_divide_ = false;

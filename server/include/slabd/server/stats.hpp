@@ -121,7 +121,18 @@ struct upstream_snapshot {
     std::string name;
     std::uint64_t active = 0;
     std::uint64_t connect_failures = 0;
-    bool down = false;  // passively marked failed and being skipped
+    bool down = false;     // passively marked failed and being skipped
+    bool removed = false;  // removed at a reload: takes no new clients, its relays finish
+};
+
+/// The outcome of the reloads (SIGHUP) so far, as /stats shows it.
+struct reload_snapshot {
+    std::uint64_t applied = 0;   // reloads whose config loaded (changed something or not)
+    std::uint64_t rejected = 0;  // reloads whose config did not load: nothing changed
+    std::string last = "none";   // "none", "applied" or "rejected"
+    std::vector<std::string> changed;        // by the last applied reload, "key old -> new"
+    std::vector<std::string> needs_restart;  // keys that differ from the running ones
+    std::string error;                       // why the last rejected reload was rejected
 };
 
 /// The admission limits as /stats shows them: who holds the most connections.
@@ -148,6 +159,7 @@ struct server_snapshot {
     std::uint64_t op_memory_overflows = 0;
     admin_snapshot admin;
     limits_snapshot limits;
+    reload_snapshot reload;
     bool draining = false;
     std::size_t ready_headroom = 1;  // free blocks below which the server is not ready
     std::vector<shard_snapshot> shards;
