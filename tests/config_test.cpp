@@ -85,6 +85,7 @@ Config unusual() {
     c.log_fmt = log_format::json;
     c.daemonize = true;
     c.pidfile = "/run/slabd.pid";
+    c.handover_socket = "/run/slabd/handover.sock";
     return c;
 }
 
@@ -164,6 +165,7 @@ TEST_CASE("every key is read from the file") {
         [daemon]
         daemonize = true
         pidfile = "/run/slabd.pid"
+        handover_socket = "/run/slabd/handover.sock"
     )",
                                  "all.toml");
     CHECK(c == unusual());
@@ -692,6 +694,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 30);
+    CHECK(all.size() == 31);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

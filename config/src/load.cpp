@@ -418,6 +418,7 @@ void check_consistency(const Config& config, const origins& where) {
         }
         check_path(where, "daemon.pidfile", config.pidfile);
         check_path(where, "log.file", config.log_file);
+        check_path(where, "daemon.handover_socket", config.handover_socket);
     }
 }
 

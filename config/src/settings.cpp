@@ -197,6 +197,12 @@ constexpr detail::setting all_settings[] = {
      flag_kind::value, "--pidfile", "PATH",
      [](Config& c, const given& v) { c.pidfile = v.text(max_path); },
      [](const Config& c, bool) { return quote(c.pidfile); }},
+    {"daemon", "handover_socket", "Unix socket through which a new slabd takes over the listeners "
+                                  "of the running one, which then drains: a restart that refuses "
+                                  "no one (empty: none)",
+     flag_kind::value, "--handover-socket", "PATH",
+     [](Config& c, const given& v) { c.handover_socket = v.text(max_path); },
+     [](const Config& c, bool) { return quote(c.handover_socket); }},
 };
 // clang-format on
 

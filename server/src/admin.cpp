@@ -8,6 +8,7 @@
 #include <asio/write.hpp>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <cassert>
 #include <cerrno>
 #include <chrono>
+#include <system_error>
 
 #include "admin_request.hpp"
 #include "server.hpp"
@@ -371,6 +373,16 @@ admin::admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, serve
     : context_(context), acceptor_(context, at), server_(owner),
       sessions_(std::make_shared<session_pool>(context)) {
     acceptor_.non_blocking(true);  // accept_at_the_limit's synchronous accept must not block
+}
+
+admin::admin(asio::io_context& context, int fd, server& owner)
+    : context_(context), acceptor_(context), server_(owner), sessions_(std::make_shared<session_pool>(context)) {
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0)
+        throw std::system_error(errno, std::generic_category(), "the admin listener taken over");
+    acceptor_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+    acceptor_.non_blocking(true);
 }
 
 admin::~admin() = default;

@@ -37,6 +37,10 @@ std::string_view status_page() noexcept;
 class admin {
 public:
     admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, server& owner);
+    /// On `fd`, a listener taken over from the process before this one.
+    admin(asio::io_context& context, int fd, server& owner);
+    /// The listener, for a process that takes over.
+    [[nodiscard]] int native_handle() noexcept { return acceptor_.native_handle(); }
     ~admin();
     void start();
     void stop();

@@ -83,9 +83,14 @@ pidfile::pidfile(std::string path) : path_(std::move(path)) {
 }
 
 pidfile::~pidfile() {
+    if (fd_ < 0) return;
     // Unlinked while still locked, so a newcomer never finds our pid in a file nobody holds.
     ::unlink(path_.c_str());
     ::close(fd_);
+}
+
+void pidfile::hand_over() noexcept {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
 void pidfile::write_pid() {

@@ -30,8 +30,15 @@ class pidfile {
     pidfile(const pidfile&) = delete;
     pidfile& operator=(const pidfile&) = delete;
 
+    /// Adopts `locked_fd`, the open and locked pidfile a process taking over was given: the
+    /// lock belongs to the open file, so it passes with the descriptor.
+    pidfile(std::string path, int locked_fd) noexcept : path_(std::move(path)), fd_(locked_fd) {}
     /// Writes this process's id, once it is final (after daemonize); throws std::system_error.
     void write_pid();
+    /// The descriptor, to hand to a process that takes over.
+    [[nodiscard]] int descriptor() const noexcept { return fd_; }
+    /// The process that took over holds the lock now and wrote its pid: close without removing.
+    void hand_over() noexcept;
 
   private:
     std::string path_;

@@ -92,10 +92,17 @@ int main(int argc, char** argv) {
     const auto& settings = cli.config;
     const auto reload_args = arguments_for_reload(argc, argv);
     std::optional<slabd::server::pidfile> pid;
+    std::optional<slabd::server::taken_over> inherited;
     try {
+        // A running slabd at the handover socket gives this one its listeners and its locked
+        // pidfile: a restart, not a second instance.
+        if (!settings.handover_socket.empty()) inherited = slabd::server::take_over(settings.handover_socket);
         // The pidfile first: a second instance is refused before it binds (it would name a busy
         // port, not the first instance) or writes to the first one's log.
-        if (!settings.pidfile.empty()) pid.emplace(settings.pidfile);
+        if (inherited && inherited->pidfile >= 0 && !settings.pidfile.empty())
+            pid.emplace(settings.pidfile, std::exchange(inherited->pidfile, -1));
+        else if (!settings.pidfile.empty())
+            pid.emplace(settings.pidfile);
         slabd::server::logging::setup(settings);
     } catch (const std::runtime_error& e) {
         std::cerr << "slabd: cannot start: " << e.what() << "\n";
@@ -104,7 +111,10 @@ int main(int argc, char** argv) {
     slabd::server::raise_descriptor_limit(settings);
     std::optional<slabd::server::launcher_pipe> launcher;
     try {
-        slabd::server::server daemon(settings);
+        slabd::server::server daemon(
+            settings, {std::move(inherited), pid ? pid->descriptor() : -1, [&pid] {
+                           if (pid) pid->hand_over();
+                       }});
         if (settings.daemonize)
             launcher.emplace(
                 slabd::server::daemonize([&daemon](auto event) { daemon.notify_fork(event); }));

@@ -39,11 +39,20 @@ live_settings live_settings_of(const config::Config& c) {
 
 }  // namespace
 
-server::server(const config::Config& settings)
+server::server(const config::Config& settings, handover_setup handover)
     : settings_(settings),
       connections_(settings.max_connections, config::effective_pool_reserve(settings)),
       signals_(control_, SIGINT, SIGTERM),
-      hangups_(control_, SIGHUP) {
+      hangups_(control_, SIGHUP),
+      handover_(std::move(handover)) {
+    auto& inherited = handover_.inherited;
+    if (inherited && inherited->data.size() != settings_.threads) {
+        // Each listener is one shard's: leaving one unserved would strand its queue.
+        spdlog::warn("server.threads {} ignored: took over {} listeners, so {} threads; a stop and start "
+                     "changes it",
+                     settings_.threads, inherited->data.size(), inherited->data.size());
+        settings_.threads = static_cast<unsigned>(inherited->data.size());
+    }
     const unsigned threads = std::max(1U, settings_.threads);
     const std::size_t reserve = connections_.reserved();
     if (settings_.mode == config::server_mode::proxy) {
@@ -77,11 +86,27 @@ server::server(const config::Config& settings)
                             *accept_rate_};
     for (unsigned i = 0; i < threads; ++i) {
         shards_.push_back(std::make_unique<shard>(setup));
+        if (inherited) {
+            shards_.back()->adopt(std::exchange(inherited->data[i], -1));
+            continue;
+        }
         shards_.back()->listen(at);
         at = shards_.front()->local_endpoint();  // port 0: the others join the port the first got
     }
+    if (inherited) {
+        const auto took = shards_.front()->local_endpoint();
+        if (took.address() != at.address() || (at.port() != 0 && took.port() != at.port()))
+            throw std::runtime_error("server.listen " + config::to_string(settings_.listen) +
+                                     " is not where the listeners taken over from pid " +
+                                     std::to_string(inherited->old_pid) + " listen (" + took.address().to_string() +
+                                     ":" + std::to_string(took.port()) +
+                                     "): a take-over keeps the listeners; stop and start slabd to move them");
+    }
     warn_if_pipes_shrunk();
-    admin_ = std::make_unique<admin>(control_, resolve(settings_.admin), *this);
+    if (inherited && inherited->admin >= 0)
+        admin_ = std::make_unique<admin>(control_, std::exchange(inherited->admin, -1), *this);
+    else
+        admin_ = std::make_unique<admin>(control_, resolve(settings_.admin), *this);
 }
 
 server::~server() = default;
@@ -114,6 +139,7 @@ void server::run() {
 
     std::vector<std::thread> threads;
     for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
+    asio::post(control_, [this] { serve_handovers(); });
     std::thread control([this] { control_.run(); });
     for (auto& t : threads) t.join();
     // Every shard has drained: the admin endpoint and the signal watch go too.
@@ -122,9 +148,41 @@ void server::run() {
         signals_.cancel(ignored);
         hangups_.cancel(ignored);
         admin_->stop();
+        if (handover_listener_ != nullptr) handover_listener_->stop(true);
         control_.stop();  // keep-alive admin sessions would otherwise hold run() open
     });
     control.join();
+}
+
+void server::serve_handovers() {
+    if (auto& inherited = handover_.inherited) {
+        confirm_take_over(*inherited);
+        spdlog::info("handover: took over the listeners of pid {}, which drains now", inherited->old_pid);
+        inherited.reset();
+    }
+    if (settings_.handover_socket.empty() || draining_.load()) return;
+    handover_listener::gift what;
+    for (auto& s : shards_) what.data.push_back(s->native_listener());
+    what.admin = admin_->native_handle();
+    what.pidfile = handover_.pidfile;
+    try {
+        handover_listener_ = std::make_unique<handover_listener>(control_, settings_.handover_socket, std::move(what),
+                                                                 [this](int new_pid) { handed_over(new_pid); });
+        handover_listener_->start();
+    } catch (const std::system_error& e) {
+        spdlog::error("cannot serve handovers at {}: {}; a restart will have to stop this process first",
+                      settings_.handover_socket, e.what());
+    }
+}
+
+void server::handed_over(int new_pid) {
+    spdlog::info("handover: pid {} serves the listeners now; draining (grace {} ms)", new_pid,
+                 settings_.shutdown_grace.count());
+    if (handover_.release_pidfile) handover_.release_pidfile();
+    handover_listener_->stop(false);
+    // The listeners live on in the new process: closing ours here only stops us taking newcomers.
+    admin_->stop();
+    request_stop();
 }
 
 void server::request_stop() {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "connection.hpp"
+#include "handover.hpp"
 #include "shard.hpp"
 #include "slabd/config/config.hpp"
 #include "slabd/pool/object_pool.hpp"
@@ -25,10 +26,19 @@ namespace slabd::server {
 
 class admin;
 
+/// How this process came by its listeners, and what it gives the process that takes over next.
+struct handover_setup {
+    std::optional<taken_over> inherited;    // the listeners of the process before; none: bind
+    int pidfile = -1;                       // the locked pidfile to pass on; -1: none
+    std::function<void()> release_pidfile;  // the next process holds the pidfile now
+};
+
 class server final : private shard_events {
 public:
-    /// Builds the pools and binds every listener; throws std::system_error when a bind fails.
-    explicit server(const config::Config& settings);
+    /// Builds the pools and binds every listener, or adopts those taken over; throws
+    /// std::system_error when a bind fails, std::runtime_error when the listeners taken over are
+    /// not the ones configured.
+    explicit server(const config::Config& settings, handover_setup handover = {});
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -70,6 +80,10 @@ private:
     }
 
     void warn_if_pipes_shrunk() const;
+    /// On the control thread once the shards run: confirms a take-over, then serves the next.
+    void serve_handovers();
+    /// A new process serves the listeners: stop accepting and drain.
+    void handed_over(int new_pid);
     /// max_connections to `limit`: grows the pools into their reservations (blocks never move),
     /// or lowers the admission limit (no connection is touched). False past pool.reserve.
     bool resize_pool(std::size_t limit);
@@ -95,6 +109,8 @@ private:
     std::uint64_t reloads_ = 0;
     reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;
+    handover_setup handover_;
+    std::unique_ptr<handover_listener> handover_listener_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};
     std::array<std::atomic<std::uint64_t>, refusal_reasons> refusals_unlogged_{};  // by refusal_reason

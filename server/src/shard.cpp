@@ -97,6 +97,15 @@ void shard::listen(const asio::ip::tcp::endpoint& at) {
     acceptor_.non_blocking(true);
 }
 
+void shard::adopt(int fd) {
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0)
+        throw std::system_error(errno, std::generic_category(), "a listener taken over");
+    acceptor_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+    acceptor_.non_blocking(true);
+}
+
 void shard::run() {
     accept();
     tick();

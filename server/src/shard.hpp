@@ -77,7 +77,11 @@ public:
 
     /// Binds this shard's listener (SO_REUSEPORT, so every shard binds the same port). Throws.
     void listen(const asio::ip::tcp::endpoint& at);
+    /// Accepts on `fd`, a listener taken over from the process before this one. Throws.
+    void adopt(int fd);
     [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    /// The listener, for a process that takes over.
+    [[nodiscard]] int native_listener() noexcept { return acceptor_.native_handle(); }
     /// Starts accepting and the clock, then runs the io_context until the shard has drained.
     void run();
     /// Thread-safe: stop accepting, give open connections `grace`, then close the rest.

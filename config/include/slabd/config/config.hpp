@@ -107,6 +107,8 @@ struct Config {
     bool daemonize = false;
     /// [daemon] pidfile; "" writes none
     std::string pidfile;
+    /// [daemon] handover_socket: where a new process takes over the listeners; "" for none
+    std::string handover_socket;
     /// The --config path, or "": not a setting, to_toml only mentions it
     std::string source_file;
 
