@@ -45,8 +45,14 @@ connection::connection(worker& owner, std::uint32_t index)
 // ---- lifecycle --------------------------------------------------------------------------------
 
 void connection::start() noexcept {
-    const std::int64_t at = plan_.connect_at(index_);
+    const std::int64_t at = plan_.run_mode == mode::churn && plan_.paced()
+                                ? plan_.scheduled_ns(index_, 0)
+                                : plan_.connect_at(index_);
     if (at <= now_ns()) return connect();
+    connect_at(at);
+}
+
+void connection::connect_at(std::int64_t at) noexcept {
     phase_ = phase::waiting;
     timer_.expires_at(at_ns(at));
     ++pending_;
@@ -179,6 +185,12 @@ void connection::next_cycle() noexcept {
                       !(plan_.by_count() && measured_ >= plan_.quota(index_));
     if (!more) return retire();
     ++cycle_;
+    if (plan_.paced()) {
+        // Open loop: a cycle that is late starts at once, so the offered rate holds through a
+        // stall instead of waiting for the server as a closed loop would.
+        const std::int64_t at = plan_.scheduled_ns(index_, cycle_);
+        if (at > now_ns()) return connect_at(at);
+    }
     phase_ = phase::waiting;
     ++pending_;
     if (last_outcome_ != outcome::connect_error) {
@@ -416,9 +428,10 @@ void connection::on_echo() noexcept {
     std::int64_t began = started_ns_;  // churn, hold: the whole connection, connect included
     bool counted = plan_.in_window(now_);
     if (plan_.run_mode == mode::rr) began = sent_at_ns_;
-    if (plan_.run_mode == mode::rate) {
-        // From when the message was due, not when it was sent: a stalled server shows in full.
-        began = plan_.scheduled_ns(index_, recv_msg_);
+    if (plan_.paced()) {
+        // From when the message (churn: the connection) was due, not when it started: a stalled
+        // server shows in full.
+        began = plan_.scheduled_ns(index_, plan_.run_mode == mode::rate ? recv_msg_ : cycle_);
         counted = plan_.in_window(began);
     }
     if (counted) {

@@ -41,6 +41,7 @@ class connection {
     enum class phase : std::uint8_t { waiting, connecting, open, closing, done };
 
     void connect() noexcept;
+    void connect_at(std::int64_t at) noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
     void on_readable(const asio::error_code& ec, std::size_t n) noexcept;
     void on_writable(const asio::error_code& ec) noexcept;

@@ -62,7 +62,7 @@ void add_flags(CLI::App& app, options& o, raw_flags& raw) {
            "MODE", raw.mode_text,
            "rr: closed loop, send and wait for the echo\n"
            "rate: open loop at --rate messages/s, latency from each message's scheduled time\n"
-           "churn: connect, one message, close, again\n"
+           "churn: connect, one message, close, again (--rate: that many connections/s)\n"
            "hold: open -c connections, prove each with one echo, hold them for -d seconds\n"
            "bulk: stream -s byte chunks (--direction) for throughput")
         ->required()
@@ -79,7 +79,9 @@ void add_flags(CLI::App& app, options& o, raw_flags& raw) {
                          ->capture_default_str()
                          ->check(CLI::PositiveNumber);
     raw.rate =
-        app.add_option("--rate", o.rate, "rate mode: messages per second, all connections together")
+        app.add_option("--rate", o.rate,
+                       "rate: messages per second; churn: connections per second (open loop); "
+                       "all connections together")
             ->check(CLI::PositiveNumber);
     app.add_option("--threads", o.threads, "client threads, one event loop each")
         ->capture_default_str()
@@ -138,8 +140,8 @@ command_line finish(options o, const raw_flags& raw) {
     }
     const bool rate_given = raw.rate->count() > 0;
     if (o.run_mode == mode::rate && !rate_given) return usage_error("rate mode needs --rate");
-    if (o.run_mode != mode::rate && rate_given)
-        return usage_error("--rate applies to rate mode only");
+    if (o.run_mode != mode::rate && o.run_mode != mode::churn && rate_given)
+        return usage_error("--rate applies to rate and churn modes only");
     if (o.run_mode != mode::bulk && raw.direction->count() > 0)
         return usage_error("--direction applies to bulk mode only");
     if (o.run_mode == mode::hold && raw.messages->count() > 0)

@@ -56,8 +56,12 @@ struct plan {
     /// --messages: the run ends when every quota is met, not at a time.
     [[nodiscard]] bool by_count() const noexcept { return messages != 0; }
 
+    /// Open loop: rate mode's messages, or churn's connections, start on a fixed schedule.
+    [[nodiscard]] bool paced() const noexcept { return rate > 0; }
+
     // Rate mode: message k of connection `conn` is due at slot k * connections + conn of one
     // evenly spaced global sequence, so the connections' sends interleave instead of bunching.
+    // Paced churn uses the same sequence for cycle k of slot `conn`.
     /// When message k of `conn` is due.
     [[nodiscard]] std::int64_t scheduled_ns(std::uint32_t conn, std::uint64_t k) const noexcept;
     /// The first message of `conn` due at or after t.

@@ -58,7 +58,7 @@ nlohmann::ordered_json to_json(const options& o, const tally& t, const summary& 
     j["connections"] = o.connections;
     j["size"] = o.size;
     j["threads"] = o.threads;
-    if (o.run_mode == mode::rate) j["rate"] = o.rate;
+    if (o.rate > 0) j["rate"] = o.rate;
     if (o.run_mode == mode::bulk) j["direction"] = to_string(o.bulk_direction);
     j["warmup_s"] = o.warmup_s;
     j["duration_s"] = s.duration_s;

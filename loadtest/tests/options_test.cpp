@@ -73,6 +73,7 @@ TEST_CASE("defaults, and each mode by name") {
     CHECK(parse({"bulk", "--target", "h:1", "--direction", "up"}).opts->bulk_direction ==
           direction::up);
     CHECK(parse({"rate", "--target", "h:1", "--rate", "5"}).opts->rate == 5);
+    CHECK(parse({"churn", "--target", "h:1", "--rate", "2000"}).opts->rate == 2000);
 }
 
 TEST_CASE("targets: IPv4, IPv6 in brackets, names; sources as a comma list") {
@@ -116,6 +117,8 @@ TEST_CASE("bad usage exits 2 with a message on stderr") {
              {"rr", "--target", "h:1", "--timeout", "-1"},
              {"rr", "--target", "h:1", "--source", "not-an-address"},
              {"rr", "--target", "h:1", "--rate", "100"},
+             {"hold", "--target", "h:1", "--rate", "100"},
+             {"churn", "--target", "h:1", "--rate", "0"},
              {"rate", "--target", "h:1"},
              {"rr", "--target", "h:1", "--direction", "up"},
              {"bulk", "--target", "h:1", "--direction", "sideways"},

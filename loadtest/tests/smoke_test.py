@@ -134,6 +134,13 @@ def main():
             check(code == 0 and r["msgs"] == 100 and outcomes(r, ok=100), "churn: 100 connections", r)
             check(r["conns_per_s"] > 0, "churn: connections per second", r)
 
+            # Paced churn never runs ahead of its schedule: 200 connections at 1,000/s start
+            # over at least 0.199 s, however fast the server answers.
+            code, r = load(slabd_load, server.port, workdir, "churn", "-c", "4", "--rate", "1000",
+                           "--messages", "200")
+            check(code == 0 and r["msgs"] == 200 and outcomes(r, ok=200), "paced churn: 200 connections", r)
+            check(r["rate"] == 1000 and r["duration_s"] >= 0.199, "paced churn: on schedule", r)
+
             code, r = load(slabd_load, server.port, workdir, "bulk", "-c", "2", "-s", "65536",
                            "--messages", "64")
             check(code == 0 and r["mismatches"] == 0 and outcomes(r, ok=2), "bulk: streamed both ways", r)

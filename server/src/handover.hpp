@@ -10,7 +10,6 @@
 
 #include <functional>
 #include <optional>
-#include <optional>
 #include <string>
 #include <vector>
 
