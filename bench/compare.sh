@@ -3,7 +3,8 @@
 # echo servers, and against HAProxy and nginx as TCP proxies. The headline figure is the
 # server's own CPU time per operation, read from /proc/PID/stat around each load run.
 #
-#   bench/compare.sh [--duration SECONDS] [--repeat N] [--quick]
+#   bench/compare.sh [--duration SECONDS] [--repeat N] [--quick] [--only TABLE,...]
+#                    [--baseline REV] [--limits]
 #
 # --duration: seconds per load run (default 5). --repeat: load runs per row (default 3), each
 # row showing the medians and the spread of its runs: on a shared machine one run's CPU per
@@ -11,6 +12,11 @@
 # one run each per round, so that a slow drift of the machine reaches them all alike. The
 # memory rows run once (they are not noisy). --quick: 1 s runs, one run per row unless
 # --repeat says otherwise, and no 10,000-connection rows, to check the script itself.
+# --only: the tables to run, of echo, growth, proxy and bulk (default all). A change to slabd is
+# judged against what came before it: --baseline REV builds slabd as of git revision REV (in a
+# worktree under build/) and runs it as the server "slabd@REV" beside slabd in every echo
+# group; --limits adds "slabd+limits", slabd with every [limits] key on but set so high that
+# nobody is refused, which prices the admission checks themselves.
 # Markdown tables go to stdout, progress to stderr, every run as JSON to
 # build/release/compare.json. Exit status 1 when any run failed.
 #
@@ -28,16 +34,25 @@ command_line="bench/compare.sh${*:+ $*}"
 
 say() { echo "compare: $*" >&2; }
 die() { say "$*"; exit 1; }
-usage() { echo "usage: bench/compare.sh [--duration SECONDS] [--repeat N] [--quick]" >&2; exit 2; }
+usage() {
+  echo "usage: bench/compare.sh [--duration SECONDS] [--repeat N] [--quick] [--only TABLE,...] [--baseline REV] [--limits]" >&2
+  exit 2
+}
 
 duration=
 repeat=
 quick=0
+only=echo,growth,proxy,bulk
+baseline=
+limits=0
 while (($#)); do
   case $1 in
     --duration) (($# >= 2)) || usage; duration=$2; shift 2 ;;
     --repeat) (($# >= 2)) || usage; repeat=$2; shift 2 ;;
     --quick) quick=1; shift ;;
+    --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
+    --baseline) (($# >= 2)) || usage; baseline=$2; shift 2 ;;
+    --limits) limits=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) usage ;;
   esac
@@ -48,6 +63,9 @@ repeat=${repeat:-3}
 # iperf3 takes whole seconds only.
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration wants a whole number of seconds, got '$duration'"
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a whole number of runs, got '$repeat'"
+for table in ${only//,/ }; do
+  [[ $table =~ ^(echo|growth|proxy|bulk)$ ]] || die "--only: '$table' is not one of echo, growth, proxy, bulk"
+done
 (($(nproc) >= 2)) || die "needs 2 cores (server on core 0, load on core 1); this machine has $(nproc)"
 
 # 10,000 held connections take 10,000 descriptors in the server and as many in the client;
@@ -83,6 +101,24 @@ install_peers() {
 build() {
   [[ -f build/release/CMakeCache.txt ]] || cmake --preset release >&2
   cmake --build --preset release --target slabd slabd-load epoll-echo asio-classic-echo >&2
+}
+
+# slabd as of $baseline, built like the release preset from a worktree of that revision; sets
+# $baseline_slabd and $baseline_kind.
+build_baseline() {
+  local sha
+  sha=$(git rev-parse --short "$baseline^{commit}" 2>/dev/null) || die "--baseline: '$baseline' is not a git revision"
+  local tree=$root/build/baseline-$sha-src dir=$root/build/baseline-$sha
+  if [[ ! -d $tree ]]; then
+    git worktree prune
+    git worktree add --detach "$tree" "$sha" >&2
+  fi
+  [[ -f $dir/CMakeCache.txt ]] ||
+    cmake -S "$tree" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLABD_BUILD_TESTS=OFF \
+      -DSLABD_BUILD_BENCH=OFF >&2
+  cmake --build "$dir" --target slabd >&2
+  baseline_slabd=$dir/server/slabd
+  baseline_kind=slabd@$sha
 }
 
 # ---- children ---------------------------------------------------------------------------------
@@ -233,15 +269,19 @@ run_label() { ((repeat == 1)) || echo " (run $run of $repeat)"; }
 # with $server_error set. KIND: slabd (echo, or proxy with an upstream), epoll-echo,
 # asio-classic-echo, haproxy, haproxy-splice, nginx (stream proxy), nginx-http, iperf3.
 
-start_slabd() { # CORE PORT [UPSTREAM]
-  local conf=$tmp/slabd-$2.toml args
+start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits]
+  local binary=$1 conf=$tmp/slabd-$3.toml args
   take_port
   # A row stops the server after its load has finished; there is nothing to drain for 10 s.
   printf '[timeouts]\nshutdown_grace = "1s"\n' >"$conf"
-  args=(--config "$conf" --listen "127.0.0.1:$2" --admin "127.0.0.1:$taken" --threads 1
+  # Every admission check runs, and none refuses: each row's connections come from at most two
+  # addresses, and churn stays far below a million newcomers a second.
+  [[ ${5:-} != limits ]] ||
+    printf '[limits]\nmax_per_source = 20000\naccept_rate = 1000000\naccept_burst = 1000000\n' >>"$conf"
+  args=(--config "$conf" --listen "127.0.0.1:$3" --admin "127.0.0.1:$taken" --threads 1
         --max-connections 20000 --log-level warn)
-  if [[ -n ${3:-} ]]; then args+=(--mode proxy --upstream "$3"); else args+=(--mode echo); fi
-  spawn "$1" "$tmp/slabd-$2.log" "" "$slabd" "${args[@]}"
+  if [[ -n ${4:-} ]]; then args+=(--mode proxy --upstream "$4"); else args+=(--mode echo); fi
+  spawn "$2" "$tmp/slabd-$3.log" "" "$binary" "${args[@]}"
 }
 
 start_haproxy() { # CORE PORT UPSTREAM [splice]
@@ -303,7 +343,9 @@ start_server() { # KIND CORE PORT [UPSTREAM]
   local kind=$1 core=$2 port=$3 upstream=${4:-}
   server_pid=
   case $kind in
-    slabd) start_slabd "$core" "$port" "$upstream" ;;
+    slabd) start_slabd "$slabd" "$core" "$port" "$upstream" ;;
+    slabd+limits) start_slabd "$slabd" "$core" "$port" "$upstream" limits ;;
+    slabd@*) start_slabd "$baseline_slabd" "$core" "$port" "$upstream" ;;
     epoll-echo) spawn "$core" "$tmp/epoll-$port.log" "" "$epoll_echo" "$port" 127.0.0.1 ;;
     asio-classic-echo) spawn "$core" "$tmp/asio-$port.log" "" "$asio_echo" "$port" 127.0.0.1 ;;
     haproxy) start_haproxy "$core" "$port" "$upstream" ;;
@@ -528,6 +570,11 @@ bulk_table() {
 install_peers
 build
 [[ -r $stream_module ]] || die "$stream_module missing (package libnginx-mod-stream)"
+if [[ -n $baseline ]]; then
+  build_baseline
+  echo_servers+=("$baseline_kind")
+fi
+((limits == 0)) || echo_servers+=(slabd+limits)
 
 git_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain 2>/dev/null) ]] || git_commit+=" (with uncommitted changes)"
@@ -541,10 +588,7 @@ meta=(
   "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 )
 
-echo_table
-growth_table
-proxy_table
-bulk_table
+for table in ${only//,/ }; do "${table}_table"; done
 
 status=0
 python3 bench/compare.py report "$runs_file" "$out_json" "${meta[@]}" || status=$?
