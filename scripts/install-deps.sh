@@ -13,9 +13,10 @@ packages=(
   libtomlplusplus-dev nlohmann-json3-dev libhttp-parser-dev libsystemd-dev
   # micro-benchmarks and the allocators they compare against
   libbenchmark-dev libjemalloc-dev libmimalloc-dev
-  # tests that drive the real binary: a real Prometheus (and promtool) scrapes /metrics, and
-  # headless Chromium renders the admin page
-  python3 procps prometheus chromium
+  # tests that drive the real binary: a real Prometheus (and promtool) scrapes /metrics,
+  # headless Chromium renders the admin page, and HAProxy in front and nginx behind speak the
+  # PROXY protocol with it
+  python3 procps prometheus chromium haproxy nginx-light libnginx-mod-stream
 )
 
 if [[ ! -r /etc/debian_version ]] || ! command -v dpkg-query >/dev/null 2>&1; then

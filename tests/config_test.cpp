@@ -63,6 +63,8 @@ Config unusual() {
     c.max_connections = 1234;
     c.pool_reserve = 50000;
     c.threads = 3;
+    c.accept_proxy = true;
+    c.trusted_sources = {"10.0.0.0/8", "2001:db8::/32", "192.0.2.7/32"};
     c.on_exhausted = exhausted_policy::pause;
     c.evict_idle_after = 90s;
     c.busy_message = "busy \"now\" \\ caf\u00e9";
@@ -76,8 +78,10 @@ Config unusual() {
     c.idle_timeout = 1500ms;
     c.connect_timeout = 2min;
     c.shutdown_grace = 0s;
+    c.proxy_header_timeout = 750ms;
     c.upstream_fail_timeout = 1h;
     c.splice_pipes = 0;
+    c.send_proxy = proxy_header_version::v2;
     c.admin_token = "s3cret-t0ken";
     c.ready_headroom = 12;
     c.log_level = "debug";
@@ -131,6 +135,8 @@ TEST_CASE("every key is read from the file") {
         mode = "proxy"
         listen = "[::1]:7100"
         threads = 3
+        accept_proxy = true
+        trusted_sources = ["10.1.2.3/8", "2001:db8::1/32", "192.0.2.7"]
         [pool]
         max_connections = 1234
         reserve = 50000
@@ -149,11 +155,13 @@ TEST_CASE("every key is read from the file") {
         idle = "1500ms"
         connect = "2m"
         shutdown_grace = 0
+        proxy_header = "750ms"
         [proxy]
         upstreams = ["127.0.0.1:8000", "[2001:db8::5]:8001"]
         balance = "least-connections"
         fail_timeout = "1h"
         splice_pipes = 0
+        send_proxy = "v2"
         [admin]
         listen = "0.0.0.0:0"
         token = "s3cret-t0ken"
@@ -257,6 +265,28 @@ TEST_CASE("endpoints") {
     CHECK(
         load_error(R"(proxy.upstreams = ["127.0.0.1:0"])") ==
         R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "127.0.0.1:0")");
+}
+
+TEST_CASE("trusted networks") {
+    const auto networks = [](std::string_view list) {
+        return load_string("server.trusted_sources = " + std::string{list}, "slabd.toml").trusted_sources;
+    };
+    CHECK(networks(R"(["127.0.0.1"])") == std::vector<std::string>{"127.0.0.1/32"});
+    CHECK(networks(R"(["::1", "fe80::1/10"])") == std::vector<std::string>{"::1/128", "fe80::/10"});
+    CHECK(networks(R"(["10.9.8.7/0", "192.168.1.255/23"])") ==
+          std::vector<std::string>{"0.0.0.0/0", "192.168.0.0/23"});
+    const std::string at = "slabd.toml:1: server.trusted_sources[0]: expected ";
+    const std::string shape = R"("ADDRESS" or "ADDRESS/PREFIX", such as "10.0.0.0/8" or "::1", got )";
+    const auto error = [](std::string_view value) {
+        return load_error("server.trusted_sources = [\"" + std::string{value} + "\"]");
+    };
+    CHECK(error("localhost") == at + shape + R"("localhost")");
+    CHECK(error("10.0.0.0/") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/")");
+    CHECK(error("10.0.0.0/33") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/33")");
+    CHECK(error("::/129") == at + R"(a prefix length 0..128 after the '/', got "::/129")");
+    CHECK(error("10.0.0.0/+8") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/+8")");
+    CHECK(load_error(R"(server.trusted_sources = ["10.0.0.1/8", "10.2.3.4/8"])") ==
+          R"(slabd.toml:1: server.trusted_sources[1]: expected each network once, got "10.2.3.4/8")");
 }
 
 TEST_CASE("file errors name file and line and key and say what was expected") {
@@ -386,6 +416,11 @@ TEST_CASE("checks across settings name where the culprit was set") {
             "daemon.daemonize = true\ndaemon.pidfile = \"/run/s.pid\"\nlog.file = \"s.log\"") ==
         R"(slabd.toml:3: log.file: expected an absolute path in daemon mode (the daemon runs in /), got "s.log")");
     CHECK_NOTHROW(load_string("daemon.pidfile = \"slabd.pid\"\nlog.file = \"s.log\"", "x"));
+    CHECK(load_error("[server]\naccept_proxy = true") ==
+          "slabd.toml:2: server.accept_proxy: accept_proxy needs server.trusted_sources (or "
+          "--trusted-source), the load balancers allowed to say who the client is");
+    CHECK(load_error("proxy.send_proxy = \"v1\"") ==
+          "slabd.toml:1: proxy.send_proxy: send_proxy applies to proxy mode only");
 }
 
 TEST_CASE("effective_ready_headroom") {
@@ -694,6 +729,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 31);
+    CHECK(all.size() == 35);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

@@ -160,3 +160,21 @@ TEST_CASE("with every admission limit on: still zero heap allocations per messag
     CHECK(s.total().refused() == 0);
     CHECK(s.limits.sources <= 1);
 }
+
+TEST_CASE("PROXY protocol both ways: zero heap allocations per message and per cycle") {
+    // The proxy sends a v2 header on each upstream connection; the echo behind it reads it.
+    auto echo_config = loopback_config();
+    echo_config.accept_proxy = true;
+    echo_config.trusted_sources = {"127.0.0.1/32"};
+    running_server upstream(echo_config);
+    auto proxy_config = loopback_config();
+    proxy_config.mode = slabd::config::server_mode::proxy;
+    proxy_config.upstreams = {{"127.0.0.1", upstream.port()}};
+    proxy_config.send_proxy = slabd::config::proxy_header_version::v2;
+    running_server proxy(proxy_config);
+    check_no_allocations(proxy);
+    const auto sent = proxy.stats().total().proxy_headers_sent;
+    CHECK(sent == 32 + 200 + 1000);
+    CHECK(upstream.stats().total().proxy_headers_received == sent);
+    CHECK(upstream.stats().total().refused() == 0);
+}

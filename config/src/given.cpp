@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <limits>
@@ -201,6 +203,31 @@ endpoint given::address(std::uint16_t min_port) const {
         fail("a port " + std::to_string(min_port) + "..65535 after the host");
     }
     return endpoint{std::move(*ip), static_cast<std::uint16_t>(*n)};
+}
+
+std::string given::network() const {
+    constexpr std::string_view shape =
+        R"("ADDRESS" or "ADDRESS/PREFIX", such as "10.0.0.0/8" or "::1")";
+    const std::string_view s = string_or_fail(shape);
+    const std::size_t slash = s.find('/');
+    const std::string host{s.substr(0, slash)};
+    const bool ipv6 = host.find(':') != std::string::npos;
+    std::array<unsigned char, 16> bytes{};
+    if (inet_pton(ipv6 ? AF_INET6 : AF_INET, host.c_str(), bytes.data()) != 1) fail(shape);
+    const unsigned bits = ipv6 ? 128 : 32;
+    unsigned prefix = bits;
+    if (slash != std::string_view::npos) {
+        const auto n = parse_unsigned(s.substr(slash + 1));
+        if (!n || *n > bits) fail("a prefix length 0.." + std::to_string(bits) + " after the '/'");
+        prefix = static_cast<unsigned>(*n);
+    }
+    for (unsigned i = 0; i < bits / 8; ++i) {
+        const unsigned keep = std::min(8U, prefix > i * 8 ? prefix - i * 8 : 0U);
+        bytes[i] &= static_cast<unsigned char>(0xFFU << (8 - keep));
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(ipv6 ? AF_INET6 : AF_INET, bytes.data(), text, sizeof text);
+    return std::string{text} + "/" + std::to_string(prefix);
 }
 
 std::string given::text(std::size_t max_size) const {

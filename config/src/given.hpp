@@ -36,6 +36,9 @@ class given {
                                        std::chrono::milliseconds hi) const;
     /// "HOST:PORT" with an IP literal or "localhost" as host, and a port of at least min_port.
     endpoint address(std::uint16_t min_port) const;
+    /// "ADDRESS" or "ADDRESS/PREFIX" (IPv4 or IPv6), as canonical "ADDRESS/PREFIX" with the host
+    /// bits cleared.
+    std::string network() const;
     /// One line of UTF-8 text, no control characters, at most max_size bytes.
     std::string text(std::size_t max_size) const;
     /// Like text, but visible ASCII only, and never echoed in a message.

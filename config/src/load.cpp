@@ -395,6 +395,14 @@ void check_consistency(const Config& config, const origins& where) {
             blame("server.mode") +
             ": proxy mode needs at least one upstream (proxy.upstreams or --upstream)");
     }
+    if (config.accept_proxy && config.trusted_sources.empty()) {
+        throw config_error(blame("server.accept_proxy") +
+                           ": accept_proxy needs server.trusted_sources (or --trusted-source), "
+                           "the load balancers allowed to say who the client is");
+    }
+    if (config.send_proxy != proxy_header_version::off && config.mode != server_mode::proxy) {
+        throw config_error(blame("proxy.send_proxy") + ": send_proxy applies to proxy mode only");
+    }
     if (overlap(config.listen, config.admin)) {
         const std::string listener = quote(to_string(config.listen));
         throw config_error(blame("admin.listen") + ": expected an endpoint apart from the data " +

@@ -14,6 +14,7 @@ constexpr std::array<std::string_view, 2> mode_names{"echo", "proxy"};
 constexpr std::array<std::string_view, 3> exhausted_names{"refuse", "pause", "evict-idle"};
 constexpr std::array<std::string_view, 2> balance_names{"round-robin", "least-connections"};
 constexpr std::array<std::string_view, 2> format_names{"text", "json"};
+constexpr std::array<std::string_view, 3> proxy_header_names{"off", "v1", "v2"};
 // spdlog's level names.
 constexpr std::array<std::string_view, 7> level_names{"trace", "debug",    "info", "warn",
                                                       "error", "critical", "off"};
@@ -35,6 +36,11 @@ std::string show_bool(bool b) {
 }
 std::string show_duration(std::chrono::milliseconds d) {
     return detail::quote(detail::format_duration(d));
+}
+std::string show_list(const std::vector<std::string>& texts) {
+    std::string out = "[";
+    for (const auto& t : texts) out += (out.size() > 1 ? ", " : "") + detail::quote(t);
+    return out + "]";
 }
 
 using detail::flag_kind;
@@ -58,6 +64,24 @@ constexpr detail::setting all_settings[] = {
          c.threads = n == 0 ? default_threads() : n;
      },
      [](const Config& c, bool) { return std::to_string(c.threads); }},
+    {"server", "accept_proxy", "each client connection opens with a PROXY protocol header (v1 or "
+                               "v2) from one of trusted_sources; others are refused",
+     flag_kind::toggle, "--accept-proxy", "",
+     [](Config& c, const given& v) { c.accept_proxy = v.boolean(); },
+     [](const Config& c, bool) { return show_bool(c.accept_proxy); }},
+    {"server", "trusted_sources", "the load balancers allowed to send a PROXY header, as "
+                                  "ADDRESS or ADDRESS/PREFIX",
+     flag_kind::repeated, "--trusted-source", "ADDRESS[/PREFIX]",
+     [](Config& c, const given& v) {
+         std::vector<std::string> networks;
+         for (const auto& item : v.items(R"(an array of "ADDRESS/PREFIX" strings)")) {
+             auto n = item.network();
+             if (std::ranges::find(networks, n) != networks.end()) item.fail("each network once");
+             networks.push_back(std::move(n));
+         }
+         c.trusted_sources = std::move(networks);
+     },
+     [](const Config& c, bool) { return show_list(c.trusted_sources); }},
 
     {"pool", "max_connections", "clients served at once; the next is refused or waits",
      flag_kind::value, "--max-connections", "N",
@@ -129,6 +153,11 @@ constexpr detail::setting all_settings[] = {
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.shutdown_grace = v.duration(0ms, 1h); },
      [](const Config& c, bool) { return show_duration(c.shutdown_grace); }},
+    {"timeouts", "proxy_header", "under accept_proxy, close a client whose PROXY header has not "
+                                 "arrived after this long",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.proxy_header_timeout = v.duration(1ms, 5min); },
+     [](const Config& c, bool) { return show_duration(c.proxy_header_timeout); }},
 
     {"proxy", "upstreams", "servers to relay to in proxy mode (--upstream replaces the file's list)",
      flag_kind::repeated, "--upstream", "HOST:PORT",
@@ -142,9 +171,9 @@ constexpr detail::setting all_settings[] = {
          c.upstreams = std::move(upstreams);
      },
      [](const Config& c, bool) {
-         std::string out = "[";
-         for (const auto& e : c.upstreams) out += (out.size() > 1 ? ", " : "") + quote(to_string(e));
-         return out + "]";
+         std::vector<std::string> texts;
+         for (const auto& e : c.upstreams) texts.push_back(to_string(e));
+         return show_list(texts);
      }},
     {"proxy", "balance", "how a new client picks its upstream",
      flag_kind::value, "--balance", "round-robin|least-connections",
@@ -159,6 +188,11 @@ constexpr detail::setting all_settings[] = {
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.splice_pipes = static_cast<std::size_t>(v.integer(0, 4096)); },
      [](const Config& c, bool) { return std::to_string(c.splice_pipes); }},
+    {"proxy", "send_proxy", "send each upstream a PROXY protocol header with the client's "
+                            "addresses before the first relayed byte",
+     flag_kind::value, "--send-proxy", "off|v1|v2",
+     [](Config& c, const given& v) { c.send_proxy = pick<proxy_header_version>(v, proxy_header_names); },
+     [](const Config& c, bool) { return quote(to_string(c.send_proxy)); }},
 
     {"admin", "listen", "admin HTTP listener, HOST:PORT (port 0: any free port)",
      flag_kind::value, "--admin", "HOST:PORT",
@@ -224,6 +258,9 @@ std::string_view to_string(balance_policy b) noexcept {
 }
 std::string_view to_string(log_format f) noexcept {
     return format_names[static_cast<std::size_t>(f)];
+}
+std::string_view to_string(proxy_header_version v) noexcept {
+    return proxy_header_names[static_cast<std::size_t>(v)];
 }
 
 unsigned default_threads() noexcept {

@@ -3,7 +3,12 @@
 #include <asio/post.hpp>
 #include <fcntl.h>
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "shard.hpp"
 
@@ -43,6 +48,17 @@ struct connection::yield_handler {
     }
 };
 
+struct connection::header_handler {
+    connection_ref self;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
+    allocator_type get_allocator() const noexcept { return allocator_type(self->to_target_.memory); }
+    void operator()(const asio::error_code& ec) const noexcept {
+        if (self->is_closing()) return;
+        if (ec) return self->fail(close_reason::error);
+        self->read_proxy_header();
+    }
+};
+
 struct connection::connect_handler {
     connection_ref self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
@@ -71,6 +87,7 @@ connection::~connection() {
         case close_reason::upstream_failure: bump(stats.closed_upstream_failure); break;
         case close_reason::shutdown: bump(stats.closed_shutdown); break;
         case close_reason::evicted: bump(stats.closed_evicted); break;
+        case close_reason::refused: break;  // counted by its refusal reason
         case close_reason::client_eof:
         case close_reason::none: bump(stats.closed_client_eof); break;
     }
@@ -93,9 +110,91 @@ void connection::start() noexcept {
     client_.non_blocking(true, ec);
     if (ec) return fail(close_reason::error);
     client_.set_option(asio::ip::tcp::no_delay(true), ec);
+    // Read at once, as pump does: the header usually came with the connection.
+    if (shard_.live().accept_proxy) return read_proxy_header();
+    begin();
+}
+
+void connection::begin() noexcept {
     if (leg_ != nullptr) return connect_next_upstream();
     // Read at once: a client usually speaks first, and a read now saves a trip through epoll.
     pump(to_target_);
+}
+
+void connection::read_proxy_header() noexcept {
+    // Peeked, not read: the header's length is known only once it is whole, and the bytes after
+    // it are the client's, for the relay. The stack, not the heap, holds the copy.
+    std::array<std::byte, proxy_protocol::max_header_size> bytes;
+    const ssize_t n = ::recv(client_.native_handle(), bytes.data(), bytes.size(), MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+    if (n < 0) return fail(close_reason::error);
+    if (n == 0) return refuse(refusal_reason::proxy_invalid);  // gone before saying who it serves
+    const auto result = proxy_protocol::parse({bytes.data(), static_cast<std::size_t>(n)});
+    using status = proxy_protocol::parse_result::status;
+    if (result.state == status::need_more)
+        return client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+    if (result.state == status::error) return refuse(refusal_reason::proxy_invalid);
+    // What was peeked is there to read: this takes exactly the header.
+    if (::recv(client_.native_handle(), bytes.data(), result.length, 0) != static_cast<ssize_t>(result.length))
+        return fail(close_reason::error);
+    on_proxy_header(result.value);
+}
+
+void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
+    asio::error_code ec;
+    asio::ip::address client = client_.remote_endpoint(ec).address();
+    if (ec) return fail(close_reason::error);
+    // LOCAL (the balancer's own health check) and UNKNOWN keep the connection's addresses.
+    if (!h.local) {
+        if (h.source.ss_family == AF_INET) {
+            const auto& in = reinterpret_cast<const sockaddr_in&>(h.source);
+            client = asio::ip::address_v4(ntohl(in.sin_addr.s_addr));
+        } else {
+            const auto& in6 = reinterpret_cast<const sockaddr_in6&>(h.source);
+            asio::ip::address_v6::bytes_type b;
+            std::memcpy(b.data(), &in6.sin6_addr, b.size());
+            client = asio::ip::address_v6(b);
+        }
+        if (leg_ != nullptr) {
+            std::memcpy(&leg_->client_source, &h.source, sizeof leg_->client_source);
+            std::memcpy(&leg_->client_destination, &h.destination, sizeof leg_->client_destination);
+        }
+    }
+    if (!shard_.admit_proxied(*this, client)) return refuse(refusal_reason::per_source);
+    begin();
+}
+
+void connection::refuse(refusal_reason why) noexcept {
+    if (is_closing()) return;  // the header's deadline may pass while it is already closing
+    shard_.count_refusal(why);
+    fail(close_reason::refused);
+}
+
+bool connection::send_proxy_header() noexcept {
+    sockaddr_storage own_source{};
+    sockaddr_storage own_destination{};
+    const sockaddr* source = reinterpret_cast<const sockaddr*>(&leg_->client_source);
+    const sockaddr* destination = reinterpret_cast<const sockaddr*>(&leg_->client_destination);
+    if (leg_->client_source.sin6_family == AF_UNSPEC) {
+        // No header came in: the client is the peer, and it reached us at our address.
+        socklen_t size = sizeof own_source;
+        if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_source), &size) != 0) return false;
+        size = sizeof own_destination;
+        if (::getsockname(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_destination), &size) != 0) return false;
+        source = reinterpret_cast<const sockaddr*>(&own_source);
+        destination = reinterpret_cast<const sockaddr*>(&own_destination);
+    }
+    const auto version = shard_.live().send_proxy == config::proxy_header_version::v1 ? proxy_protocol::version::v1
+                                                                                      : proxy_protocol::version::v2;
+    std::array<std::byte, proxy_protocol::max_built_size> header;
+    const std::size_t size = proxy_protocol::build(version, source, destination, header);
+    // A fresh connection's send buffer is empty, so the whole header goes in one call or the
+    // upstream is broken.
+    if (::send(leg_->socket.native_handle(), header.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
+        return false;
+    bump(shard_.stats().proxy_headers_sent);
+    return true;
 }
 
 void connection::connect_next_upstream() noexcept {
@@ -125,6 +224,8 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     leg_->socket.non_blocking(true, opt_ec);
     if (opt_ec) return fail(close_reason::upstream_failure);
     leg_->socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
+    if (shard_.live().send_proxy != config::proxy_header_version::off && !send_proxy_header()) [[unlikely]]
+        return fail(close_reason::upstream_failure);
     shard_.link_idle(*this);
     pump(to_target_);
     if (!is_closing()) pump(leg_->to_client);

@@ -9,8 +9,10 @@
 #include "limits.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
+#include "proxy_protocol.hpp"
 #include "slabd/pool/object_pool.hpp"
 #include "slabd/pool/shared_slab.hpp"
+#include "slabd/server/stats.hpp"
 #include "socket.hpp"
 #include "upstreams.hpp"
 
@@ -23,7 +25,9 @@ class upstream_leg;
 using connection_pool = pool::object_pool<connection, pool::shared_slab>;
 using leg_pool = pool::object_pool<upstream_leg, pool::shared_slab>;
 
-enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown, evicted };
+// refused: turned away after taking a block (its PROXY header was invalid or late), counted as
+// a refusal and not as a close.
+enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown, evicted, refused };
 
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
 /// splices, only while bytes it read are not yet written; `filled` and `written` count those.
@@ -48,10 +52,10 @@ struct shard_links {
     connection* prev = nullptr;
     connection* next = nullptr;
     connection* next_waiter = nullptr;
+    enum class on : std::uint8_t { none, idle, connecting, awaiting_header };
     std::uint32_t last_active = 0;  // shard clock tick of the last byte moved
     bool waiting_for_buffer = false;  // on the shard's buffer-wait list, which holds a reference
-    bool linked = false;              // on the shard's idle or connecting list
-    bool connecting = false;          // which of the two lists
+    on list = on::none;               // which of the shard's timed lists holds it
     bool holds_source = false;        // counted in the shard's source table under `source`
     source_key source;
 };
@@ -100,6 +104,8 @@ public:
     void abort_connect_attempt() noexcept;
     /// The buffer pool has a block again: resume the relays that stopped for lack of one.
     void resume_after_buffer_wait() noexcept;
+    /// Turns the client away after all (accept_proxy): counted as `why`, closed lingering.
+    void refuse(refusal_reason why) noexcept;
     [[nodiscard]] bool is_closing() const noexcept { return closing_ != close_reason::none; }
 
     shard_links links;
@@ -109,7 +115,15 @@ private:
     struct ready_handler;
     struct yield_handler;
     struct connect_handler;
+    struct header_handler;
 
+    /// Serving starts: echo relays, proxy connects its upstream.
+    void begin() noexcept;
+    /// accept_proxy: peeks at what has arrived until it holds a whole PROXY header.
+    void read_proxy_header() noexcept;
+    void on_proxy_header(const proxy_protocol::header& h) noexcept;
+    /// send_proxy: the header goes out before the first relayed byte; false if it could not.
+    [[nodiscard]] bool send_proxy_header() noexcept;
     void pump(relay& r) noexcept;
     void pump_spliced(relay& r) noexcept;
     void on_readable(relay& r, const asio::error_code& ec) noexcept;
@@ -154,6 +168,11 @@ public:
     upstream_claim upstream;  // the upstream connected or being connected to
     // A connect shares to_client's operation memory: no relay runs until it completes.
     std::uint64_t tried_mask = 0;
+    // The client's addresses as a trusted PROXY header gave them, for send_proxy; family
+    // AF_UNSPEC: the connection's own. Here rather than in the connection: only proxy mode
+    // sends them on, and echo blocks stay small.
+    sockaddr_in6 client_source{};
+    sockaddr_in6 client_destination{};
 };
 
 }  // namespace slabd::server

@@ -58,6 +58,25 @@ source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
     return key;
 }
 
+network network::parse(const std::string& text) {
+    const std::size_t slash = text.find('/');
+    const auto address = asio::ip::make_address(text.substr(0, slash));
+    network n;
+    n.v4 = address.is_v4();
+    n.prefix = static_cast<unsigned>(std::stoul(text.substr(slash + 1)));
+    n.base = make_source_key(address, n.prefix, n.prefix);
+    return n;
+}
+
+bool network::contains(const asio::ip::address& address) const noexcept {
+    const bool v4_client = address.is_v4() || address.to_v6().is_v4_mapped();
+    return v4_client == v4 && make_source_key(address, prefix, prefix) == base;
+}
+
+bool trusted(const std::vector<network>& networks, const asio::ip::address& address) noexcept {
+    return std::ranges::any_of(networks, [&](const network& n) { return n.contains(address); });
+}
+
 std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_prefix) {
     if (is_v4(key)) {
         asio::ip::address_v4::bytes_type b;

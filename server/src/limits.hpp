@@ -28,6 +28,21 @@ source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
 /// The source as an operator reads it: "192.0.2.7", "192.0.2.0/24", "2001:db8::/64".
 std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_prefix);
 
+/// A network allowed to speak for its clients (accept_proxy's trusted_sources). An IPv4 network
+/// holds IPv4 and IPv4-mapped clients; an IPv6 one, the other IPv6 clients.
+struct network {
+    source_key base;
+    unsigned prefix = 0;
+    bool v4 = false;
+
+    /// From the canonical "ADDRESS/PREFIX" that config::Config holds.
+    static network parse(const std::string& text);
+    [[nodiscard]] bool contains(const asio::ip::address& address) const noexcept;
+};
+
+/// Whether any of `networks` holds `address`.
+[[nodiscard]] bool trusted(const std::vector<network>& networks, const asio::ip::address& address) noexcept;
+
 /// Connections held per source, in a table sized once at start-up: open addressing with linear
 /// probing and backward-shift deletion (no tombstones, so it never degrades with churn). A source
 /// holds an entry only while it holds a connection, so with twice as many entries as the pool has

@@ -33,8 +33,11 @@ std::uint32_t effective_burst(const config::Config& c) noexcept {
 
 /// What each shard reads of the settings that a reload may change.
 live_settings live_settings_of(const config::Config& c) {
-    return {c.idle_timeout, c.connect_timeout, c.busy_message, c.evict_idle_after, c.source_prefix_v4,
-            c.source_prefix_v6};
+    std::vector<network> trusted;
+    for (const auto& text : c.trusted_sources) trusted.push_back(network::parse(text));
+    return {c.idle_timeout,      c.connect_timeout, c.busy_message,         c.evict_idle_after,
+            c.source_prefix_v4,  c.source_prefix_v6, c.accept_proxy,        std::move(trusted),
+            c.proxy_header_timeout, c.send_proxy};
 }
 
 }  // namespace
@@ -204,6 +207,12 @@ namespace {
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
 std::string quoted(const std::string& s) { return '"' + s + '"'; }
 std::string number(std::uint64_t n) { return std::to_string(n); }
+std::string boolean(bool b) { return b ? "true" : "false"; }
+std::string list(const std::vector<std::string>& items) {
+    std::string out = "[";
+    for (const auto& item : items) out += (out.size() > 1 ? ", " : "") + quoted(item);
+    return out + "]";
+}
 
 }  // namespace
 
@@ -230,6 +239,13 @@ void server::reload(const config::Config& next) {
     adopt(settings_.source_prefix_v6, next.source_prefix_v6, "limits.source_prefix_v6", number);
     adopt(settings_.accept_rate, next.accept_rate, "limits.accept_rate", number);
     adopt(settings_.accept_burst, next.accept_burst, "limits.accept_burst", number);
+    // PROXY protocol: each connection reads these once, as it starts or connects.
+    adopt(settings_.accept_proxy, next.accept_proxy, "server.accept_proxy", boolean);
+    adopt(settings_.trusted_sources, next.trusted_sources, "server.trusted_sources", list);
+    adopt(settings_.proxy_header_timeout, next.proxy_header_timeout, "timeouts.proxy_header", ms);
+    if (next.mode == settings_.mode)
+        adopt(settings_.send_proxy, next.send_proxy, "proxy.send_proxy",
+              [](config::proxy_header_version v) { return quoted(std::string(config::to_string(v))); });
     if (upstreams_ != nullptr && next.mode == config::server_mode::proxy) {
         adopt(settings_.balance, next.balance, "proxy.balance",
               [](config::balance_policy b) { return quoted(std::string(config::to_string(b))); });

@@ -125,6 +125,9 @@ void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
 }
 
 void shard::admit(socket_type& peer) noexcept {
+    // Only a trusted load balancer may say who its client is; the header itself comes later.
+    if (live_.accept_proxy && !trusted(live_.trusted_sources, peer_.address())) [[unlikely]]
+        return refuse(peer, refusal_reason::proxy_untrusted);
     source_key source;
     bool counted = false;
     if ((sources_.limit() != 0 || accept_rate_.enabled()) && !within_limits(peer, source, counted)) [[unlikely]]
@@ -173,15 +176,34 @@ void shard::admit(socket_type& peer) noexcept {
         c->links.source = source;
         c->links.holds_source = true;
     }
-    bump(stats_.accepted);
     const connection_ref hold(*c);
-    if (leg == nullptr) link_idle(*c);
+    if (live_.accept_proxy) {
+        link_awaiting_header(*c);
+    } else {
+        bump(stats_.accepted);
+        if (leg == nullptr) link_idle(*c);
+    }
     c->start();
+}
+
+bool shard::admit_proxied(connection& c, const asio::ip::address& client) noexcept {
+    if (sources_.limit() != 0) {
+        const source_key source = make_source_key(client, live_.source_prefix_v4, live_.source_prefix_v6);
+        if (sources_.acquire(source) != source_table::verdict::admitted) return false;
+        c.links.source = source;
+        c.links.holds_source = true;
+    }
+    bump(stats_.accepted);
+    bump(stats_.proxy_headers_received);
+    if (legs_ == nullptr) link_idle(c);
+    return true;
 }
 
 bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) noexcept {
     // The source first: a client over its own limit must not spend the rate everyone shares.
-    if (sources_.limit() != 0) {
+    // Under accept_proxy the peer is the load balancer: the client's source is counted once its
+    // header names it (admit_proxied).
+    if (sources_.limit() != 0 && !live_.accept_proxy) {
         source = make_source_key(peer_.address(), live_.source_prefix_v4, live_.source_prefix_v6);
         // A full table (room for every block's source and each shard's newcomer, so only a bug
         // fills it) refuses too, for want of room: failing open would let a client past its limit.
@@ -389,35 +411,51 @@ void shard::push_back(list& l, connection& c) noexcept {
     else
         l.head = &c;
     l.tail = &c;
-    c.links.linked = true;
     c.links.last_active = now_;
 }
 
+shard::list& shard::list_of(const connection& c) noexcept {
+    switch (c.links.list) {
+        case shard_links::on::connecting: return connecting_;
+        case shard_links::on::awaiting_header: return awaiting_header_;
+        case shard_links::on::idle:
+        case shard_links::on::none: break;
+    }
+    return idle_;
+}
+
 void shard::unlink(connection& c) noexcept {
-    if (!c.links.linked) return;
-    list& l = c.links.connecting ? connecting_ : idle_;
+    if (c.links.list == shard_links::on::none) return;
+    list& l = list_of(c);
     (c.links.prev != nullptr ? c.links.prev->links.next : l.head) = c.links.next;
     (c.links.next != nullptr ? c.links.next->links.prev : l.tail) = c.links.prev;
     c.links.prev = c.links.next = nullptr;
-    c.links.linked = false;
+    c.links.list = shard_links::on::none;
 }
 
 void shard::link_idle(connection& c) noexcept {
     unlink(c);
-    c.links.connecting = false;
     push_back(idle_, c);
+    c.links.list = shard_links::on::idle;
 }
 
 void shard::link_connecting(connection& c) noexcept {
     unlink(c);
-    c.links.connecting = true;
     push_back(connecting_, c);
+    c.links.list = shard_links::on::connecting;
+}
+
+void shard::link_awaiting_header(connection& c) noexcept {
+    unlink(c);
+    push_back(awaiting_header_, c);
+    c.links.list = shard_links::on::awaiting_header;
 }
 
 void shard::move_to_idle_tail(connection& c) noexcept {
-    if (!c.links.linked || c.links.connecting) return;
+    if (c.links.list != shard_links::on::idle) return;
     unlink(c);
     push_back(idle_, c);
+    c.links.list = shard_links::on::idle;
 }
 
 void shard::destroy(connection& c) noexcept {
@@ -452,6 +490,14 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
         connection& c = *connecting_.head;
         unlink(c);
         c.abort_connect_attempt();
+    }
+    // The same for clients whose PROXY header is late: their block goes back at the deadline.
+    const std::uint32_t header_limit = std::max<std::uint32_t>(to_ticks(live_.proxy_header_timeout), 1);
+    while (awaiting_header_.head != nullptr && now_ - awaiting_header_.head->links.last_active >= header_limit) {
+        connection& c = *awaiting_header_.head;
+        unlink(c);
+        const connection_ref hold(c);
+        c.refuse(refusal_reason::proxy_timeout);
     }
     lingering_.expire(now_);
     {
@@ -490,9 +536,9 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
 }
 
 void shard::close_all(close_reason why) noexcept {
-    // Every connection not already closing is on one of the two lists (those waiting for a
+    // Every connection not already closing is on one of the three lists (those waiting for a
     // buffer too): the idle sweep takes a connection off before it aborts it.
-    for (list* l : {&idle_, &connecting_}) {
+    for (list* l : {&idle_, &connecting_, &awaiting_header_}) {
         while (l->head != nullptr) {
             connection& c = *l->head;
             unlink(c);

@@ -48,6 +48,10 @@ struct live_settings {
     std::chrono::milliseconds evict_idle_after{0};
     unsigned source_prefix_v4 = 32;
     unsigned source_prefix_v6 = 64;
+    bool accept_proxy = false;
+    std::vector<network> trusted_sources;
+    std::chrono::milliseconds proxy_header_timeout{0};
+    config::proxy_header_version send_proxy = config::proxy_header_version::off;
 };
 
 /// Everything a shard is built from.
@@ -96,6 +100,7 @@ public:
     [[nodiscard]] shard_stats& stats() noexcept { return stats_; }
     [[nodiscard]] const shard_stats& stats() const noexcept { return stats_; }
     [[nodiscard]] upstreams& upstream_list() noexcept { return *upstreams_; }
+    [[nodiscard]] const live_settings& live() const noexcept { return live_; }
     [[nodiscard]] std::size_t buffer_size() const noexcept { return buffer_size_; }
     [[nodiscard]] std::byte* take_buffer() noexcept { return static_cast<std::byte*>(buffers_.alloc()); }
     void give_back_buffer(std::byte* buffer) noexcept;
@@ -121,6 +126,12 @@ public:
     }
     void link_idle(connection& c) noexcept;
     void link_connecting(connection& c) noexcept;
+    /// accept_proxy: `c` waits for its PROXY header, for proxy_header_timeout at most.
+    void link_awaiting_header(connection& c) noexcept;
+    /// accept_proxy: `c`'s header named `client`; counts it as accepted unless its source is
+    /// over max_per_source (false: the caller refuses it).
+    [[nodiscard]] bool admit_proxied(connection& c, const asio::ip::address& client) noexcept;
+    void count_refusal(refusal_reason why) noexcept;
     /// From the connection's destructor: off every list, and no longer counted for its source.
     void forget(connection& c) noexcept {
         unlink(c);
@@ -172,7 +183,7 @@ private:
     void move_to_idle_tail(connection& c) noexcept;
     void push_back(list& l, connection& c) noexcept;
     void unlink(connection& c) noexcept;
-    void count_refusal(refusal_reason why) noexcept;
+    [[nodiscard]] list& list_of(const connection& c) noexcept;
 
     connection_pool& connections_;
     leg_pool* legs_;
@@ -203,6 +214,7 @@ private:
     std::uint32_t now_ = 1;
     list idle_;
     list connecting_;
+    list awaiting_header_;
     connection* waiters_head_ = nullptr;
     connection* waiters_tail_ = nullptr;
     std::optional<socket_type> parked_;  // pause policy: the newcomer that found the pool full

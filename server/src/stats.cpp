@@ -169,6 +169,7 @@ std::string to_json(const server_snapshot& s) {
         {"splice_pipes", {{"in_use", t.splice_pipes_in_use}, {"lost", t.splice_pipes_lost}}},
         {"linger", {{"active", t.lingering}, {"timeouts", t.linger_timeouts}, {"overflows", t.linger_overflows}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
+        {"proxy_protocol", {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
         {"op_memory_overflows", s.op_memory_overflows},
         {"admin", admin_json(s.admin)},
         {"ready", ready(s)},

@@ -21,6 +21,8 @@ enum class exhausted_policy { refuse, pause, evict_idle };
 enum class balance_policy { round_robin, least_connections };
 /// How log lines are written.
 enum class log_format { text, json };
+/// Which PROXY protocol header (HAProxy's spec) proxy mode sends an upstream first, if any.
+enum class proxy_header_version { off, v1, v2 };
 
 /// A TCP address. `host` is an IP literal in canonical form; "localhost" is stored as "127.0.0.1".
 struct endpoint {
@@ -39,6 +41,8 @@ std::string_view to_string(exhausted_policy p) noexcept;
 std::string_view to_string(balance_policy b) noexcept;
 /// "text" or "json", as the config file spells it.
 std::string_view to_string(log_format f) noexcept;
+/// "off", "v1" or "v2", as the config file spells it.
+std::string_view to_string(proxy_header_version v) noexcept;
 
 /// Worker threads when none are configured: one per core, at least 1.
 unsigned default_threads() noexcept;
@@ -62,6 +66,11 @@ struct Config {
     std::size_t pool_reserve = 0;
     /// [server] threads, one io_context each
     unsigned threads = default_threads();
+    /// [server] accept_proxy: each client connection opens with a PROXY protocol header from
+    /// one of trusted_sources, and the address it carries is the client's
+    bool accept_proxy = false;
+    /// [server] trusted_sources: networks as "ADDRESS/PREFIX" (canonical, host bits clear)
+    std::vector<std::string> trusted_sources;
     /// [pool] on_exhausted
     exhausted_policy on_exhausted = exhausted_policy::refuse;
     /// [pool] evict_idle_after: under evict_idle, how long a connection must have been silent
@@ -89,6 +98,10 @@ struct Config {
     std::chrono::milliseconds connect_timeout = std::chrono::seconds{5};
     /// [timeouts] shutdown_grace
     std::chrono::milliseconds shutdown_grace = std::chrono::seconds{10};
+    /// [timeouts] proxy_header: how long accept_proxy waits for the header, holding a block
+    std::chrono::milliseconds proxy_header_timeout = std::chrono::seconds{5};
+    /// [proxy] send_proxy
+    proxy_header_version send_proxy = proxy_header_version::off;
     /// [proxy] fail_timeout: how long a failed upstream is skipped
     std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};
     /// [proxy] splice_pipes: pipes per worker thread for zero-copy relaying (0: always copy)

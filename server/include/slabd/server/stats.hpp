@@ -15,10 +15,14 @@ namespace slabd::server {
 
 // Why a newcomer was turned away before it got a pool block (docs/design.md, decision 12), in
 // the order /stats and /metrics list them. M(X, reason) for each; see SLABD_SHARD_COUNTERS.
-#define SLABD_REFUSAL_REASONS(M, X) M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)
+// proxy_untrusted is refused before a block is taken; a PROXY header that is invalid or late
+// (accept_proxy) is found while the connection holds one, which it returns at once.
+#define SLABD_REFUSAL_REASONS(M, X)                                                                 \
+    M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)              \
+    M(X, proxy_untrusted) M(X, proxy_invalid) M(X, proxy_timeout)
 #define SLABD_REFUSAL_COUNTER(X, reason)                                                           \
     X(refused_##reason, "connections_refused", "reason=\"" #reason "\"",                           \
-      "Connections refused before getting a pool block, by reason")
+      "Connections refused, by reason")
 
 enum class refusal_reason : std::uint8_t {
 #define SLABD_ENUMERATOR(X, reason) reason,
@@ -38,7 +42,7 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
 // X(field, metric family, label, help). Counters only grow; gauges go up and down. Fields of
 // one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
 #define SLABD_SHARD_COUNTERS(X)                                                                    \
-    X(accepted, "connections_accepted", "", "Connections accepted and given a pool block")         \
+    X(accepted, "connections_accepted", "", "Connections accepted and given a pool block (under accept_proxy: once their PROXY header came)") \
     SLABD_REFUSAL_REASONS(SLABD_REFUSAL_COUNTER, X)                                                \
     X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full")  \
     X(closed_client_eof, "connections_closed", "reason=\"client_eof\"", "Connections closed, by reason") \
@@ -53,6 +57,8 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
     X(splice_pipes_lost, "splice_pipes_lost", "", "Splice pipes dropped because no replacement could be made") \
     X(accept_errors, "accept_errors", "", "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off") \
     X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
+    X(proxy_headers_received, "proxy_headers_received", "", "PROXY protocol headers taken from trusted load balancers") \
+    X(proxy_headers_sent, "proxy_headers_sent", "", "PROXY protocol headers sent to upstreams") \
     X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty") \
     X(linger_timeouts, "linger_timeouts", "", "Lingering closes cut short: the peer kept sending past the linger time") \
     X(linger_overflows, "linger_overflows", "", "Closes that could not linger because every linger slot was taken")
