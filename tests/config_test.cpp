@@ -82,6 +82,12 @@ Config unusual() {
     c.upstream_fail_timeout = 1h;
     c.splice_pipes = 0;
     c.send_proxy = proxy_header_version::v2;
+    c.check_interval = 3s;
+    c.check_timeout = 500ms;
+    c.check_rise = 4;
+    c.check_fall = 5;
+    c.check_send = "PING\r\n";
+    c.check_expect = "+PONG";
     c.admin_token = "s3cret-t0ken";
     c.ready_headroom = 12;
     c.log_level = "debug";
@@ -162,6 +168,13 @@ TEST_CASE("every key is read from the file") {
         fail_timeout = "1h"
         splice_pipes = 0
         send_proxy = "v2"
+        [health_check]
+        interval = "3s"
+        timeout = "500ms"
+        rise = 4
+        fall = 5
+        send = "PING\r\n"
+        expect = "+PONG"
         [admin]
         listen = "0.0.0.0:0"
         token = "s3cret-t0ken"
@@ -346,12 +359,12 @@ TEST_CASE("file errors name file and line and key and say what was expected") {
               "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
         CHECK(load_error("\n[servre]\nmode = \"echo\"") ==
               "slabd.toml:2: [servre]: unknown table "
-              "(the tables are server, pool, limits, timeouts, proxy, admin, log, daemon)");
+              "(the tables are server, pool, limits, timeouts, proxy, health_check, admin, log, daemon)");
         CHECK(load_error("mode = \"echo\"") ==
               "slabd.toml:1: mode: unknown key at the top level (did you mean server.mode?)");
         CHECK(load_error("colour = 1") ==
               "slabd.toml:1: colour: unknown key at the top level (settings go in the tables "
-              "server, pool, limits, timeouts, proxy, admin, log, daemon)");
+              "server, pool, limits, timeouts, proxy, health_check, admin, log, daemon)");
     }
     SUBCASE("syntax errors give line and column and the toml++ description") {
         const std::string e = load_error("[server]\nmode = \"echo\"\nlisten = \n");
@@ -729,6 +742,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 35);
+    CHECK(all.size() == 41);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

@@ -237,6 +237,13 @@ std::string given::text(std::size_t max_size) const {
     return std::string{s};
 }
 
+std::string given::bytes(std::size_t max_size) const {
+    const std::string_view s = string_or_fail("a string");
+    if (!is_utf8(s)) fail("UTF-8 text");
+    if (s.size() > max_size) fail("at most " + std::to_string(max_size) + " bytes");
+    return std::string{s};
+}
+
 std::string given::secret(std::size_t max_size) const {
     // A secret is never repeated in a message: messages end up in terminals, logs and CI output.
     const bool is_string = node_ == nullptr || node_->is_string();

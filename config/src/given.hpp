@@ -41,6 +41,8 @@ class given {
     std::string network() const;
     /// One line of UTF-8 text, no control characters, at most max_size bytes.
     std::string text(std::size_t max_size) const;
+    /// UTF-8 text, control characters allowed (a protocol's "\r\n"), at most max_size bytes.
+    std::string bytes(std::size_t max_size) const;
     /// Like text, but visible ASCII only, and never echoed in a message.
     std::string secret(std::size_t max_size) const;
     /// true or false.

@@ -40,7 +40,7 @@ th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
 <h2>Shards</h2>
 <table id="shards"><thead><tr><th>shard</th><th>active</th><th>accepted</th><th>refused</th><th>bytes in</th><th>bytes out</th><th>accept errors</th></tr></thead><tbody></tbody></table>
 <div id="upstream-section" hidden><h2>Upstreams</h2>
-<table id="upstreams"><thead><tr><th>upstream</th><th>state</th><th>active</th><th>connect failures</th></tr></thead><tbody></tbody></table></div>
+<table id="upstreams"><thead><tr><th>upstream</th><th>state</th><th>active</th><th>connect failures</th><th>last check</th><th>check ms</th><th>up/down changes</th></tr></thead><tbody></tbody></table></div>
 <script>
 "use strict";
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -75,7 +75,8 @@ async function poll() {
     last = {refused: c.refused, at: now};
     rows($("shards").tBodies[0], s.shards, x => [x.shard, x.active, x.accepted, x.refused, x.bytes_in, x.bytes_out, x.accept_errors]);
     $("upstream-section").hidden = s.upstreams.length === 0;
-    rows($("upstreams").tBodies[0], s.upstreams, u => [u.name, u.state, u.active, u.connect_failures]);
+    rows($("upstreams").tBodies[0], s.upstreams, u => [u.name, u.state, u.active, u.connect_failures,
+                                                   u.health.last_check, u.health.last_check_ms.toFixed(1), u.health.transitions]);
     set("error", "");
   } catch (e) { set("error", String(e)); }
 }

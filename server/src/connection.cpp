@@ -165,9 +165,10 @@ void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
     begin();
 }
 
-void connection::refuse(refusal_reason why) noexcept {
+void connection::refuse(refusal_reason why, bool busy_line) noexcept {
     if (is_closing()) return;  // the header's deadline may pass while it is already closing
     shard_.count_refusal(why);
+    if (busy_line) shard_.send_busy_line(client_);
     fail(close_reason::refused);
 }
 
@@ -199,6 +200,9 @@ bool connection::send_proxy_header() noexcept {
 
 void connection::connect_next_upstream() noexcept {
     auto* up = shard_.upstream_list().pick(leg_->tried_mask);
+    // None to try at all (every one checked down, or none configured) is a refusal; none left
+    // after trying some is the upstreams failing this client.
+    if (up == nullptr && leg_->tried_mask == 0) return refuse(refusal_reason::no_upstream, true);
     if (up == nullptr) return fail(close_reason::upstream_failure);
     leg_->tried_mask |= std::uint64_t{1} << shard_.upstream_list().index_of(*up);
     leg_->upstream.claim(*up);

@@ -104,8 +104,9 @@ public:
     void abort_connect_attempt() noexcept;
     /// The buffer pool has a block again: resume the relays that stopped for lack of one.
     void resume_after_buffer_wait() noexcept;
-    /// Turns the client away after all (accept_proxy): counted as `why`, closed lingering.
-    void refuse(refusal_reason why) noexcept;
+    /// Turns the client away after all (a bad PROXY header, no upstream up): counted as `why`,
+    /// closed lingering, after the busy line if `busy_line`.
+    void refuse(refusal_reason why, bool busy_line = false) noexcept;
     [[nodiscard]] bool is_closing() const noexcept { return closing_ != close_reason::none; }
 
     shard_links links;

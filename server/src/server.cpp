@@ -10,6 +10,7 @@
 
 #include "admin.hpp"
 #include "daemon.hpp"
+#include "health_check.hpp"
 #include "shard.hpp"
 
 namespace slabd::server {
@@ -25,6 +26,11 @@ std::int64_t now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
+}
+
+health_check_settings health_check_of(const config::Config& c) {
+    return {c.check_interval, std::min(c.check_timeout, c.check_interval), c.check_rise, c.check_fall,
+            c.check_send, c.check_expect};
 }
 
 std::uint32_t effective_burst(const config::Config& c) noexcept {
@@ -63,6 +69,7 @@ server::server(const config::Config& settings, handover_setup handover)
         legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads, reserve + threads);
         upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
                                                  settings_.upstream_fail_timeout);
+        health_ = std::make_unique<health_checker>(control_, *upstreams_, health_check_of(settings_));
     }
     // Both exist even while off, so that a reload can turn them on: the table is reserved address
     // space until a source is counted. Room for every block the pool may grow to, plus one
@@ -142,7 +149,10 @@ void server::run() {
 
     std::vector<std::thread> threads;
     for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
-    asio::post(control_, [this] { serve_handovers(); });
+    asio::post(control_, [this] {
+        serve_handovers();
+        if (health_ != nullptr) health_->start();
+    });
     std::thread control([this] { control_.run(); });
     for (auto& t : threads) t.join();
     // Every shard has drained: the admin endpoint and the signal watch go too.
@@ -152,6 +162,7 @@ void server::run() {
         hangups_.cancel(ignored);
         admin_->stop();
         if (handover_listener_ != nullptr) handover_listener_->stop(true);
+        if (health_ != nullptr) health_->stop();
         control_.stop();  // keep-alive admin sessions would otherwise hold run() open
     });
     control.join();
@@ -261,6 +272,13 @@ void server::reload(const config::Config& next) {
                          name, upstreams::max_slots);
         if (what.no_room.empty()) settings_.upstreams = next.upstreams;
         if (!what.removed.empty()) fence_upstreams(reloads_);
+        adopt(settings_.check_interval, next.check_interval, "health_check.interval", ms);
+        adopt(settings_.check_timeout, next.check_timeout, "health_check.timeout", ms);
+        adopt(settings_.check_rise, next.check_rise, "health_check.rise", number);
+        adopt(settings_.check_fall, next.check_fall, "health_check.fall", number);
+        adopt(settings_.check_send, next.check_send, "health_check.send", quoted);
+        adopt(settings_.check_expect, next.check_expect, "health_check.expect", quoted);
+        health_->update(health_check_of(settings_));
     }
     // Read only on this thread, by the admin endpoint (ready_headroom is not: snapshot() reads
     // it, and snapshot() may be called from any thread).
@@ -401,8 +419,12 @@ server_snapshot server::snapshot(bool with_top_sources) const {
             const auto active = u.active.load(std::memory_order_relaxed);
             // A removed upstream is shown until its last relay has finished.
             if (status == upstreams::state::empty || (status == upstreams::state::retired && active == 0)) continue;
+            const bool checked_down = u.checked_down.load(std::memory_order_relaxed);
             s.upstreams.push_back({u.name, active, u.connect_failures.load(std::memory_order_relaxed),
-                                   upstreams_->is_down(u), status == upstreams::state::retired});
+                                   checked_down || upstreams_->is_down(u), status == upstreams::state::retired,
+                                   checked_down,
+                                   upstreams::check_result_names[static_cast<std::size_t>(u.last_check.load())],
+                                   u.last_check_us.load(), u.transitions.load(), u.failures_in_row.load()});
         }
     }
     return s;

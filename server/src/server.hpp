@@ -25,6 +25,7 @@
 namespace slabd::server {
 
 class admin;
+class health_checker;
 
 /// How this process came by its listeners, and what it gives the process that takes over next.
 struct handover_setup {
@@ -109,6 +110,7 @@ private:
     std::uint64_t reloads_ = 0;
     reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;
+    std::unique_ptr<health_checker> health_;  // proxy mode only; runs on control_
     handover_setup handover_;
     std::unique_ptr<handover_listener> handover_listener_;
     std::atomic<bool> draining_{false};

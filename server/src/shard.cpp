@@ -276,11 +276,15 @@ void shard::count_refusal(refusal_reason why) noexcept {
 
 void shard::refuse(socket_type& peer, refusal_reason why) noexcept {
     count_refusal(why);
+    send_busy_line(peer);
+    lingering_.linger(std::move(peer), now_);
+}
+
+void shard::send_busy_line(socket_type& peer) noexcept {
     asio::error_code ignored;
     peer.non_blocking(true, ignored);
     const std::string& busy = live_.busy_message;
     if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
-    lingering_.linger(std::move(peer), now_);
 }
 
 void shard::on_accept_error(const asio::error_code& ec) noexcept {

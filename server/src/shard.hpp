@@ -132,6 +132,8 @@ public:
     /// over max_per_source (false: the caller refuses it).
     [[nodiscard]] bool admit_proxied(connection& c, const asio::ip::address& client) noexcept;
     void count_refusal(refusal_reason why) noexcept;
+    /// Writes pool.busy_message, if there is one, to a client about to be refused.
+    void send_busy_line(socket_type& peer) noexcept;
     /// From the connection's destructor: off every list, and no longer counted for its source.
     void forget(connection& c) noexcept {
         unlink(c);

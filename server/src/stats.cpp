@@ -139,7 +139,13 @@ std::string to_json(const server_snapshot& s) {
         upstreams.push_back({{"name", u.name},
                              {"active", u.active},
                              {"connect_failures", u.connect_failures},
-                             {"state", u.removed ? "removed" : u.down ? "down" : "up"}});
+                             {"state", u.removed ? "removed" : u.down ? "down" : "up"},
+                             {"health",
+                              {{"down", u.checked_down},
+                               {"last_check", u.last_check},
+                               {"last_check_ms", static_cast<double>(u.last_check_us) / 1000.0},
+                               {"failures_in_row", u.failures_in_row},
+                               {"transitions", u.check_transitions}}}});
     const nlohmann::json j = {
         {"server",
          {{"version", s.version},
@@ -301,7 +307,18 @@ std::string to_prometheus(const server_snapshot& s) {
         for (const auto& u : s.upstreams)
             w.sample("upstream_connect_failures_total", "upstream=\"" + label_value(u.name) + "\"",
                      static_cast<double>(u.connect_failures));
-        w.family("upstream_up", "gauge", "0 while the upstream is marked failed and skipped");
+        w.family("upstream_checked_down", "gauge", "1 while active health checks hold the upstream down");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_checked_down", "upstream=\"" + label_value(u.name) + "\"", u.checked_down ? 1 : 0);
+        w.family("upstream_check_transitions_total", "counter", "Times health checks took the upstream down or brought it up");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_check_transitions_total", "upstream=\"" + label_value(u.name) + "\"",
+                     static_cast<double>(u.check_transitions));
+        w.family("upstream_last_check_seconds", "gauge", "How long the last health check took");
+        for (const auto& u : s.upstreams)
+            w.sample("upstream_last_check_seconds", "upstream=\"" + label_value(u.name) + "\"",
+                     static_cast<double>(u.last_check_us) / 1e6);
+        w.family("upstream_up", "gauge", "0 while the upstream is held down by health checks or marked failed and skipped");
         for (const auto& u : s.upstreams)
             w.sample("upstream_up", "upstream=\"" + label_value(u.name) + "\"", u.down ? 0 : 1);
         w.family("upstream_removed", "gauge", "1 while a removed upstream's relays finish");

@@ -46,6 +46,7 @@ upstreams::upstream* upstreams::pick(std::uint64_t tried_mask) noexcept {
             upstream& u = slots_[i];
             if ((tried_mask >> i) & 1U) continue;
             if (u.status.load(std::memory_order_acquire) != state::serving) continue;
+            if (u.checked_down.load(std::memory_order_relaxed)) continue;
             if (!allow_down && is_down(u)) continue;
             if (round_robin) return &u;
             if (best == nullptr ||
@@ -59,6 +60,7 @@ upstreams::upstream* upstreams::pick(std::uint64_t tried_mask) noexcept {
 
 void upstreams::mark_failed(upstream& u) noexcept {
     u.connect_failures.fetch_add(1, std::memory_order_relaxed);
+    u.failures_in_row.fetch_add(1, std::memory_order_relaxed);
     u.down_until.store(now_ticks() + fail_timeout_.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
@@ -120,6 +122,16 @@ upstreams::change upstreams::replace(const std::vector<config::endpoint>& list, 
         u->endpoint = wanted[i];
         u->connect_failures.store(0, std::memory_order_relaxed);
         u->down_until.store(0, std::memory_order_relaxed);
+        // A new tenant starts up, with no checks behind it; a check still running for the last
+        // one is ignored when it ends.
+        u->checked_down.store(false, std::memory_order_relaxed);
+        u->failures_in_row.store(0, std::memory_order_relaxed);
+        u->last_check.store(check_result::none, std::memory_order_relaxed);
+        u->last_check_us.store(0, std::memory_order_relaxed);
+        u->transitions.store(0, std::memory_order_relaxed);
+        u->successes_in_row = 0;
+        u->check_in_flight = false;
+        ++u->generation;
         u->status.store(state::serving, std::memory_order_release);
         const auto index = static_cast<std::size_t>(u - slots_.data());
         if (index >= used_.load(std::memory_order_relaxed)) used_.store(index + 1, std::memory_order_release);

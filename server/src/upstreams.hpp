@@ -27,6 +27,10 @@ public:
     static constexpr std::size_t max_slots = 64;
 
     enum class state : std::uint8_t { empty, serving, retired };
+    /// The last active health check's outcome (health_check.hpp).
+    enum class check_result : std::uint8_t { none, ok, connect_failed, timeout, send_failed, expect_failed };
+    static constexpr std::array<const char*, 6> check_result_names{"none", "ok", "connect_failed", "timeout",
+                                                                   "send_failed", "expect_failed"};
 
     struct upstream {
         std::string name;
@@ -36,6 +40,16 @@ public:
         std::atomic<std::uint64_t> connect_failures{0};
         std::atomic<std::int64_t> down_until{0};  // steady_clock ticks; 0 = healthy
         std::uint64_t retired_at = 0;             // the reload that retired it; control thread only
+        // Active health checks. The checker writes them on the control thread; a shard's failed
+        // connect adds to failures_in_row, which the next check turns into a verdict.
+        std::atomic<bool> checked_down{false};  // no new clients until `rise` checks pass
+        std::atomic<std::uint32_t> failures_in_row{0};
+        std::atomic<check_result> last_check{check_result::none};
+        std::atomic<std::uint64_t> last_check_us{0};
+        std::atomic<std::uint64_t> transitions{0};  // up -> down and down -> up
+        std::uint32_t successes_in_row = 0;         // control thread only
+        std::uint64_t generation = 0;  // control thread only: a check's result is for this tenant
+        bool check_in_flight = false;  // control thread only
     };
 
     /// What a reload changed: names added and removed, and those that found no slot.
@@ -49,11 +63,14 @@ public:
     upstreams(const std::vector<config::endpoint>& list, config::balance_policy policy,
               std::chrono::milliseconds fail_timeout);
 
-    /// The next serving upstream not in `tried_mask` (bit i: slot i), those marked down last;
-    /// nullptr when none is left.
+    /// The next serving upstream not in `tried_mask` (bit i: slot i) that health checks do not
+    /// hold down, those passively marked failed last; nullptr when none is left.
     upstream* pick(std::uint64_t tried_mask) noexcept;
     void mark_failed(upstream& u) noexcept;
-    void mark_ok(upstream& u) noexcept { u.down_until.store(0, std::memory_order_relaxed); }
+    void mark_ok(upstream& u) noexcept {
+        u.down_until.store(0, std::memory_order_relaxed);
+        u.failures_in_row.store(0, std::memory_order_relaxed);
+    }
     [[nodiscard]] std::size_t index_of(const upstream& u) const noexcept {
         return static_cast<std::size_t>(&u - slots_.data());
     }
@@ -70,6 +87,7 @@ public:
     /// Slots ever used, serving or retired, in slot order (for the statistics).
     [[nodiscard]] std::size_t slots_used() const noexcept { return used_.load(std::memory_order_acquire); }
     [[nodiscard]] const upstream& at(std::size_t i) const noexcept { return slots_[i]; }
+    [[nodiscard]] upstream& at(std::size_t i) noexcept { return slots_[i]; }
 
 private:
     upstream* find(const asio::ip::tcp::endpoint& e) noexcept;

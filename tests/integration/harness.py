@@ -496,9 +496,9 @@ class PyUpstream:
     `behaviour(conn, index)` in its own thread (default: echo until EOF, then FIN). Stops by
     itself: accepts poll a stop flag, and every socket has IO_TIMEOUT."""
 
-    def __init__(self, behaviour=None, backlog=128):
+    def __init__(self, behaviour=None, backlog=128, port=0):
         self.behaviour = behaviour or echo_behaviour
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=backlog)
+        self.listener = socket.create_server(("127.0.0.1", port), backlog=backlog)
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0

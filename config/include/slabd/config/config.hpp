@@ -102,6 +102,18 @@ struct Config {
     std::chrono::milliseconds proxy_header_timeout = std::chrono::seconds{5};
     /// [proxy] send_proxy
     proxy_header_version send_proxy = proxy_header_version::off;
+    /// [health_check] interval between active checks of each upstream; 0: none
+    std::chrono::milliseconds check_interval{0};
+    /// [health_check] timeout: a check that has not passed by then failed
+    std::chrono::milliseconds check_timeout = std::chrono::seconds{2};
+    /// [health_check] rise: checks in a row that bring a down upstream back
+    std::uint32_t check_rise = 2;
+    /// [health_check] fall: failures in a row that take an upstream down
+    std::uint32_t check_fall = 3;
+    /// [health_check] send: written once connected ("" connects only)
+    std::string check_send;
+    /// [health_check] expect: must appear in the answer ("" reads nothing)
+    std::string check_expect;
     /// [proxy] fail_timeout: how long a failed upstream is skipped
     std::chrono::milliseconds upstream_fail_timeout = std::chrono::seconds{10};
     /// [proxy] splice_pipes: pipes per worker thread for zero-copy relaying (0: always copy)

@@ -16,10 +16,11 @@ namespace slabd::server {
 // Why a newcomer was turned away before it got a pool block (docs/design.md, decision 12), in
 // the order /stats and /metrics list them. M(X, reason) for each; see SLABD_SHARD_COUNTERS.
 // proxy_untrusted is refused before a block is taken; a PROXY header that is invalid or late
-// (accept_proxy) is found while the connection holds one, which it returns at once.
+// (accept_proxy), or a proxy client for whom every upstream is down, is found while the
+// connection holds one, which it returns at once.
 #define SLABD_REFUSAL_REASONS(M, X)                                                                 \
     M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)              \
-    M(X, proxy_untrusted) M(X, proxy_invalid) M(X, proxy_timeout)
+    M(X, proxy_untrusted) M(X, proxy_invalid) M(X, proxy_timeout) M(X, no_upstream)
 #define SLABD_REFUSAL_COUNTER(X, reason)                                                           \
     X(refused_##reason, "connections_refused", "reason=\"" #reason "\"",                           \
       "Connections refused, by reason")
@@ -127,8 +128,13 @@ struct upstream_snapshot {
     std::string name;
     std::uint64_t active = 0;
     std::uint64_t connect_failures = 0;
-    bool down = false;     // passively marked failed and being skipped
+    bool down = false;     // passively marked failed and being skipped, or checked down
     bool removed = false;  // removed at a reload: takes no new clients, its relays finish
+    bool checked_down = false;  // active health checks hold it down: no new clients at all
+    const char* last_check = "none";
+    std::uint64_t last_check_us = 0;
+    std::uint64_t check_transitions = 0;
+    std::uint32_t failures_in_row = 0;
 };
 
 /// The outcome of the reloads (SIGHUP) so far, as /stats shows it.
