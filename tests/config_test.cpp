@@ -80,6 +80,7 @@ Config unusual() {
     c.shutdown_grace = 0s;
     c.proxy_header_timeout = 750ms;
     c.upstream_fail_timeout = 1h;
+    c.resolve_interval = 0s;
     c.splice_pipes = 0;
     c.send_proxy = proxy_header_version::v2;
     c.check_interval = 3s;
@@ -166,6 +167,7 @@ TEST_CASE("every key is read from the file") {
         upstreams = ["127.0.0.1:8000", "[2001:db8::5]:8001"]
         balance = "least-connections"
         fail_timeout = "1h"
+        resolve_interval = 0
         splice_pipes = 0
         send_proxy = "v2"
         [health_check]
@@ -278,6 +280,20 @@ TEST_CASE("endpoints") {
     CHECK(
         load_error(R"(proxy.upstreams = ["127.0.0.1:0"])") ==
         R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "127.0.0.1:0")");
+
+    // Upstreams may be names, looked up by the server; listeners may not.
+    const auto upstreams = [](std::string_view list) {
+        return load_string("proxy.upstreams = " + std::string{list}, "slabd.toml").upstreams;
+    };
+    CHECK(upstreams(R"(["Backend-1.Example:8000", "localhost:80", "[::1]:81", "10.0.0.1:82"])") ==
+          std::vector<endpoint>{{"backend-1.example", 8000}, {"localhost", 80}, {"::1", 81}, {"10.0.0.1", 82}});
+    const std::string name_error = R"(slabd.toml:1: proxy.upstreams[0]: expected a host name (letters, digits, '-' and '.') or an IP address as HOST, got )";
+    CHECK(load_error(R"(proxy.upstreams = ["-bad.example:80"])") == name_error + R"("-bad.example:80")");
+    CHECK(load_error(R"(proxy.upstreams = ["a..b:80"])") == name_error + R"("a..b:80")");
+    CHECK(load_error(R"(proxy.upstreams = ["under_score:80"])") == name_error + R"("under_score:80")");
+    CHECK(load_error(R"(proxy.upstreams = ["name:0"])") ==
+          R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "name:0")");
+    CHECK(load_error(R"(proxy.upstreams = ["256.1.1.1:80"])") == name_error + R"("256.1.1.1:80")");
 }
 
 TEST_CASE("trusted networks") {
@@ -672,8 +688,8 @@ TEST_CASE("bad flags exit with 2 and say what was expected") {
         {"--listen", "localhost"},
         R"(--listen: expected "HOST:PORT", such as "127.0.0.1:7000" or "[::1]:7000", got "localhost")");
     check(
-        {"--upstream", "127.0.0.1:8000", "--upstream", "db:5432"},
-        R"(--upstream: expected an IP address or "localhost" as HOST (names are not looked up), got "db:5432")");
+        {"--upstream", "127.0.0.1:8000", "--upstream", "db_1:5432"},
+        R"(--upstream: expected a host name (letters, digits, '-' and '.') or an IP address as HOST, got "db_1:5432")");
     check(
         {"--idle-timeout", "10x"},
         R"(--idle-timeout: expected a duration such as "500ms", "30s", "2m" or "1h", or a whole number of seconds, got "10x")");
@@ -742,6 +758,6 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
           std::vector<std::string>{"limits.max_per_source", "timeouts.idle", "admin.token"});
     // unusual() changes every setting, and each one is named.
     const auto all = differing_settings(Config{}, unusual());
-    CHECK(all.size() == 41);
+    CHECK(all.size() == 42);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }

@@ -36,6 +36,9 @@ class given {
                                        std::chrono::milliseconds hi) const;
     /// "HOST:PORT" with an IP literal or "localhost" as host, and a port of at least min_port.
     endpoint address(std::uint16_t min_port) const;
+    /// "HOST:PORT" where HOST may also be a DNS name (kept, lowercased, for the server to
+    /// resolve); port 1..65535.
+    endpoint upstream() const;
     /// "ADDRESS" or "ADDRESS/PREFIX" (IPv4 or IPv6), as canonical "ADDRESS/PREFIX" with the host
     /// bits cleared.
     std::string network() const;

@@ -164,7 +164,7 @@ constexpr detail::setting all_settings[] = {
      [](Config& c, const given& v) {
          std::vector<endpoint> upstreams;
          for (const auto& item : v.items(R"(an array of "HOST:PORT" strings)")) {
-             auto e = item.address(1);
+             auto e = item.upstream();
              if (std::ranges::find(upstreams, e) != upstreams.end()) item.fail("each upstream once");
              upstreams.push_back(std::move(e));
          }
@@ -175,6 +175,12 @@ constexpr detail::setting all_settings[] = {
          for (const auto& e : c.upstreams) texts.push_back(to_string(e));
          return show_list(texts);
      }},
+    {"proxy", "resolve_interval", "how often upstream names are looked up again (every address "
+                                  "is used; a failed lookup keeps the last ones) (0: at start and "
+                                  "reload only)",
+     flag_kind::none, "", "",
+     [](Config& c, const given& v) { c.resolve_interval = v.duration(0ms, 24h); },
+     [](const Config& c, bool) { return show_duration(c.resolve_interval); }},
     {"proxy", "balance", "how a new client picks its upstream",
      flag_kind::value, "--balance", "round-robin|least-connections",
      [](Config& c, const given& v) { c.balance = pick<balance_policy>(v, balance_names); },

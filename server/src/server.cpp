@@ -11,6 +11,7 @@
 #include "admin.hpp"
 #include "daemon.hpp"
 #include "health_check.hpp"
+#include "resolver.hpp"
 #include "shard.hpp"
 
 namespace slabd::server {
@@ -67,8 +68,11 @@ server::server(const config::Config& settings, handover_setup handover)
     if (settings_.mode == config::server_mode::proxy) {
         // A spare leg per shard: a shard takes its leg before its connection block (shard::admit).
         legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads, reserve + threads);
-        upstreams_ = std::make_unique<upstreams>(settings_.upstreams, settings_.balance,
-                                                 settings_.upstream_fail_timeout);
+        resolver_ = std::make_unique<upstream_resolver>(
+            control_, [this](const std::vector<upstreams::target>& targets) { apply_resolved(targets); });
+        upstreams_ = std::make_unique<upstreams>(
+            resolver_->configure(settings_.upstreams, settings_.resolve_interval, true), settings_.balance,
+            settings_.upstream_fail_timeout);
         health_ = std::make_unique<health_checker>(control_, *upstreams_, health_check_of(settings_));
     }
     // Both exist even while off, so that a reload can turn them on: the table is reserved address
@@ -152,6 +156,7 @@ void server::run() {
     asio::post(control_, [this] {
         serve_handovers();
         if (health_ != nullptr) health_->start();
+        if (resolver_ != nullptr) resolver_->start();
     });
     std::thread control([this] { control_.run(); });
     for (auto& t : threads) t.join();
@@ -163,6 +168,7 @@ void server::run() {
         admin_->stop();
         if (handover_listener_ != nullptr) handover_listener_->stop(true);
         if (health_ != nullptr) health_->stop();
+        if (resolver_ != nullptr) resolver_->stop();
         control_.stop();  // keep-alive admin sessions would otherwise hold run() open
     });
     control.join();
@@ -262,7 +268,9 @@ void server::reload(const config::Config& next) {
               [](config::balance_policy b) { return quoted(std::string(config::to_string(b))); });
         adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout", ms);
         upstreams_->set_policy(settings_.balance, settings_.upstream_fail_timeout);
-        const auto what = upstreams_->replace(next.upstreams, reloads_);
+        adopt(settings_.resolve_interval, next.resolve_interval, "proxy.resolve_interval", ms);
+        const auto what = upstreams_->replace(resolver_->configure(next.upstreams, settings_.resolve_interval, false),
+                                              ++upstream_epoch_);
         for (const auto& name : what.added) changed.push_back("proxy.upstreams: added " + name);
         for (const auto& name : what.removed)
             changed.push_back("proxy.upstreams: removed " + name + " (its relays finish)");
@@ -271,7 +279,7 @@ void server::reload(const config::Config& next) {
                          "still relaying; reload again once they finish, or restart",
                          name, upstreams::max_slots);
         if (what.no_room.empty()) settings_.upstreams = next.upstreams;
-        if (!what.removed.empty()) fence_upstreams(reloads_);
+        if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
         adopt(settings_.check_interval, next.check_interval, "health_check.interval", ms);
         adopt(settings_.check_timeout, next.check_timeout, "health_check.timeout", ms);
         adopt(settings_.check_rise, next.check_rise, "health_check.rise", number);
@@ -332,6 +340,15 @@ bool server::resize_pool(std::size_t limit) {
     // A shard paused on a full pool waits for a freed block; room under a raised limit is one.
     wake_paused_shards();
     return true;
+}
+
+void server::apply_resolved(const std::vector<upstreams::target>& targets) {
+    const auto what = upstreams_->replace(targets, ++upstream_epoch_);
+    for (const auto& name : what.added) spdlog::info("resolve: upstream {} added", name);
+    for (const auto& name : what.removed) spdlog::info("resolve: upstream {} removed (its relays finish)", name);
+    for (const auto& name : what.no_room)
+        spdlog::warn("resolve: no room for upstream {}: {} slots are taken", name, upstreams::max_slots);
+    if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
 }
 
 void server::fence_upstreams(std::uint64_t reload) {
@@ -399,6 +416,7 @@ server_snapshot server::snapshot(bool with_top_sources) const {
         s.buffers += sh->buffer_stats();
     }
     s.op_memory_overflows = op_memory_overflows.load(std::memory_order_relaxed);
+    if (resolver_ != nullptr) s.upstream_resolve_failures = resolver_->failures();
     s.draining = draining_.load();
     s.ready_headroom = config::effective_ready_headroom(settings_);
     s.admin = admin_->stats();

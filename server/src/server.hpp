@@ -26,6 +26,7 @@ namespace slabd::server {
 
 class admin;
 class health_checker;
+class upstream_resolver;
 
 /// How this process came by its listeners, and what it gives the process that takes over next.
 struct handover_setup {
@@ -91,6 +92,8 @@ private:
     /// After every shard has run a handler posted now, slots of upstreams removed by reload
     /// `reload` may be reused.
     void fence_upstreams(std::uint64_t reload);
+    /// On the control thread: a periodic lookup changed the addresses of an upstream name.
+    void apply_resolved(const std::vector<upstreams::target>& targets);
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
     void watch_hangups();
@@ -110,7 +113,9 @@ private:
     std::uint64_t reloads_ = 0;
     reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;
-    std::unique_ptr<health_checker> health_;  // proxy mode only; runs on control_
+    std::unique_ptr<health_checker> health_;       // proxy mode only; runs on control_
+    std::unique_ptr<upstream_resolver> resolver_;  // proxy mode only; runs on control_
+    std::uint64_t upstream_epoch_ = 0;  // numbers each change of the upstream set, for its fence
     handover_setup handover_;
     std::unique_ptr<handover_listener> handover_listener_;
     std::atomic<bool> draining_{false};

@@ -177,6 +177,7 @@ std::string to_json(const server_snapshot& s) {
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"proxy_protocol", {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
         {"op_memory_overflows", s.op_memory_overflows},
+        {"upstream_resolve_failures", s.upstream_resolve_failures},
         {"admin", admin_json(s.admin)},
         {"ready", ready(s)},
         {"ready_headroom", s.ready_headroom},
@@ -299,6 +300,9 @@ std::string to_prometheus(const server_snapshot& s) {
 #undef SLABD_COUNTER
 #undef SLABD_GAUGE
 
+    w.family("upstream_resolve_failures_total", "counter",
+             "Lookups of upstream names that failed (the last addresses were kept)");
+    w.sample("upstream_resolve_failures_total", "", static_cast<double>(s.upstream_resolve_failures));
     if (!s.upstreams.empty()) {
         w.family("upstream_active_connections", "gauge", "Clients relayed to this upstream now");
         for (const auto& u : s.upstreams)

@@ -13,14 +13,9 @@ std::int64_t to_ticks(std::chrono::milliseconds d) noexcept {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(d).count();
 }
 
-asio::ip::tcp::endpoint resolve(const config::endpoint& e) {
-    // Literal addresses only (config validates it): neither start-up nor a reload waits on DNS.
-    return {asio::ip::make_address(e.host == "localhost" ? "127.0.0.1" : e.host), e.port};
-}
-
 }  // namespace
 
-upstreams::upstreams(const std::vector<config::endpoint>& list, config::balance_policy policy,
+upstreams::upstreams(const std::vector<target>& list, config::balance_policy policy,
                      std::chrono::milliseconds fail_timeout)
     : policy_(policy), fail_timeout_(to_ticks(fail_timeout)) {
     if (list.size() > max_slots)
@@ -89,9 +84,9 @@ upstreams::upstream* upstreams::free_slot() noexcept {
     return count < max_slots ? &slots_[count] : nullptr;
 }
 
-upstreams::change upstreams::replace(const std::vector<config::endpoint>& list, std::uint64_t reload) {
+upstreams::change upstreams::replace(const std::vector<target>& list, std::uint64_t reload) {
     std::vector<asio::ip::tcp::endpoint> wanted;
-    for (const auto& e : list) wanted.push_back(resolve(e));
+    for (const auto& t : list) wanted.push_back(t.endpoint);
     change what;
     // Retire first: a slot freed by an earlier fence may then take a new name in this same call.
     const std::size_t count = used_.load(std::memory_order_relaxed);
@@ -113,7 +108,7 @@ upstreams::change upstreams::replace(const std::vector<config::endpoint>& list, 
             continue;
         }
         upstream* u = free_slot();
-        const std::string name = config::to_string(list[i]);
+        const std::string& name = list[i].name;
         if (u == nullptr) {
             what.no_room.push_back(name);
             continue;

@@ -52,6 +52,13 @@ public:
         bool check_in_flight = false;  // control thread only
     };
 
+    /// One address to relay to: a configured IP address, or one of those a name resolved to.
+    struct target {
+        std::string name;  // "10.0.0.1:80", or "backend:80 ([2001:db8::1]:80)" for a name's
+        asio::ip::tcp::endpoint endpoint;
+        friend bool operator==(const target&, const target&) = default;
+    };
+
     /// What a reload changed: names added and removed, and those that found no slot.
     struct change {
         std::vector<std::string> added;
@@ -60,8 +67,7 @@ public:
     };
 
     /// Throws std::invalid_argument past max_slots.
-    upstreams(const std::vector<config::endpoint>& list, config::balance_policy policy,
-              std::chrono::milliseconds fail_timeout);
+    upstreams(const std::vector<target>& list, config::balance_policy policy, std::chrono::milliseconds fail_timeout);
 
     /// The next serving upstream not in `tried_mask` (bit i: slot i) that health checks do not
     /// hold down, those passively marked failed last; nullptr when none is left.
@@ -78,8 +84,9 @@ public:
 
     // The control thread's side.
     /// Makes `list` the serving set, in one step for the shards: returns what changed. `reload`
-    /// numbers this change; fenced(reload) later says every shard has seen it.
-    change replace(const std::vector<config::endpoint>& list, std::uint64_t reload);
+    /// numbers this change (a reload or a new resolution); fenced(reload) later says every shard
+    /// has seen it.
+    change replace(const std::vector<target>& list, std::uint64_t reload);
     /// Every shard has run a handler posted after reload `reload`: slots it retired are
     /// reusable once their relays are gone.
     void fenced(std::uint64_t reload) noexcept { fenced_ = std::max(fenced_, reload); }

@@ -496,9 +496,10 @@ class PyUpstream:
     `behaviour(conn, index)` in its own thread (default: echo until EOF, then FIN). Stops by
     itself: accepts poll a stop flag, and every socket has IO_TIMEOUT."""
 
-    def __init__(self, behaviour=None, backlog=128, port=0):
+    def __init__(self, behaviour=None, backlog=128, port=0, host="127.0.0.1"):
         self.behaviour = behaviour or echo_behaviour
-        self.listener = socket.create_server(("127.0.0.1", port), backlog=backlog)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, port), family=family, backlog=backlog)
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0

@@ -24,7 +24,8 @@ enum class log_format { text, json };
 /// Which PROXY protocol header (HAProxy's spec) proxy mode sends an upstream first, if any.
 enum class proxy_header_version { off, v1, v2 };
 
-/// A TCP address. `host` is an IP literal in canonical form; "localhost" is stored as "127.0.0.1".
+/// A TCP address. `host` is an IP literal in canonical form ("localhost" is stored as
+/// "127.0.0.1"), or for an upstream a lowercase DNS name ("localhost" included) to resolve.
 struct endpoint {
     std::string host;
     std::uint16_t port = 0;
@@ -55,8 +56,11 @@ struct Config {
     endpoint listen{"127.0.0.1", 7000};
     /// [admin] listen; port 0 takes any free port
     endpoint admin{"127.0.0.1", 9100};
-    /// [proxy] upstreams; proxy mode needs at least one
+    /// [proxy] upstreams; proxy mode needs at least one. A host may be a name.
     std::vector<endpoint> upstreams;
+    /// [proxy] resolve_interval: upstream names are looked up again this often; 0: at start
+    /// and reload only
+    std::chrono::milliseconds resolve_interval = std::chrono::seconds{30};
     /// [proxy] balance
     balance_policy balance = balance_policy::round_robin;
     /// [pool] max_connections: with this many clients connected, the next is refused or waits

@@ -169,6 +169,7 @@ struct server_snapshot {
     pool::slab_stats buffers;
     std::size_t buffer_size = 0;
     std::uint64_t op_memory_overflows = 0;
+    std::uint64_t upstream_resolve_failures = 0;  // name lookups that failed, keeping the last addresses
     admin_snapshot admin;
     limits_snapshot limits;
     reload_snapshot reload;

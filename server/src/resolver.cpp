@@ -1,0 +1,129 @@
+#include "resolver.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace slabd::server {
+
+namespace {
+
+bool is_name(const config::endpoint& e) {
+    asio::error_code ec;
+    (void)asio::ip::make_address(e.host, ec);
+    return static_cast<bool>(ec);
+}
+
+std::string bracketed(const asio::ip::tcp::endpoint& e) {
+    const std::string host = e.address().to_string();
+    return (e.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(e.port());
+}
+
+std::vector<asio::ip::tcp::endpoint> addresses_of(const asio::ip::tcp::resolver::results_type& results) {
+    std::vector<asio::ip::tcp::endpoint> out;
+    for (const auto& r : results)
+        if (std::ranges::find(out, r.endpoint()) == out.end()) out.push_back(r.endpoint());
+    std::ranges::sort(out);  // the resolver's order changes from lookup to lookup; ours must not
+    return out;
+}
+
+}  // namespace
+
+upstream_resolver::upstream_resolver(asio::io_context& control, apply_function apply)
+    : control_(control), apply_(std::move(apply)), resolver_(control), timer_(control) {}
+
+std::vector<upstreams::target> upstream_resolver::configure(const std::vector<config::endpoint>& list,
+                                                            std::chrono::milliseconds interval, bool at_start) {
+    list_ = list;
+    interval_ = interval;
+    for (const auto& e : list_) {
+        if (!is_name(e)) continue;
+        const std::string key = config::to_string(e);
+        asio::error_code ec;
+        const auto results = resolver_.resolve(e.host, std::to_string(e.port), ec);
+        if (ec && at_start)
+            throw std::runtime_error("proxy.upstreams: " + key + " does not resolve: " + ec.message());
+        if (!ec) {
+            addresses_[key] = addresses_of(results);
+            continue;
+        }
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("resolve: {} does not resolve ({}); {}", key, ec.message(),
+                     addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
+    }
+    applied_ = targets();
+    // A new interval counts from now; a reload that adds the first name starts the lookups.
+    if (!stopped_) schedule();
+    return applied_;
+}
+
+void upstream_resolver::start() { schedule(); }
+
+void upstream_resolver::stop() noexcept {
+    stopped_ = true;
+    timer_.cancel();
+    resolver_.cancel();
+}
+
+bool upstream_resolver::has_names() const noexcept { return std::ranges::any_of(list_, is_name); }
+
+void upstream_resolver::schedule() {
+    timer_.cancel();
+    if (interval_.count() == 0 || !has_names()) return;
+    timer_.expires_after(interval_);
+    timer_.async_wait([this](const asio::error_code& ec) {
+        if (!ec && !stopped_) round();
+    });
+}
+
+void upstream_resolver::round() {
+    if (pending_ != 0) return;  // the last round is still waiting on a lookup
+    for (const auto& e : list_) {
+        if (!is_name(e)) continue;
+        ++pending_;
+        // Asio runs getaddrinfo on a thread of its own and completes here, on the control thread.
+        resolver_.async_resolve(e.host, std::to_string(e.port),
+                                [this, e](const asio::error_code& ec, const asio::ip::tcp::resolver::results_type& r) {
+                                    resolved(e, ec, r);
+                                });
+    }
+    schedule();
+}
+
+void upstream_resolver::resolved(const config::endpoint& name, const asio::error_code& ec,
+                                 const asio::ip::tcp::resolver::results_type& results) {
+    --pending_;
+    if (ec == asio::error::operation_aborted) return;
+    const std::string key = config::to_string(name);
+    // Only a name still configured: a reload may have removed it while it was looked up.
+    if (std::ranges::find(list_, name) == list_.end()) return;
+    if (ec) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("resolve: {} does not resolve ({}); keeping its last addresses", key, ec.message());
+    } else {
+        addresses_[key] = addresses_of(results);
+    }
+    if (pending_ != 0) return;
+    auto next = targets();
+    if (next == applied_) return;
+    applied_ = std::move(next);
+    apply_(applied_);
+}
+
+std::vector<upstreams::target> upstream_resolver::targets() const {
+    std::vector<upstreams::target> out;
+    for (const auto& e : list_) {
+        const std::string key = config::to_string(e);
+        if (!is_name(e)) {
+            out.push_back({key, {asio::ip::make_address(e.host), e.port}});
+            continue;
+        }
+        const auto found = addresses_.find(key);
+        if (found == addresses_.end()) continue;
+        for (const auto& a : found->second) out.push_back({key + " (" + bracketed(a) + ")", a});
+    }
+    return out;
+}
+
+}  // namespace slabd::server

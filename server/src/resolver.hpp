@@ -1,0 +1,65 @@
+// Turns the configured upstreams into addresses to relay to: an IP address as it is, a name
+// through the system's resolver (getaddrinfo: /etc/hosts, DNS), every address it returns. Names
+// are looked up at start (one that does not resolve stops the start, as a bad address does), on
+// each reload, and every resolve_interval; a lookup that fails keeps the addresses of the last one
+// that worked. Only the control thread resolves: a slow DNS server never stalls a data thread.
+#pragma once
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "slabd/config/config.hpp"
+#include "upstreams.hpp"
+
+namespace slabd::server {
+
+class upstream_resolver {
+public:
+    using apply_function = std::function<void(const std::vector<upstreams::target>&)>;
+
+    /// `apply` runs on the control thread with the new targets whenever a periodic lookup
+    /// changed them.
+    upstream_resolver(asio::io_context& control, apply_function apply);
+
+    /// Sets the list and the interval, looks every name up now (blocking this thread, the
+    /// control thread or start-up) and returns the targets. `at_start`: a name that does not
+    /// resolve throws std::runtime_error; later it keeps its last addresses (if any).
+    std::vector<upstreams::target> configure(const std::vector<config::endpoint>& list,
+                                             std::chrono::milliseconds interval, bool at_start);
+    /// On the control thread: looks names up again every interval from now on.
+    void start();
+    void stop() noexcept;
+    /// Lookups that failed since start (each kept the last addresses): for /stats.
+    [[nodiscard]] std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
+
+private:
+    void schedule();
+    void round();
+    void resolved(const config::endpoint& name, const asio::error_code& ec,
+                  const asio::ip::tcp::resolver::results_type& results);
+    [[nodiscard]] std::vector<upstreams::target> targets() const;
+    [[nodiscard]] bool has_names() const noexcept;
+
+    asio::io_context& control_;
+    apply_function apply_;
+    asio::ip::tcp::resolver resolver_;
+    asio::steady_timer timer_;
+    std::vector<config::endpoint> list_;
+    std::chrono::milliseconds interval_{0};
+    std::map<std::string, std::vector<asio::ip::tcp::endpoint>> addresses_;  // by "name:port"
+    std::size_t pending_ = 0;  // lookups of the round in flight
+    std::vector<upstreams::target> applied_;
+    std::atomic<std::uint64_t> failures_{0};
+    bool stopped_ = false;
+};
+
+}  // namespace slabd::server

@@ -1,0 +1,133 @@
+"""Upstream names and IPv6: a name is looked up at start (one that does not resolve stops the
+start), every address it returns is an upstream of its own, and it is looked up again every
+proxy.resolve_interval, a failed lookup keeping the last addresses; slabd listens dual-stack on
+[::] and relays to IPv6 upstreams.
+
+Names come from a hosts file of the test's own, bind-mounted over /etc/hosts in a mount namespace
+that only slabd sees (unshare --mount): the machine's /etc/hosts is never touched."""
+
+import os
+import socket
+import stat
+import subprocess
+
+import harness
+
+
+def can_unshare():
+    return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+class NamesTest(harness.SlabdTest):
+    def setUp(self):
+        if not can_unshare():
+            self.skipTest("unshare --mount is not permitted here (needs root)")
+        self.hosts = self.write_config("", name="hosts")
+        # slabd, run by a wrapper that gives it the hosts file as /etc/hosts: the same process
+        # (both exec), so the harness's pid is slabd's.
+        wrapper = os.path.join(os.path.dirname(self.hosts), "slabd-with-hosts")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec unshare --mount sh -c 'mount --bind {self.hosts} /etc/hosts && "
+                    f"exec \"$0\" \"$@\"' {harness.SLABD} \"$@\"\n")
+        os.chmod(wrapper, stat.S_IRWXU)
+        self.real_slabd, harness.SLABD = harness.SLABD, wrapper
+        self.addCleanup(setattr, harness, "SLABD", self.real_slabd)
+
+    def set_hosts(self, lines):
+        # Rewritten in place: the bind mount holds this inode, and glibc reads it at each lookup.
+        with open(self.hosts, "w") as f:
+            f.write("".join(f"{address} {name}\n" for address, name in lines))
+
+    def upstreams_at(self, hosts, port=0):
+        """One echo upstream per address, all on one port."""
+        ups = []
+        for host in hosts:
+            u = harness.PyUpstream(host=host, port=port)
+            self.addCleanup(u.close)
+            port = u.port
+            ups.append(u)
+        return ups, port
+
+    def names(self, stats):
+        return sorted(u["name"] for u in stats["upstreams"] if u["state"] != "removed")
+
+    def test_every_address_of_a_name_takes_clients(self):
+        self.set_hosts([("127.0.0.1", "multi.test"), ("127.0.0.2", "multi.test"), ("::1", "multi.test")])
+        ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2", "::1"])
+        server = self.start("--mode", "proxy", "--upstream", f"multi.test:{port}")
+        self.assertEqual(self.names(server.stats()),
+                         sorted(f"multi.test:{port} ({a})" for a in
+                                (f"127.0.0.1:{port}", f"127.0.0.2:{port}", f"[::1]:{port}")))
+        for i in range(30):
+            with server.connect() as s:
+                harness.assert_echo(s, b"client %d" % i)
+        self.assertEqual([u.accepted for u in ups], [10, 10, 10], "round-robin over the three addresses")
+        self.stop(server)
+
+    def test_localhost_resolves_to_both_families(self):
+        self.set_hosts([("127.0.0.1", "localhost"), ("::1", "localhost")])
+        ups, port = self.upstreams_at(["127.0.0.1", "::1"])
+        server = self.start("--mode", "proxy", "--upstream", f"localhost:{port}")
+        self.assertEqual(self.names(server.stats()),
+                         [f"localhost:{port} (127.0.0.1:{port})", f"localhost:{port} ([::1]:{port})"])
+        for i in range(4):
+            with server.connect() as s:
+                harness.assert_echo(s, b"x" * 1000)
+        self.assertEqual([u.accepted for u in ups], [2, 2])
+
+    def test_looked_up_again_and_a_failed_lookup_keeps_the_last_addresses(self):
+        self.set_hosts([("127.0.0.1", "moving.test"), ("127.0.0.2", "moving.test")])
+        ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
+        path = self.write_config('[proxy]\nresolve_interval = "100ms"\n')
+        server = self.start("--config", path, "--mode", "proxy", "--upstream", f"moving.test:{port}")
+        two = [f"moving.test:{port} (127.0.0.1:{port})", f"moving.test:{port} (127.0.0.2:{port})"]
+        self.assertEqual(self.names(server.stats()), two)
+
+        self.set_hosts([("127.0.0.2", "moving.test")])
+        server.wait_stats(lambda s: self.names(s) == two[1:], "127.0.0.1 dropped after a lookup")
+        accepted = ups[0].accepted
+        for i in range(5):
+            with server.connect() as s:
+                harness.assert_echo(s, b"only .2")
+        self.assertEqual(ups[0].accepted, accepted, "no client sent to the dropped address")
+
+        self.set_hosts([])  # the name no longer resolves: keep what we had
+        server.wait_stats(lambda s: s["upstream_resolve_failures"] >= 2, "failed lookups counted")
+        self.assertEqual(self.names(server.stats()), two[1:])
+        with server.connect() as s:
+            harness.assert_echo(s, b"still served")
+        _, metrics = server.get("/metrics")
+        self.assertRegex(metrics, r"slabd_upstream_resolve_failures_total [1-9]")
+
+        self.set_hosts([("127.0.0.1", "moving.test"), ("127.0.0.2", "moving.test")])
+        server.wait_stats(lambda s: self.names(s) == two, "127.0.0.1 back after a lookup")
+        self.stop(server)
+
+    def test_a_name_that_does_not_resolve_stops_the_start(self):
+        self.set_hosts([])
+        code, _, err = harness.run_slabd("--mode", "proxy", "--upstream", "nowhere.test:80", "--listen",
+                                         "127.0.0.1:0", "--admin", "127.0.0.1:0")
+        self.assertEqual(code, 1, err)
+        self.assertIn("proxy.upstreams: nowhere.test:80 does not resolve", err)
+
+
+class DualStackTest(harness.SlabdTest):
+    def test_listening_on_all_addresses_serves_both_families(self):
+        server = self.start("--listen", "[::]:0")
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(harness.IO_TIMEOUT)
+                s.connect((host, server.port))
+                harness.assert_echo(s, b"hello over " + host.encode())
+
+    def test_relays_to_an_ipv6_upstream(self):
+        up = harness.PyUpstream(host="::1")
+        self.addCleanup(up.close)
+        server = self.start("--mode", "proxy", "--upstream", f"[::1]:{up.port}")
+        with server.connect() as s:
+            harness.assert_echo(s, harness.pattern(200_000))
+        self.assertEqual([u["name"] for u in server.stats()["upstreams"]], [f"[::1]:{up.port}"])
+
+
+if __name__ == "__main__":
+    harness.main()
