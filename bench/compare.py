@@ -281,7 +281,9 @@ TABLES = [
     ("proxy", "HTTP through a proxy: wrk -t1 -c50, keep-alive",
      "Proxy on core 0; the nginx HTTP backend (one worker, `return 200`) and wrk share core 1. "
      "The `direct` row is wrk straight to the backend: the limit, and its CPU is the backend's "
-     "(not compared). Proxy CPU per request, ratio to the lowest proxy.",
+     "(not compared). `+pp2`: the proxy sends each backend connection a PROXY protocol v2 header "
+     "(slabd `send_proxy = \"v2\"`, HAProxy `send-proxy-v2`), to a listener of the same nginx "
+     "with `proxy_protocol`. Proxy CPU per request, ratio to the lowest proxy.",
      lambda rows: load_table(rows, "workload", "proxy CPU µs / req", "proxy CPU")),
     ("bulk", "Bulk TCP through a proxy: iperf3, one stream",
      "Proxy on core 0; iperf3 server and client both on core 1; the control and the data "

@@ -269,26 +269,29 @@ run_label() { ((repeat == 1)) || echo " (run $run of $repeat)"; }
 # with $server_error set. KIND: slabd (echo, or proxy with an upstream), epoll-echo,
 # asio-classic-echo, haproxy, haproxy-splice, nginx (stream proxy), nginx-http, iperf3.
 
-start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits]
+start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits|pp2]
   local binary=$1 conf=$tmp/slabd-$3.toml args
   take_port
   # A row stops the server after its load has finished; there is nothing to drain for 10 s.
   printf '[timeouts]\nshutdown_grace = "1s"\n' >"$conf"
-  # Every admission check runs, and none refuses: each row's connections come from at most two
-  # addresses, and churn stays far below a million newcomers a second.
-  [[ ${5:-} != limits ]] ||
-    printf '[limits]\nmax_per_source = 20000\naccept_rate = 1000000\naccept_burst = 1000000\n' >>"$conf"
+  case ${5:-} in
+    # Every admission check runs, and none refuses: each row's connections come from at most
+    # two addresses, and churn stays far below a million newcomers a second.
+    limits) printf '[limits]\nmax_per_source = 20000\naccept_rate = 1000000\naccept_burst = 1000000\n' >>"$conf" ;;
+    pp2) printf '[proxy]\nsend_proxy = "v2"\n' >>"$conf" ;;
+  esac
   args=(--config "$conf" --listen "127.0.0.1:$3" --admin "127.0.0.1:$taken" --threads 1
         --max-connections 20000 --log-level warn)
   if [[ -n ${4:-} ]]; then args+=(--mode proxy --upstream "$4"); else args+=(--mode echo); fi
   spawn "$2" "$tmp/slabd-$3.log" "" "$binary" "${args[@]}"
 }
 
-start_haproxy() { # CORE PORT UPSTREAM [splice]
-  local conf=$tmp/haproxy-$2.cfg splice=
+start_haproxy() { # CORE PORT UPSTREAM [splice|pp2]
+  local conf=$tmp/haproxy-$2.cfg splice= send_proxy=
   # splice-auto would splice only when HAProxy guesses it pays off; the row is meant to show
   # what splicing itself does.
   [[ ${4:-} != splice ]] || splice=$'    option splice-request\n    option splice-response'
+  [[ ${4:-} != pp2 ]] || send_proxy=" send-proxy-v2"
   cat >"$conf" <<EOF
 global
     nbthread 1
@@ -300,7 +303,7 @@ defaults
 $splice
 listen proxy
     bind 127.0.0.1:$2
-    server upstream $3
+    server upstream $3$send_proxy
 EOF
   spawn "$1" "$tmp/haproxy-$2.log" "" haproxy -db -f "$conf"
 }
@@ -325,9 +328,13 @@ start_nginx_stream() { # CORE PORT UPSTREAM
   start_nginx_with "$1" "$2" "stream { server { listen 127.0.0.1:$2; proxy_pass $3; } }"
 }
 
+# Also listens, for the proxies that send a PROXY v2 header, on $backend_pp_port with
+# proxy_protocol.
 start_nginx_http() { # CORE PORT
   local t=$tmp/nginx-$2-temp
   mkdir -p "$t" # nginx creates the last level of a temp path only
+  take_port
+  backend_pp_port=$taken
   # keepalive_requests: nginx closes a keep-alive connection after 1,000 requests by default,
   # which would make the proxies' rows partly a connection-churn test.
   start_nginx_with "$1" "$2" "http {
@@ -335,7 +342,8 @@ start_nginx_http() { # CORE PORT
   keepalive_requests 1000000000;
   client_body_temp_path $t/body; proxy_temp_path $t/proxy; fastcgi_temp_path $t/fastcgi;
   uwsgi_temp_path $t/uwsgi; scgi_temp_path $t/scgi;
-  server { listen 127.0.0.1:$2; location / { default_type text/plain; return 200 \"hello\"; } }
+  server { listen 127.0.0.1:$2; listen 127.0.0.1:$backend_pp_port proxy_protocol;
+           location / { default_type text/plain; return 200 \"hello\"; } }
 }"
 }
 
@@ -345,6 +353,8 @@ start_server() { # KIND CORE PORT [UPSTREAM]
   case $kind in
     slabd) start_slabd "$slabd" "$core" "$port" "$upstream" ;;
     slabd+limits) start_slabd "$slabd" "$core" "$port" "$upstream" limits ;;
+    slabd+pp2) start_slabd "$slabd" "$core" "$port" "$upstream" pp2 ;;
+    haproxy+pp2) start_haproxy "$core" "$port" "$upstream" pp2 ;;
     slabd@*) start_slabd "$baseline_slabd" "$core" "$port" "$upstream" ;;
     epoll-echo) spawn "$core" "$tmp/epoll-$port.log" "" "$epoll_echo" "$port" 127.0.0.1 ;;
     asio-classic-echo) spawn "$core" "$tmp/asio-$port.log" "" "$asio_echo" "$port" 127.0.0.1 ;;
@@ -551,12 +561,16 @@ proxy_round() { # LOAD..., called by proxy_rows, whose variables it uses
   measure "$backend" 1 "$out" "$limit" "${@//\{PORT\}/$backend_port}"
   finish_row "$out" "table=$table" "group=$group" "server=direct" "parser=$parser" "limit=1"
   for kind in "${proxies[@]}"; do
-    upstream=127.0.0.1:$backend_port run_row "$table" "$group" "$kind" 1 "$parser" "$limit" "$@"
+    local to=$backend_port
+    # The proxies that send a PROXY header go to the backend's listener that expects one.
+    [[ $kind != *+pp2 ]] || to=$backend_pp_port
+    upstream=127.0.0.1:$to run_row "$table" "$group" "$kind" 1 "$parser" "$limit" "$@"
   done
 }
 
 proxy_table() {
-  proxy_rows proxy "HTTP GET, 5 B body" nginx-http wrk $((duration + 15)) slabd haproxy nginx -- \
+  proxy_rows proxy "HTTP GET, 5 B body" nginx-http wrk $((duration + 15)) \
+    slabd haproxy nginx slabd+pp2 haproxy+pp2 -- \
     wrk -t1 -c50 -d "${duration}s" --latency 'http://127.0.0.1:{PORT}/'
 }
 

@@ -1,6 +1,8 @@
 #include "daemon.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -140,6 +142,28 @@ launcher_pipe daemonize(
     redirect_to_dev_null(STDIN_FILENO);
     redirect_to_dev_null(STDOUT_FILENO);
     return launcher_pipe(ends[1]);
+}
+
+int spawn_successor(const std::string& program, const std::vector<std::string>& args) {
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    if (const int e = ::posix_spawn_file_actions_init(&actions); e != 0)
+        throw std::system_error(e, std::generic_category(), "posix_spawn_file_actions_init");
+    // Asio opens its sockets without O_CLOEXEC: without this the successor would hold every
+    // client's connection open after this process closed it. It takes the listeners over the
+    // handover socket instead.
+    ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    // The successor is not waited for: once this process exits it is adopted like any daemon.
+    ::signal(SIGCHLD, SIG_IGN);
+    pid_t pid = 0;
+    const bool search = program.find('/') == std::string::npos;
+    const int e = search ? ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ)
+                         : ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+    ::posix_spawn_file_actions_destroy(&actions);
+    if (e != 0) throw std::system_error(e, std::generic_category(), "cannot start " + program);
+    return static_cast<int>(pid);
 }
 
 void notify_systemd(const char* state) noexcept {

@@ -5,6 +5,7 @@
 #include <asio/execution_context.hpp>
 
 #include <functional>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -76,5 +77,10 @@ void warn_if_descriptors_short(const config::Config& settings) noexcept;
 
 /// Tells systemd about a state change ("READY=1", "STOPPING=1", ...); nothing outside systemd.
 void notify_systemd(const char* state) noexcept;
+
+/// Starts `program` (a path, or a name looked up in PATH) with `args` (argv[0] first) as a new
+/// process that inherits standard input, output and error and no other descriptor, and returns
+/// its pid; the caller does not wait for it. Throws std::system_error.
+int spawn_successor(const std::string& program, const std::vector<std::string>& args);
 
 }  // namespace slabd::server

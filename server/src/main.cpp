@@ -91,6 +91,14 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     const auto& settings = cli.config;
     const auto reload_args = arguments_for_reload(argc, argv);
+    // SIGUSR2 starts the program found where this one was (a new binary, after an upgrade), by a
+    // path made absolute now: the daemon's working directory is "/".
+    std::string program = argv[0];
+    if (program.find('/') != std::string::npos) {
+        std::error_code ec;
+        const auto path = std::filesystem::absolute(program, ec);
+        if (!ec) program = path.string();
+    }
     std::optional<slabd::server::pidfile> pid;
     std::optional<slabd::server::taken_over> inherited;
     try {
@@ -131,6 +139,7 @@ int main(int argc, char** argv) {
         }
         slabd::server::notify_systemd("READY=1");
         daemon.on_hangup([&daemon, &reload_args] { reload(daemon, reload_args); });
+        daemon.on_upgrade({program, reload_args});
         daemon.run();
         const auto totals = daemon.snapshot().total();
         spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted, totals.refused());

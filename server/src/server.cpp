@@ -53,7 +53,7 @@ server::server(const config::Config& settings, handover_setup handover)
     : settings_(settings),
       connections_(settings.max_connections, config::effective_pool_reserve(settings)),
       signals_(control_, SIGINT, SIGTERM),
-      hangups_(control_, SIGHUP),
+      operator_signals_(control_, SIGHUP, SIGUSR2),
       handover_(std::move(handover)) {
     auto& inherited = handover_.inherited;
     if (inherited && inherited->data.size() != settings_.threads) {
@@ -148,7 +148,7 @@ void server::run() {
         spdlog::info("received signal {}, draining (grace {} ms)", signo, settings_.shutdown_grace.count());
         request_stop();
     });
-    watch_hangups();
+    watch_operator_signals();
     admin_->start();
 
     std::vector<std::thread> threads;
@@ -164,7 +164,7 @@ void server::run() {
     asio::post(control_, [this] {
         asio::error_code ignored;
         signals_.cancel(ignored);
-        hangups_.cancel(ignored);
+        operator_signals_.cancel(ignored);
         admin_->stop();
         if (handover_listener_ != nullptr) handover_listener_->stop(true);
         if (health_ != nullptr) health_->stop();
@@ -177,6 +177,8 @@ void server::run() {
 void server::serve_handovers() {
     if (auto& inherited = handover_.inherited) {
         confirm_take_over(*inherited);
+        // Under systemd (NotifyAccess=all) this process is the service's main one from now on.
+        notify_systemd(("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1").c_str());
         spdlog::info("handover: took over the listeners of pid {}, which drains now", inherited->old_pid);
         inherited.reset();
     }
@@ -196,6 +198,7 @@ void server::serve_handovers() {
 }
 
 void server::handed_over(int new_pid) {
+    handed_over_ = true;
     spdlog::info("handover: pid {} serves the listeners now; draining (grace {} ms)", new_pid,
                  settings_.shutdown_grace.count());
     if (handover_.release_pidfile) handover_.release_pidfile();
@@ -207,16 +210,35 @@ void server::handed_over(int new_pid) {
 
 void server::request_stop() {
     if (draining_.exchange(true)) return;
-    notify_systemd("STOPPING=1");
+    // After a handover the service goes on in the new process, which told systemd its pid.
+    if (!handed_over_) notify_systemd("STOPPING=1");
     for (auto& s : shards_) s->begin_drain(settings_.shutdown_grace);
 }
 
-void server::watch_hangups() {
-    hangups_.async_wait([this](const asio::error_code& ec, int) {
+void server::watch_operator_signals() {
+    operator_signals_.async_wait([this](const asio::error_code& ec, int signo) {
         if (ec) return;
-        if (on_hangup_) on_hangup_();
-        watch_hangups();
+        if (signo == SIGHUP && on_hangup_) on_hangup_();
+        if (signo == SIGUSR2) start_successor();
+        watch_operator_signals();
     });
+}
+
+void server::start_successor() {
+    if (settings_.handover_socket.empty()) {
+        spdlog::error("SIGUSR2: a restart in place needs daemon.handover_socket; nothing done");
+        return;
+    }
+    if (draining_.load()) {
+        spdlog::warn("SIGUSR2: already draining; nothing done");
+        return;
+    }
+    try {
+        const int pid = spawn_successor(successor_.program, successor_.args);
+        spdlog::info("SIGUSR2: started pid {} ({}), which takes over the listeners", pid, successor_.program);
+    } catch (const std::system_error& e) {
+        spdlog::error("SIGUSR2: {}; still serving", e.what());
+    }
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "connection.hpp"
@@ -51,6 +52,13 @@ public:
     void request_stop();
     /// Runs `handler` on the control thread for each SIGHUP; set it before run().
     void on_hangup(std::function<void()> handler) { on_hangup_ = std::move(handler); }
+    /// How to start this program again: SIGUSR2 starts it so, and the new process takes the
+    /// listeners over the handover socket (a restart in place, e.g. onto a new binary).
+    struct successor {
+        std::string program;
+        std::vector<std::string> args;
+    };
+    void on_upgrade(successor how) { successor_ = std::move(how); }
     /// On the control thread (the SIGHUP handler): adopts what can change at run time from
     /// `next`, logs each change, and names the changed settings that need a restart.
     void reload(const config::Config& next);
@@ -96,7 +104,8 @@ private:
     void apply_resolved(const std::vector<upstreams::target>& targets);
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
-    void watch_hangups();
+    void watch_operator_signals();
+    void start_successor();
 
     config::Config settings_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
@@ -108,8 +117,11 @@ private:
     std::vector<std::unique_ptr<shard>> shards_;
     asio::io_context control_{1};  // admin endpoint and signals, on the thread that calls run()
     asio::signal_set signals_;
-    asio::signal_set hangups_;  // from construction, so an early SIGHUP cannot kill the process
+    // SIGHUP and SIGUSR2, from construction, so that an early one cannot kill the process.
+    asio::signal_set operator_signals_;
     std::function<void()> on_hangup_;
+    successor successor_;
+    bool handed_over_ = false;  // control thread
     std::uint64_t reloads_ = 0;
     reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;

@@ -82,5 +82,81 @@ class RestartTest(harness.SlabdTest):
         self.assertFalse(os.path.exists(pidfile))
 
 
+def gone(pid):
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition, what):
+    deadline = time.monotonic() + harness.WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {harness.WAIT:.0f} s for {what}")
+        time.sleep(harness.POLL)
+
+
+class RestartInPlaceTest(harness.SlabdTest):
+    def test_sigusr2_starts_the_successor_itself_under_churn(self):
+        """SIGUSR2: slabd starts its own program again, which takes the listeners over the
+        handover socket (nginx's binary upgrade, with the handover's no-refusal guarantee)."""
+        self.assertTrue(SLABD_LOAD, "SLABD_LOAD names the slabd-load binary")
+        directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
+        self.addCleanup(directory.cleanup)
+        sock = os.path.join(directory.name, "handover.sock")
+        pidfile = os.path.join(directory.name, "slabd.pid")
+        report = os.path.join(directory.name, "churn.json")
+        first = self.start("--threads", "2", "--handover-socket", sock, "--pidfile", pidfile)
+        churn = subprocess.Popen(
+            [SLABD_LOAD, "churn", "--target", f"127.0.0.1:{first.port}", "-c", "32",
+             "--rate", str(CHURN_RATE), "-d", "600", "--timeout", "10", "--json", report,
+             "--progress", "3600"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(lambda: churn.poll() is None and churn.kill())
+        pid = first.pid
+        for i in range(3):
+            first.wait_stats(lambda s: s["connections"]["accepted"] >= SERVED_EACH, f"churn before upgrade {i}")
+            os.kill(pid, signal.SIGUSR2)
+            wait_until(lambda: gone(pid), f"pid {pid} to hand over and exit")
+            with open(pidfile) as f:
+                successor = int(f.read())
+            self.assertNotEqual(successor, pid)
+            # Not this test's child: stopped by pid whatever happens.
+            self.addCleanup(lambda p=successor: gone(p) or os.kill(p, signal.SIGKILL))
+            pid = successor
+        first.wait_stats(lambda s: s["connections"]["accepted"] >= SERVED_EACH, "churn after the last upgrade")
+        churn.send_signal(signal.SIGINT)
+        output = churn.communicate(timeout=harness.WAIT)[0].decode("utf-8", "replace")
+        with open(report) as f:
+            r = json.load(f)
+        failed = {k: v for k, v in r["outcomes"].items() if k != "ok" and v}
+        self.assertEqual(failed, {}, f"no connection failed, was reset or refused:\n{output}")
+        self.assertTrue(r["passed"], output)
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: gone(pid), "the last one to stop")
+        log = first.stderr()
+        self.assertEqual(log.count("SIGUSR2: started pid"), 3, log)
+        stops = [line for line in log.splitlines() if "slabd stopped:" in line]
+        self.assertEqual(len(stops), 4, log)
+        self.assertTrue(all(line.endswith(", 0 refused") for line in stops), log)
+        self.assertIsNone(first.sanitizer_report(), log)
+        print(f"\n3 restarts in place under churn at {CHURN_RATE}/s: {r['outcomes']['ok']} connections, "
+              f"none failed, p99 {r['latency_us']['p99'] / 1000:.1f} ms", flush=True)
+
+    def test_sigusr2_without_a_handover_socket_changes_nothing(self):
+        server = self.start()
+        server.signal(signal.SIGUSR2)
+        deadline = time.monotonic() + harness.WAIT
+        while "SIGUSR2: a restart in place needs daemon.handover_socket" not in server.stderr():
+            self.assertLess(time.monotonic(), deadline, server.output())
+            time.sleep(harness.POLL)
+        with server.connect() as s:
+            harness.assert_echo(s, b"still here")
+        self.stop(server)
+
+
 if __name__ == "__main__":
     harness.main()
