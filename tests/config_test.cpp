@@ -304,6 +304,9 @@ TEST_CASE("trusted networks") {
     CHECK(networks(R"(["::1", "fe80::1/10"])") == std::vector<std::string>{"::1/128", "fe80::/10"});
     CHECK(networks(R"(["10.9.8.7/0", "192.168.1.255/23"])") ==
           std::vector<std::string>{"0.0.0.0/0", "192.168.0.0/23"});
+    // IPv4-mapped networks are IPv4 networks, as the server counts mapped clients as IPv4.
+    CHECK(networks(R"(["::ffff:10.1.2.3/104", "::ffff:192.0.2.7"])") ==
+          std::vector<std::string>{"10.0.0.0/8", "192.0.2.7/32"});
     const std::string at = "slabd.toml:1: server.trusted_sources[0]: expected ";
     const std::string shape = R"("ADDRESS" or "ADDRESS/PREFIX", such as "10.0.0.0/8" or "::1", got )";
     const auto error = [](std::string_view value) {
@@ -313,6 +316,7 @@ TEST_CASE("trusted networks") {
     CHECK(error("10.0.0.0/") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/")");
     CHECK(error("10.0.0.0/33") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/33")");
     CHECK(error("::/129") == at + R"(a prefix length 0..128 after the '/', got "::/129")");
+    CHECK(error("::ffff:0.0.0.0/95") == at + R"(a prefix of 96 or more for an IPv4-mapped network, got "::ffff:0.0.0.0/95")");
     CHECK(error("10.0.0.0/+8") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/+8")");
     CHECK(load_error(R"(server.trusted_sources = ["10.0.0.1/8", "10.2.3.4/8"])") ==
           R"(slabd.toml:1: server.trusted_sources[1]: expected each network once, got "10.2.3.4/8")");

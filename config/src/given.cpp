@@ -205,6 +205,22 @@ endpoint given::address(std::uint16_t min_port) const {
     return endpoint{std::move(*ip), static_cast<std::uint16_t>(*n)};
 }
 
+namespace {
+
+/// "ADDRESS/PREFIX" with the bits past the prefix cleared.
+std::string network_text(bool ipv6, std::array<unsigned char, 16> bytes, unsigned prefix) {
+    const unsigned bits = ipv6 ? 128 : 32;
+    for (unsigned i = 0; i < bits / 8; ++i) {
+        const unsigned keep = std::min(8U, prefix > i * 8 ? prefix - i * 8 : 0U);
+        bytes[i] &= static_cast<unsigned char>(0xFFU << (8 - keep));
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(ipv6 ? AF_INET6 : AF_INET, bytes.data(), text, sizeof text);
+    return std::string{text} + "/" + std::to_string(prefix);
+}
+
+}  // namespace
+
 endpoint given::upstream() const {
     const std::string_view s = string_or_fail(R"("HOST:PORT", such as "127.0.0.1:8000", "[::1]:8000" or "backend.example:8000")");
     const std::size_t colon = s.rfind(':');
@@ -252,13 +268,14 @@ std::string given::network() const {
         if (!n || *n > bits) fail("a prefix length 0.." + std::to_string(bits) + " after the '/'");
         prefix = static_cast<unsigned>(*n);
     }
-    for (unsigned i = 0; i < bits / 8; ++i) {
-        const unsigned keep = std::min(8U, prefix > i * 8 ? prefix - i * 8 : 0U);
-        bytes[i] &= static_cast<unsigned char>(0xFFU << (8 - keep));
+    constexpr std::array<unsigned char, 12> v4_mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    if (ipv6 && std::equal(v4_mapped.begin(), v4_mapped.end(), bytes.begin())) {
+        // The server counts IPv4-mapped clients as IPv4: so must a network of them be written.
+        if (prefix < 96) fail("a prefix of 96 or more for an IPv4-mapped network");
+        std::copy(bytes.begin() + 12, bytes.end(), bytes.begin());
+        return network_text(false, bytes, prefix - 96);
     }
-    char text[INET6_ADDRSTRLEN] = {};
-    inet_ntop(ipv6 ? AF_INET6 : AF_INET, bytes.data(), text, sizeof text);
-    return std::string{text} + "/" + std::to_string(prefix);
+    return network_text(ipv6, bytes, prefix);
 }
 
 std::string given::text(std::size_t max_size) const {

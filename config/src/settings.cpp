@@ -214,8 +214,8 @@ constexpr detail::setting all_settings[] = {
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_rise = static_cast<std::uint32_t>(v.integer(1, 1000)); },
      [](const Config& c, bool) { return std::to_string(c.check_rise); }},
-    {"health_check", "fall", "failures in a row (checks, or clients' connects) that take an "
-                             "upstream down",
+    {"health_check", "fall", "failures in a row that take an upstream down (a client's failed "
+                             "connect adds to the count the next failed check completes)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_fall = static_cast<std::uint32_t>(v.integer(1, 1000)); },
      [](const Config& c, bool) { return std::to_string(c.check_fall); }},

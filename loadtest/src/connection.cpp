@@ -153,7 +153,9 @@ void connection::sweep(std::int64_t now) noexcept {
 void connection::finish(outcome o) noexcept {
     if (phase_ == phase::closing || phase_ == phase::done) return;
     tally_.count(o);
-    if (o == outcome::ok && plan_.run_mode == mode::churn && plan_.in_window(now_)) ++tally_.cycles;
+    // Paced churn counts a connection by when it was due, as its latency is.
+    const std::int64_t at = plan_.run_mode == mode::churn && plan_.paced() ? plan_.scheduled_ns(index_, cycle_) : now_;
+    if (o == outcome::ok && plan_.run_mode == mode::churn && plan_.in_window(at)) ++tally_.cycles;
     last_outcome_ = o;
     close();
 }

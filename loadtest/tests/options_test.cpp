@@ -119,6 +119,7 @@ TEST_CASE("bad usage exits 2 with a message on stderr") {
              {"rr", "--target", "h:1", "--rate", "100"},
              {"hold", "--target", "h:1", "--rate", "100"},
              {"churn", "--target", "h:1", "--rate", "0"},
+             {"churn", "--target", "h:1", "--rate", "10", "--connect-rate", "5"},
              {"rate", "--target", "h:1"},
              {"rr", "--target", "h:1", "--direction", "up"},
              {"bulk", "--target", "h:1", "--direction", "sideways"},

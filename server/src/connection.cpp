@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -54,7 +55,7 @@ struct connection::header_handler {
     allocator_type get_allocator() const noexcept { return allocator_type(self->to_target_.memory); }
     void operator()(const asio::error_code& ec) const noexcept {
         if (self->is_closing()) return;
-        if (ec) return self->fail(close_reason::error);
+        if (ec) return self->refuse(refusal_reason::proxy_invalid);
         self->read_proxy_header();
     }
 };
@@ -125,26 +126,54 @@ void connection::read_proxy_header() noexcept {
     // Peeked, not read: the header's length is known only once it is whole, and the bytes after
     // it are the client's, for the relay. The stack, not the heap, holds the copy.
     std::array<std::byte, proxy_protocol::max_header_size> bytes;
-    const ssize_t n = ::recv(client_.native_handle(), bytes.data(), bytes.size(), MSG_PEEK);
+    const int fd = client_.native_handle();
+    const ssize_t n = ::recv(fd, bytes.data(), bytes.size(), MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
-    if (n < 0) return fail(close_reason::error);
-    if (n == 0) return refuse(refusal_reason::proxy_invalid);  // gone before saying who it serves
+    // Every failure before the header is a refusal: the connection was never served.
+    if (n < 0) return refuse(refusal_reason::proxy_invalid);
+    if (n == 0) return closed_before_header();
     const auto result = proxy_protocol::parse({bytes.data(), static_cast<std::size_t>(n)});
     using status = proxy_protocol::parse_result::status;
-    if (result.state == status::need_more)
-        return client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+    if (result.state == status::need_more) [[unlikely]]
+        return await_more_header(static_cast<int>(n));
     if (result.state == status::error) return refuse(refusal_reason::proxy_invalid);
+    if (header_lowat_) {
+        const int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    }
     // What was peeked is there to read: this takes exactly the header.
-    if (::recv(client_.native_handle(), bytes.data(), result.length, 0) != static_cast<ssize_t>(result.length))
-        return fail(close_reason::error);
+    if (::recv(fd, bytes.data(), result.length, 0) != static_cast<ssize_t>(result.length))
+        return refuse(refusal_reason::proxy_invalid);
     on_proxy_header(result.value);
+}
+
+void connection::await_more_header(int have) noexcept {
+    const int fd = client_.native_handle();
+    // A peer done sending will never finish its header.
+    pollfd p{fd, POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0)
+        return refuse(refusal_reason::proxy_invalid);
+    // The peeked bytes stay unread, and Asio re-arms epoll for each wait, so the socket would
+    // test readable at once, for ever: readable now means more than we have.
+    const int more = have + 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &more, sizeof more) != 0)
+        return refuse(refusal_reason::proxy_invalid);
+    header_lowat_ = true;
+    client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+}
+
+void connection::closed_before_header() noexcept {
+    // A balancer's health check, or a client that changed its mind: a clean close of a connection
+    // that asked for nothing, not a protocol violation to count and warn about.
+    bump(shard_.stats().accepted);
+    fail(close_reason::client_eof);
 }
 
 void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
     asio::error_code ec;
     asio::ip::address client = client_.remote_endpoint(ec).address();
-    if (ec) return fail(close_reason::error);
+    if (ec) return refuse(refusal_reason::proxy_invalid);
     // LOCAL (the balancer's own health check) and UNKNOWN keep the connection's addresses.
     if (!h.local) {
         if (h.source.ss_family == AF_INET) {
@@ -161,7 +190,7 @@ void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
             std::memcpy(&leg_->client_destination, &h.destination, sizeof leg_->client_destination);
         }
     }
-    if (!shard_.admit_proxied(*this, client)) return refuse(refusal_reason::per_source);
+    if (const auto refused = shard_.admit_proxied(*this, client)) return refuse(*refused, true);
     begin();
 }
 
@@ -204,6 +233,8 @@ void connection::connect_next_upstream() noexcept {
     // after trying some is the upstreams failing this client.
     if (up == nullptr && leg_->tried_mask == 0) return refuse(refusal_reason::no_upstream, true);
     if (up == nullptr) return fail(close_reason::upstream_failure);
+    // A proxied client counts as accepted once it has an upstream to go to.
+    if (leg_->tried_mask == 0) bump(shard_.stats().accepted);
     leg_->tried_mask |= std::uint64_t{1} << shard_.upstream_list().index_of(*up);
     leg_->upstream.claim(*up);
     asio::error_code ec;

@@ -122,6 +122,8 @@ private:
     void begin() noexcept;
     /// accept_proxy: peeks at what has arrived until it holds a whole PROXY header.
     void read_proxy_header() noexcept;
+    void await_more_header(int have) noexcept;
+    void closed_before_header() noexcept;
     void on_proxy_header(const proxy_protocol::header& h) noexcept;
     /// send_proxy: the header goes out before the first relayed byte; false if it could not.
     [[nodiscard]] bool send_proxy_header() noexcept;
@@ -158,6 +160,7 @@ private:
     close_reason closing_ = close_reason::none;
     bool client_cancelled_ = false;  // no operation on the client may start any more
     bool upstream_write_failed_ = false;  // the upload ended on a dead upstream, not an EOF
+    bool header_lowat_ = false;  // SO_RCVLOWAT raised while a PROXY header came in pieces
 };
 
 /// The upstream half of a proxied connection, from its own pool block.

@@ -21,12 +21,17 @@ constexpr std::size_t max_answer = 4096;
 
 /// One check in flight: shared by its handlers and the deadline, so whichever runs last frees it.
 struct health_checker::probe {
-    probe(asio::io_context& control, std::size_t of_slot, std::uint64_t of_generation)
-        : socket(control), deadline(control), slot(of_slot), generation(of_generation) {}
+    probe(asio::io_context& control, std::size_t of_slot, std::uint64_t of_generation,
+          const health_check_settings& settings)
+        : socket(control), deadline(control), slot(of_slot), generation(of_generation), send(settings.send),
+          expect(settings.expect) {}
     asio::ip::tcp::socket socket;
     asio::steady_timer deadline;
     std::size_t slot;
     std::uint64_t generation;
+    // Copies: a reload may replace the settings while a write or read is under way.
+    std::string send;
+    std::string expect;
     std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
     std::string answer;
     std::array<char, 512> chunk{};
@@ -72,7 +77,7 @@ void health_checker::check(std::size_t slot) {
     // One check at a time per upstream: a slow one is not stacked on by the next round.
     if (u.status.load(std::memory_order_relaxed) != upstreams::state::serving || u.check_in_flight) return;
     u.check_in_flight = true;
-    auto p = std::make_shared<probe>(control_, slot, u.generation);
+    auto p = std::make_shared<probe>(control_, slot, u.generation, settings_);
     p->deadline.expires_after(settings_.timeout);
     p->deadline.async_wait([this, p](const asio::error_code& ec) {
         if (ec || p->finished) return;
@@ -82,10 +87,10 @@ void health_checker::check(std::size_t slot) {
     });
     p->socket.async_connect(u.endpoint, [this, p](const asio::error_code& ec) {
         if (ec) return finish(p, p->timed_out ? check_result::timeout : check_result::connect_failed);
-        if (settings_.send.empty() && settings_.expect.empty()) return finish(p, check_result::ok);
-        asio::async_write(p->socket, asio::buffer(settings_.send), [this, p](const asio::error_code& e, std::size_t) {
+        if (p->send.empty() && p->expect.empty()) return finish(p, check_result::ok);
+        asio::async_write(p->socket, asio::buffer(p->send), [this, p](const asio::error_code& e, std::size_t) {
             if (e) return finish(p, p->timed_out ? check_result::timeout : check_result::send_failed);
-            if (settings_.expect.empty()) return finish(p, check_result::ok);
+            if (p->expect.empty()) return finish(p, check_result::ok);
             read_answer(p);
         });
     });
@@ -94,7 +99,7 @@ void health_checker::check(std::size_t slot) {
 void health_checker::read_answer(const std::shared_ptr<probe>& p) {
     p->socket.async_read_some(asio::buffer(p->chunk), [this, p](const asio::error_code& ec, std::size_t n) {
         p->answer.append(p->chunk.data(), n);
-        if (p->answer.find(settings_.expect) != std::string::npos) return finish(p, check_result::ok);
+        if (p->answer.find(p->expect) != std::string::npos) return finish(p, check_result::ok);
         // An answer without `expect` failed the check, however it ended; silence timed out.
         if (ec || p->answer.size() >= max_answer)
             return finish(p, p->timed_out && p->answer.empty() ? check_result::timeout : check_result::expect_failed);

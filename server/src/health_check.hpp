@@ -1,8 +1,8 @@
 // Active health checks of the proxy's upstreams: every interval, a TCP connect to each serving
 // upstream (and, when configured, a request sent and an expected answer read) on the control
 // thread, never on a data thread. `fall` failures in a row mark an upstream down, and it takes no
-// new clients; `rise` successes in a row bring it back. A failed connect of a real client counts
-// as a failure too, so passive and active marking feed the same state.
+// new clients; `rise` successes in a row bring it back. A failed connect of a real client adds to
+// the same count of failures in a row, which only a check turns into a verdict.
 #pragma once
 
 #include <asio/io_context.hpp>

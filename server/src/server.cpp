@@ -244,7 +244,17 @@ void server::start_successor() {
 namespace {
 
 std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
-std::string quoted(const std::string& s) { return '"' + s + '"'; }
+std::string quoted(const std::string& s) {
+    // Control characters (a health check's "\r\n") escaped: a log line stays one line.
+    std::string out = "\"";
+    for (const char c : s) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+        else
+            out += c;
+    }
+    return out + '"';
+}
 std::string number(std::uint64_t n) { return std::to_string(n); }
 std::string boolean(bool b) { return b ? "true" : "false"; }
 std::string list(const std::vector<std::string>& items) {

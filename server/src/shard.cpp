@@ -26,6 +26,10 @@ std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
     return static_cast<std::uint32_t>((d + tick_period - std::chrono::milliseconds{1}) / tick_period);
 }
 
+/// Ticks after which a deadline of `d` has surely passed: a connection linked just before a tick
+/// sees that tick at once, so a deadline of whole ticks needs one more never to end early.
+std::uint32_t deadline_ticks(std::chrono::milliseconds d) noexcept { return to_ticks(d) + 1; }
+
 int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 bool is_descriptor_limit(const asio::error_code& ec) noexcept {
@@ -177,26 +181,32 @@ void shard::admit(socket_type& peer) noexcept {
         c->links.holds_source = true;
     }
     const connection_ref hold(*c);
+    // Accepted once served: an echo client now, a proxied one once it has an upstream to go to
+    // (connection::connect_next_upstream), either only after its PROXY header under accept_proxy.
     if (live_.accept_proxy) {
         link_awaiting_header(*c);
-    } else {
+    } else if (leg == nullptr) {
         bump(stats_.accepted);
-        if (leg == nullptr) link_idle(*c);
+        link_idle(*c);
     }
     c->start();
 }
 
-bool shard::admit_proxied(connection& c, const asio::ip::address& client) noexcept {
+std::optional<refusal_reason> shard::admit_proxied(connection& c, const asio::ip::address& client) noexcept {
+    bump(stats_.proxy_headers_received);
     if (sources_.limit() != 0) {
         const source_key source = make_source_key(client, live_.source_prefix_v4, live_.source_prefix_v6);
-        if (sources_.acquire(source) != source_table::verdict::admitted) return false;
+        // As within_limits does: a full table refuses for want of room.
+        if (const auto verdict = sources_.acquire(source); verdict != source_table::verdict::admitted)
+            return verdict == source_table::verdict::over_limit ? refusal_reason::per_source : refusal_reason::pool_full;
         c.links.source = source;
         c.links.holds_source = true;
     }
-    bump(stats_.accepted);
-    bump(stats_.proxy_headers_received);
-    if (legs_ == nullptr) link_idle(c);
-    return true;
+    if (legs_ == nullptr) {
+        bump(stats_.accepted);
+        link_idle(c);
+    }
+    return std::nullopt;
 }
 
 bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) noexcept {
@@ -480,7 +490,7 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
     if (draining_ && drained()) return finish_drain_if_empty();
     ++now_;
     if (live_.idle_timeout.count() > 0) {
-        const std::uint32_t limit = to_ticks(live_.idle_timeout);
+        const std::uint32_t limit = deadline_ticks(live_.idle_timeout);
         while (idle_.head != nullptr && now_ - idle_.head->links.last_active >= limit) {
             connection& c = *idle_.head;
             unlink(c);
@@ -489,14 +499,14 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
         }
     }
     // Connecting clients share one timeout, so the list is in expiry order.
-    const std::uint32_t connect_limit = std::max<std::uint32_t>(to_ticks(live_.connect_timeout), 1);
+    const std::uint32_t connect_limit = deadline_ticks(live_.connect_timeout);
     while (connecting_.head != nullptr && now_ - connecting_.head->links.last_active >= connect_limit) {
         connection& c = *connecting_.head;
         unlink(c);
         c.abort_connect_attempt();
     }
     // The same for clients whose PROXY header is late: their block goes back at the deadline.
-    const std::uint32_t header_limit = std::max<std::uint32_t>(to_ticks(live_.proxy_header_timeout), 1);
+    const std::uint32_t header_limit = deadline_ticks(live_.proxy_header_timeout);
     while (awaiting_header_.head != nullptr && now_ - awaiting_header_.head->links.last_active >= header_limit) {
         connection& c = *awaiting_header_.head;
         unlink(c);
@@ -524,6 +534,13 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         acceptor_.close(ignored);
         backoff_timer_.cancel();
         rate_timer_.cancel();
+        // Not served yet, and now never will be: the header would only start a drained connection.
+        while (awaiting_header_.head != nullptr) {
+            connection& c = *awaiting_header_.head;
+            unlink(c);
+            const connection_ref hold(c);
+            c.refuse(refusal_reason::draining);
+        }
         if (parked_) {
             refuse(*parked_, refusal_reason::draining);
             parked_.reset();

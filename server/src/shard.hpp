@@ -128,9 +128,8 @@ public:
     void link_connecting(connection& c) noexcept;
     /// accept_proxy: `c` waits for its PROXY header, for proxy_header_timeout at most.
     void link_awaiting_header(connection& c) noexcept;
-    /// accept_proxy: `c`'s header named `client`; counts it as accepted unless its source is
-    /// over max_per_source (false: the caller refuses it).
-    [[nodiscard]] bool admit_proxied(connection& c, const asio::ip::address& client) noexcept;
+    /// accept_proxy: `c`'s header named `client`; counts its source, or says why it is refused.
+    [[nodiscard]] std::optional<refusal_reason> admit_proxied(connection& c, const asio::ip::address& client) noexcept;
     void count_refusal(refusal_reason why) noexcept;
     /// Writes pool.busy_message, if there is one, to a client about to be refused.
     void send_busy_line(socket_type& peer) noexcept;

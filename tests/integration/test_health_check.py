@@ -110,6 +110,7 @@ class HealthCheckTest(harness.SlabdTest):
             self.assertEqual(harness.recv_to_eof(s), b"no upstream\n")
         st = server.wait_stats(lambda s: s["pool"]["in_use"] == 0, "the block returned")
         self.assertEqual(st["connections"]["refused_by_reason"]["no_upstream"], 1)
+        self.assertEqual(st["connections"]["accepted"], 0, "a refusal is not an accepted connection")
         self.assertEqual(st["connections"]["closed"]["upstream_failure"], 0)
 
 

@@ -7,6 +7,7 @@ send_proxy: the upstream gets one header, v1 or v2, before the first relayed byt
 The headers here are built and parsed by this file, independently of slabd's own code."""
 
 import ipaddress
+import signal
 import socket
 import struct
 import threading
@@ -151,7 +152,7 @@ class AcceptProxyTest(harness.SlabdTest):
         self.assertEqual(harness.recv_to_eof(s), b"")
         st = server.wait_stats(lambda s: refused(s, "per_source") == 1, "the per-source refusal")
         self.assertEqual(st["connections"]["accepted"], 2)
-        self.assertEqual(st["proxy_protocol"]["headers_received"], 2)
+        self.assertEqual(st["proxy_protocol"]["headers_received"], 3, "the refused one sent its header too")
         self.assertEqual(st["pool"]["in_use"], 2)
         sources = {t["source"]: t["connections"] for t in st["limits"]["top_sources"]}
         self.assertEqual(sources, {"192.0.2.10": 1, "2001:db8::/64": 1})
@@ -202,6 +203,54 @@ class AcceptProxyTest(harness.SlabdTest):
         with server.connect() as s:
             s.sendall(v2() + b"ok")
             self.assertEqual(harness.recv_exact(s, 2), b"ok")
+
+
+    def test_a_partial_header_waits_without_spinning(self):
+        """Found in review: the peeked bytes stay unread and Asio re-arms epoll for each wait, so
+        a partial header made the shard wait, wake and peek again at full speed."""
+        server = self.accepting("--threads", "1")
+        with server.connect() as s:
+            s.sendall(b"PROXY TCP4 192.0.2.")
+            server.wait_stats(lambda st: st["pool"]["in_use"] == 1, "the partial header holds a block")
+            before = cpu_ticks(server.pid)
+            time.sleep(1.0)
+            spent = cpu_ticks(server.pid) - before
+            self.assertLess(spent, 30, f"slabd used {spent} of 100 CPU ticks in a second with a partial header waiting")
+            s.sendall(b"1 198.51.100.2 5000 7000\r\nrest")
+            self.assertEqual(harness.recv_exact(s, 4), b"rest")
+
+    def test_a_partial_header_then_eof_is_refused_at_once(self):
+        server = self.accepting()
+        with server.connect() as s:
+            s.sendall(b"PROXY TCP6 2001:db8::1 ")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(harness.recv_to_eof(s), b"")
+        st = server.wait_stats(lambda st: refused(st, "proxy_invalid") == 1, "the refusal")
+        self.assertEqual(refused(st, "proxy_timeout"), 0)
+
+    def test_a_connection_closed_before_any_byte_is_a_plain_close(self):
+        # A balancer's TCP health check: connect, close.
+        server = self.accepting()
+        for _ in range(3):
+            server.connect().close()
+        st = server.wait_stats(lambda st: st["connections"]["closed"]["client_eof"] == 3, "three closes")
+        self.assertEqual((st["connections"]["accepted"], st["connections"]["refused"]), (3, 0))
+
+    def test_the_drain_refuses_who_still_owes_a_header(self):
+        server = self.accepting()
+        s = server.connect()
+        self.addCleanup(s.close)
+        server.wait_stats(lambda st: st["pool"]["in_use"] == 1, "the silent client holds a block")
+        server.signal(signal.SIGTERM)
+        self.assertEqual(harness.recv_to_eof(s), b"")
+        self.assertEqual(server.wait_exit(), 0)
+        self.assertIn("0 connections served, 1 refused", server.stderr())
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 class SendProxyTest(harness.SlabdTest):
