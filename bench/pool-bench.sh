@@ -9,7 +9,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 json=${POOL_BENCH_JSON:-build/release/pool-bench.json}
 
-[[ -f build/release/CMakeCache.txt ]] || cmake --preset release >/dev/null
+./scripts/install-deps.sh bench >&2
+# The release preset leaves the benchmarks out (scripts/run.sh needs none of their libraries).
+cmake --preset release -DSLABD_BUILD_BENCH=ON >/dev/null
 cmake --build --preset release --target slabd-pool-bench >/dev/null
 
 # jemalloc is dlopen'ed (see pool_bench.cpp) and its initial-exec TLS needs more static TLS

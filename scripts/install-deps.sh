@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages slabd builds, tests and benchmarks with.
-# Idempotent: it asks dpkg first and touches apt only for what is missing.
+# Installs the Debian 12 packages slabd needs, by purpose:
+#   install-deps.sh run     building and running slabd and slabd-load (scripts/run.sh)
+#   install-deps.sh test    and every test: sanitizers, fuzzers, Prometheus, Chromium, HAProxy,
+#                           nginx (scripts/test.sh)
+#   install-deps.sh bench   and the benchmarks' libraries (bench/*.sh; compare.sh adds its peers)
+# Several purposes may be named; none means all three. Idempotent: it asks dpkg first and
+# touches apt only for what is missing.
 set -euo pipefail
 
-packages=(
+run_packages=(
   # toolchain
-  g++ clang cmake ninja-build pkg-config git
-  # clang's runtimes: libFuzzer and the sanitizers for scripts/fuzz.sh
-  libclang-rt-14-dev
+  g++ cmake ninja-build pkg-config
   # libraries (see shared/TOOLCHAIN.md for their CMake targets)
-  libasio-dev libspdlog-dev libfmt-dev doctest-dev libcli11-dev
+  libasio-dev libspdlog-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev nlohmann-json3-dev libhttp-parser-dev libsystemd-dev
-  # micro-benchmarks and the allocators they compare against
-  libbenchmark-dev libjemalloc-dev libmimalloc-dev
+)
+bench_packages=(
+  # micro-benchmarks and the allocators they compare against; the scripts' helpers
+  libbenchmark-dev libjemalloc-dev libmimalloc-dev python3 procps git
+)
+test_packages=(
+  doctest-dev
+  # clang and its runtimes: libFuzzer and the sanitizers for scripts/fuzz.sh
+  clang libclang-rt-14-dev
+  # the dev build compiles the benchmarks too, so that they never rot
+  "${bench_packages[@]}"
   # tests that drive the real binary: a real Prometheus (and promtool) scrapes /metrics,
   # headless Chromium renders the admin page, and HAProxy in front and nginx behind speak the
   # PROXY protocol with it
-  python3 procps prometheus chromium haproxy nginx-light libnginx-mod-stream
+  prometheus chromium haproxy nginx-light libnginx-mod-stream
 )
+
+purposes=("$@")
+((${#purposes[@]})) || purposes=(run test bench)
+packages=("${run_packages[@]}")
+for purpose in "${purposes[@]}"; do
+  case $purpose in
+    run) ;;
+    test) packages+=("${test_packages[@]}") ;;
+    bench) packages+=("${bench_packages[@]}") ;;
+    *) echo "install-deps: unknown purpose '$purpose' (run, test or bench)" >&2; exit 2 ;;
+  esac
+done
+mapfile -t packages < <(printf '%s\n' "${packages[@]}" | awk '!seen[$0]++')
 
 if [[ ! -r /etc/debian_version ]] || ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: this script knows Debian 12 (bookworm) and its derivatives only." >&2

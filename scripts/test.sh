@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh
+./scripts/install-deps.sh test
 presets=("$@")
 ((${#presets[@]})) || presets=(dev asan tsan fuzz)
 jobs=$(nproc)

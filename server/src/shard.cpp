@@ -483,36 +483,31 @@ void shard::tick() noexcept {
     tick_timer_.async_wait([this](const asio::error_code& ec) { on_tick(ec); });
 }
 
+template <class Action>
+void shard::expire(list& l, std::chrono::milliseconds after, Action act) noexcept {
+    // Each list's members share one timeout and are appended as their clock starts, so the list
+    // is in expiry order and the sweep stops at the first one still in time.
+    const std::uint32_t limit = deadline_ticks(after);
+    while (l.head != nullptr && now_ - l.head->links.last_active >= limit) {
+        connection& c = *l.head;
+        unlink(c);
+        const connection_ref hold(c);
+        act(c);
+    }
+}
+
 void shard::on_tick(const asio::error_code& ec) noexcept {
     // A tick already queued when the drain cancelled the timer must not re-arm it, or run()
     // never runs out of work and the process never exits.
     if (ec) return;
     if (draining_ && drained()) return finish_drain_if_empty();
     ++now_;
-    if (live_.idle_timeout.count() > 0) {
-        const std::uint32_t limit = deadline_ticks(live_.idle_timeout);
-        while (idle_.head != nullptr && now_ - idle_.head->links.last_active >= limit) {
-            connection& c = *idle_.head;
-            unlink(c);
-            const connection_ref hold(c);
-            c.abort(close_reason::idle_timeout);
-        }
-    }
-    // Connecting clients share one timeout, so the list is in expiry order.
-    const std::uint32_t connect_limit = deadline_ticks(live_.connect_timeout);
-    while (connecting_.head != nullptr && now_ - connecting_.head->links.last_active >= connect_limit) {
-        connection& c = *connecting_.head;
-        unlink(c);
-        c.abort_connect_attempt();
-    }
-    // The same for clients whose PROXY header is late: their block goes back at the deadline.
-    const std::uint32_t header_limit = deadline_ticks(live_.proxy_header_timeout);
-    while (awaiting_header_.head != nullptr && now_ - awaiting_header_.head->links.last_active >= header_limit) {
-        connection& c = *awaiting_header_.head;
-        unlink(c);
-        const connection_ref hold(c);
-        c.refuse(refusal_reason::proxy_timeout);
-    }
+    if (live_.idle_timeout.count() > 0)
+        expire(idle_, live_.idle_timeout, [](connection& c) { c.abort(close_reason::idle_timeout); });
+    expire(connecting_, live_.connect_timeout, [](connection& c) { c.abort_connect_attempt(); });
+    // A late PROXY header: the block goes back at the deadline.
+    expire(awaiting_header_, live_.proxy_header_timeout,
+           [](connection& c) { c.refuse(refusal_reason::proxy_timeout); });
     lingering_.expire(now_);
     {
         std::lock_guard lock(buffer_stats_mutex_);

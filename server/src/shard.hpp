@@ -178,6 +178,9 @@ private:
     void resume_buffer_waiters() noexcept;
     void tick() noexcept;
     void on_tick(const asio::error_code& ec) noexcept;
+    /// Takes the members of `l` silent for `after` off it and runs `act` on each.
+    template <class Action>
+    void expire(list& l, std::chrono::milliseconds after, Action act) noexcept;
     void close_all(close_reason why) noexcept;
     [[nodiscard]] bool drained() const noexcept;
     void finish_drain_if_empty() noexcept;

@@ -303,31 +303,34 @@ std::string to_prometheus(const server_snapshot& s) {
     w.family("upstream_resolve_failures_total", "counter",
              "Lookups of upstream names that failed (the last addresses were kept)");
     w.sample("upstream_resolve_failures_total", "", static_cast<double>(s.upstream_resolve_failures));
+    // Each upstream's metrics, one family each, labelled by the upstream's name.
+    struct upstream_metric {
+        const char* family;
+        const char* type;
+        const char* help;
+        double (*value)(const upstream_snapshot&);
+    };
+    static constexpr upstream_metric upstream_metrics[] = {
+        {"upstream_active_connections", "gauge", "Clients relayed to this upstream now",
+         [](const upstream_snapshot& u) { return static_cast<double>(u.active); }},
+        {"upstream_connect_failures_total", "counter", "Failed or timed-out connects to this upstream",
+         [](const upstream_snapshot& u) { return static_cast<double>(u.connect_failures); }},
+        {"upstream_checked_down", "gauge", "1 while active health checks hold the upstream down",
+         [](const upstream_snapshot& u) { return u.checked_down ? 1.0 : 0.0; }},
+        {"upstream_check_transitions_total", "counter", "Times health checks took the upstream down or brought it up",
+         [](const upstream_snapshot& u) { return static_cast<double>(u.check_transitions); }},
+        {"upstream_last_check_seconds", "gauge", "How long the last health check took",
+         [](const upstream_snapshot& u) { return static_cast<double>(u.last_check_us) / 1e6; }},
+        {"upstream_up", "gauge", "0 while the upstream is held down by health checks or marked failed and skipped",
+         [](const upstream_snapshot& u) { return u.down ? 0.0 : 1.0; }},
+        {"upstream_removed", "gauge", "1 while a removed upstream's relays finish",
+         [](const upstream_snapshot& u) { return u.removed ? 1.0 : 0.0; }},
+    };
     if (!s.upstreams.empty()) {
-        w.family("upstream_active_connections", "gauge", "Clients relayed to this upstream now");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_active_connections", "upstream=\"" + label_value(u.name) + "\"", static_cast<double>(u.active));
-        w.family("upstream_connect_failures_total", "counter", "Failed or timed-out connects to this upstream");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_connect_failures_total", "upstream=\"" + label_value(u.name) + "\"",
-                     static_cast<double>(u.connect_failures));
-        w.family("upstream_checked_down", "gauge", "1 while active health checks hold the upstream down");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_checked_down", "upstream=\"" + label_value(u.name) + "\"", u.checked_down ? 1 : 0);
-        w.family("upstream_check_transitions_total", "counter", "Times health checks took the upstream down or brought it up");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_check_transitions_total", "upstream=\"" + label_value(u.name) + "\"",
-                     static_cast<double>(u.check_transitions));
-        w.family("upstream_last_check_seconds", "gauge", "How long the last health check took");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_last_check_seconds", "upstream=\"" + label_value(u.name) + "\"",
-                     static_cast<double>(u.last_check_us) / 1e6);
-        w.family("upstream_up", "gauge", "0 while the upstream is held down by health checks or marked failed and skipped");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_up", "upstream=\"" + label_value(u.name) + "\"", u.down ? 0 : 1);
-        w.family("upstream_removed", "gauge", "1 while a removed upstream's relays finish");
-        for (const auto& u : s.upstreams)
-            w.sample("upstream_removed", "upstream=\"" + label_value(u.name) + "\"", u.removed ? 1 : 0);
+        for (const auto& m : upstream_metrics) {
+            w.family(m.family, m.type, m.help);
+            for (const auto& u : s.upstreams) w.sample(m.family, "upstream=\"" + label_value(u.name) + "\"", m.value(u));
+        }
     }
     w.family("reloads_total", "counter", "Reloads (SIGHUP) by outcome: applied, or rejected and nothing changed");
     w.sample("reloads_total", "outcome=\"applied\"", static_cast<double>(s.reload.applied));

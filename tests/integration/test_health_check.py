@@ -8,7 +8,9 @@ import time
 
 import harness
 
-INTERVAL_S = 0.1
+# Short enough for a quick test, long enough that a check of a live upstream does not time out on
+# a loaded machine (sanitizer builds, a Python upstream whose threads wait for the GIL).
+INTERVAL_S = 0.25
 RISE, FALL = 2, 3
 
 
@@ -18,9 +20,9 @@ def health(stats, port):
 
 
 class HealthCheckTest(harness.SlabdTest):
-    def checked_proxy(self, upstreams, extra=""):
+    def checked_proxy(self, upstreams, extra="", interval_s=INTERVAL_S):
         path = self.write_config(
-            f'[health_check]\ninterval = "{int(INTERVAL_S * 1000)}ms"\ntimeout = "{int(INTERVAL_S * 1000)}ms"\n'
+            f'[health_check]\ninterval = "{int(interval_s * 1000)}ms"\ntimeout = "{int(interval_s * 1000)}ms"\n'
             f"rise = {RISE}\nfall = {FALL}\n{extra}")
         args = ["--config", path, "--mode", "proxy", "--threads", "2", "--busy-message", "no upstream"]
         for u in upstreams:
@@ -86,7 +88,8 @@ class HealthCheckTest(harness.SlabdTest):
             harness.echo_behaviour(conn, index)
 
         good, bad = self.upstream(pong), self.upstream(nope)
-        server = self.checked_proxy([good, bad], 'send = "PING\\r\\n"\nexpect = "+PONG"\n')
+        # Answers come from Python threads: a longer interval, so that a slow one is not a timeout.
+        server = self.checked_proxy([good, bad], 'send = "PING\\r\\n"\nexpect = "+PONG"\n', interval_s=1.0)
         st = server.wait_stats(lambda s: health(s, bad.port)["health"]["down"], "the wrong answer marked down")
         self.assertEqual(health(st, bad.port)["health"]["last_check"], "expect_failed")
         self.assertFalse(health(st, good.port)["health"]["down"])

@@ -22,24 +22,47 @@ CHURN_RATE = 2000
 SERVED_EACH = 1000
 
 
-class RestartTest(harness.SlabdTest):
-    def test_ten_restarts_under_churn_lose_no_connection(self):
+class ChurnedRestarts(harness.SlabdTest):
+    """A handover socket, a pidfile and slabd-load churning at CHURN_RATE, for each test."""
+
+    def handover_args(self):
         self.assertTrue(SLABD_LOAD, "SLABD_LOAD names the slabd-load binary")
         directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
         self.addCleanup(directory.cleanup)
-        sock = os.path.join(directory.name, "handover.sock")
-        pidfile = os.path.join(directory.name, "slabd.pid")
-        report = os.path.join(directory.name, "churn.json")
-        args = ["--threads", "2", "--handover-socket", sock, "--pidfile", pidfile]
-        current = self.start(*args)
-        port, admin_port = current.port, current.admin_port
+        self.pidfile = os.path.join(directory.name, "slabd.pid")
+        self.report = os.path.join(directory.name, "churn.json")
+        return ["--threads", "2", "--handover-socket", os.path.join(directory.name, "handover.sock"),
+                "--pidfile", self.pidfile]
 
-        churn = subprocess.Popen(
+    def start_churn(self, port):
+        self.churn = subprocess.Popen(
             [SLABD_LOAD, "churn", "--target", f"127.0.0.1:{port}", "-c", "32",
-             "--rate", str(CHURN_RATE), "-d", "600", "--timeout", "10", "--json", report,
+             "--rate", str(CHURN_RATE), "-d", "600", "--timeout", "10", "--json", self.report,
              "--progress", "3600"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.addCleanup(lambda: churn.poll() is None and churn.kill())
+        self.addCleanup(lambda: self.churn.poll() is None and self.churn.kill())
+
+    def finish_churn(self):
+        """Ends the churn; asserts that no connection failed, was reset or was refused."""
+        self.churn.send_signal(signal.SIGINT)
+        output = self.churn.communicate(timeout=harness.WAIT)[0].decode("utf-8", "replace")
+        with open(self.report) as f:
+            r = json.load(f)
+        failed = {k: v for k, v in r["outcomes"].items() if k != "ok" and v}
+        self.assertEqual(failed, {}, f"no connection failed, was reset or refused:\n{output}")
+        self.assertEqual((r["mismatches"], r["errors"]), (0, 0), output)
+        self.assertTrue(r["passed"], output)
+        self.assertGreater(r["outcomes"]["ok"], 0)
+        return r
+
+
+class RestartTest(ChurnedRestarts):
+    def test_ten_restarts_under_churn_lose_no_connection(self):
+        args = self.handover_args()
+        pidfile = self.pidfile
+        current = self.start(*args)
+        port, admin_port = current.port, current.admin_port
+        self.start_churn(port)
         current.wait_stats(lambda s: s["connections"]["accepted"] > 200, "churn under way")
 
         started = time.monotonic()
@@ -62,16 +85,8 @@ class RestartTest(harness.SlabdTest):
                                f"churn after restart {i}")
         elapsed = time.monotonic() - started
 
-        churn.send_signal(signal.SIGINT)
-        output = churn.communicate(timeout=harness.WAIT)[0].decode("utf-8", "replace")
-        with open(report) as f:
-            r = json.load(f)
-        failed = {k: v for k, v in r["outcomes"].items() if k != "ok" and v}
-        self.assertEqual(failed, {}, f"no connection failed, was reset or refused:\n{output}")
-        self.assertEqual((r["mismatches"], r["errors"]), (0, 0), output)
-        self.assertTrue(r["passed"], output)
+        r = self.finish_churn()
         served = r["outcomes"]["ok"]
-        self.assertGreater(served, 0)
         s = current.stats()
         self.assertEqual(s["connections"]["refused"], 0)
         print(f"\n{RESTARTS} restarts in {elapsed:.1f} s under churn offered at {CHURN_RATE}/s: "
@@ -99,23 +114,13 @@ def wait_until(condition, what):
         time.sleep(harness.POLL)
 
 
-class RestartInPlaceTest(harness.SlabdTest):
+class RestartInPlaceTest(ChurnedRestarts):
     def test_sigusr2_starts_the_successor_itself_under_churn(self):
         """SIGUSR2: slabd starts its own program again, which takes the listeners over the
         handover socket (nginx's binary upgrade, with the handover's no-refusal guarantee)."""
-        self.assertTrue(SLABD_LOAD, "SLABD_LOAD names the slabd-load binary")
-        directory = tempfile.TemporaryDirectory(prefix="slabd-test-")
-        self.addCleanup(directory.cleanup)
-        sock = os.path.join(directory.name, "handover.sock")
-        pidfile = os.path.join(directory.name, "slabd.pid")
-        report = os.path.join(directory.name, "churn.json")
-        first = self.start("--threads", "2", "--handover-socket", sock, "--pidfile", pidfile)
-        churn = subprocess.Popen(
-            [SLABD_LOAD, "churn", "--target", f"127.0.0.1:{first.port}", "-c", "32",
-             "--rate", str(CHURN_RATE), "-d", "600", "--timeout", "10", "--json", report,
-             "--progress", "3600"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.addCleanup(lambda: churn.poll() is None and churn.kill())
+        first = self.start(*self.handover_args())
+        pidfile = self.pidfile
+        self.start_churn(first.port)
         pid = first.pid
         for i in range(3):
             first.wait_stats(lambda s: s["connections"]["accepted"] >= SERVED_EACH, f"churn before upgrade {i}")
@@ -128,13 +133,7 @@ class RestartInPlaceTest(harness.SlabdTest):
             self.addCleanup(lambda p=successor: gone(p) or os.kill(p, signal.SIGKILL))
             pid = successor
         first.wait_stats(lambda s: s["connections"]["accepted"] >= SERVED_EACH, "churn after the last upgrade")
-        churn.send_signal(signal.SIGINT)
-        output = churn.communicate(timeout=harness.WAIT)[0].decode("utf-8", "replace")
-        with open(report) as f:
-            r = json.load(f)
-        failed = {k: v for k, v in r["outcomes"].items() if k != "ok" and v}
-        self.assertEqual(failed, {}, f"no connection failed, was reset or refused:\n{output}")
-        self.assertTrue(r["passed"], output)
+        r = self.finish_churn()
         os.kill(pid, signal.SIGTERM)
         wait_until(lambda: gone(pid), "the last one to stop")
         log = first.stderr()
