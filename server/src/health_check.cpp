@@ -79,7 +79,7 @@ void health_checker::check(std::size_t slot) {
     u.check_in_flight = true;
     auto p = std::make_shared<probe>(control_, slot, u.generation, settings_);
     p->deadline.expires_after(settings_.timeout);
-    p->deadline.async_wait([this, p](const asio::error_code& ec) {
+    p->deadline.async_wait([p](const asio::error_code& ec) {
         if (ec || p->finished) return;
         p->timed_out = true;
         asio::error_code ignored;

@@ -31,7 +31,7 @@ std::vector<asio::ip::tcp::endpoint> addresses_of(const asio::ip::tcp::resolver:
 }  // namespace
 
 upstream_resolver::upstream_resolver(asio::io_context& control, apply_function apply)
-    : control_(control), apply_(std::move(apply)), resolver_(control), timer_(control) {}
+    : apply_(std::move(apply)), resolver_(control), timer_(control) {}
 
 std::vector<upstreams::target> upstream_resolver::configure(const std::vector<config::endpoint>& list,
                                                             std::chrono::milliseconds interval, bool at_start) {

@@ -49,7 +49,6 @@ private:
     [[nodiscard]] std::vector<upstreams::target> targets() const;
     [[nodiscard]] bool has_names() const noexcept;
 
-    asio::io_context& control_;
     apply_function apply_;
     asio::ip::tcp::resolver resolver_;
     asio::steady_timer timer_;
