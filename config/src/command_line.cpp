@@ -75,6 +75,17 @@ command_line parse_command_line(int argc, const char* const* argv) {
                  "check the configuration, print it as TOML and exit (0: valid, 2: not)");
     bool demo = false;
     app.add_flag("--pool-demo", demo, "run the connection-pool demonstration instead of serving");
+    std::string probe_path;
+    const auto* probe_option =
+        app.add_option("--probe", probe_path,
+                       "GET this route of the admin endpoint the settings name (e.g. /healthz), print "
+                       "the body and exit (0: it answered 200, 1: anything else); for health checks")
+            ->type_name("PATH")
+            ->check([](const std::string& p) {
+                return p.starts_with('/') && p.find_first_of(" \r\n") == std::string::npos
+                           ? std::string{}
+                           : std::string{"a route starting with '/', without spaces"};
+            });
 
     const auto settings = detail::settings();
     std::vector<flag_input> inputs(settings.size());
@@ -116,6 +127,9 @@ command_line parse_command_line(int argc, const char* const* argv) {
         result.output = to_toml(result.config);
     } else if (demo) {
         result.what = action::pool_demo;
+    } else if (probe_option->count() > 0) {
+        result.what = action::probe;
+        result.probe_path = probe_path;
     }
     return result;
 }

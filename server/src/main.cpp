@@ -13,6 +13,7 @@
 #include "daemon.hpp"
 #include "logging.hpp"
 #include "pool_demo.hpp"
+#include "probe.hpp"
 #include "server.hpp"
 #include "slabd/config/config.hpp"
 
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
         case action::pool_demo:
             slabd::server::run_pool_demo(std::cout);
             return 0;
+        case action::probe:
+            return slabd::server::probe(cli.config, cli.probe_path, std::cout, std::cerr);
         case action::run: break;
     }
     // A peer gone mid-write is an error code on one connection, never the end of the process:

@@ -221,6 +221,33 @@ class AdminTest(SlabdTest):
         self.assertEqual(http(port, "/readyz")[0], 200)
         self.stop(server)
 
+    def test_probe_flag_asks_the_admin_endpoint_the_settings_name(self):
+        config = self.write_config('[admin]\ntoken = "t0ken-123"\nlisten = "0.0.0.0:0"\n')
+        server = self.start("--config", config, "--admin", "0.0.0.0:0")
+        admin = ["--listen", "127.0.0.1:0", "--admin", f"0.0.0.0:{server.admin_port}"]
+        # The same file: the token comes with it; a wildcard listener is asked on loopback.
+        code, out, err = harness.run_slabd("--config", config, *admin, "--probe", "/healthz")
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("ok", out)
+        code, out, _ = harness.run_slabd("--config", config, *admin, "--probe", "/stats")
+        self.assertEqual(code, 0)
+        self.assertEqual(json.loads(out)["pool"]["in_use"], 0)
+        # Without the token the guarded route answers 401: the probe fails and says so.
+        code, _, err = harness.run_slabd(*admin, "--probe", "/stats")
+        self.assertEqual(code, 1)
+        self.assertIn("/stats answered 401", err)
+        code, _, err = harness.run_slabd("--config", config, *admin, "--probe", "/nowhere")
+        self.assertEqual(code, 1)
+        self.assertIn("answered 404", err)
+        closed, port = harness.refused_port()
+        self.addCleanup(closed.close)
+        code, _, err = harness.run_slabd("--admin", f"127.0.0.1:{port}", "--probe", "/healthz")
+        self.assertEqual(code, 1)
+        self.assertIn("cannot connect to the admin endpoint", err)
+        code, _, err = harness.run_slabd("--probe", "healthz")
+        self.assertEqual(code, 2, err)
+        self.stop(server)
+
     def test_metrics_pass_promtool(self):
         promtool = shutil.which("promtool")
         self.assertIsNotNone(promtool, "promtool missing: scripts/install-deps.sh installs prometheus")

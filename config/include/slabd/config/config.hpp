@@ -176,7 +176,7 @@ std::vector<setting_value> setting_values(const Config& config, bool redact_secr
 std::vector<std::string> differing_settings(const Config& a, const Config& b);
 
 /// What main should do after parsing the command line.
-enum class action { run, check_config, pool_demo, exit };
+enum class action { run, check_config, pool_demo, probe, exit };
 
 /// The outcome of parse_command_line.
 struct command_line {
@@ -184,6 +184,7 @@ struct command_line {
     action what = action::run;
     int exit_code = 0;   ///< for check_config and exit: 0, or 2 for bad usage or config
     std::string output;  ///< help, version, effective config or error text, ending in "\n"
+    std::string probe_path;  ///< for probe: the admin route to GET, e.g. "/healthz"
 };
 
 /// Parses argv: defaults < --config file < flags. Never exits or prints; errors give action::exit,
