@@ -30,7 +30,17 @@ class HealthCheckTest(harness.SlabdTest):
         return self.start(*args)
 
     def upstream(self, behaviour=None, port=0):
-        u = harness.PyUpstream(behaviour, port=port)
+        # Listening again on a port just closed: a client of another test may hold it for a
+        # moment as its ephemeral port.
+        deadline = time.monotonic() + harness.WAIT
+        while True:
+            try:
+                u = harness.PyUpstream(behaviour, port=port)
+                break
+            except OSError:
+                if port == 0 or time.monotonic() > deadline:
+                    raise
+                time.sleep(harness.POLL)
         self.addCleanup(u.close)
         return u
 

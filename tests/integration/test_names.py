@@ -38,15 +38,22 @@ class NamesTest(harness.SlabdTest):
         with open(self.hosts, "w") as f:
             f.write("".join(f"{address} {name}\n" for address, name in lines))
 
-    def upstreams_at(self, hosts, port=0):
-        """One echo upstream per address, all on one port."""
-        ups = []
-        for host in hosts:
-            u = harness.PyUpstream(host=host, port=port)
-            self.addCleanup(u.close)
-            port = u.port
-            ups.append(u)
-        return ups, port
+    def upstreams_at(self, hosts):
+        """One echo upstream per address, all on one port: the first address's free port, tried
+        again with another when some other test holds it on a later address (found in CI)."""
+        for _ in range(20):
+            ups = [harness.PyUpstream(host=hosts[0])]
+            try:
+                for host in hosts[1:]:
+                    ups.append(harness.PyUpstream(host=host, port=ups[0].port))
+            except OSError:
+                for u in ups:
+                    u.close()
+                continue
+            for u in ups:
+                self.addCleanup(u.close)
+            return ups, ups[0].port
+        self.fail(f"no port free on all of {hosts}")
 
     def names(self, stats):
         return sorted(u["name"] for u in stats["upstreams"] if u["state"] != "removed")
