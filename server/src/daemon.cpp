@@ -154,7 +154,10 @@ int spawn_successor(const std::string& program, const std::vector<std::string>& 
     // Asio opens its sockets without O_CLOEXEC: without this the successor would hold every
     // client's connection open after this process closed it. It takes the listeners over the
     // handover socket instead.
-    ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (const int e = ::posix_spawn_file_actions_addclosefrom_np(&actions, 3); e != 0) {
+        ::posix_spawn_file_actions_destroy(&actions);
+        throw std::system_error(e, std::generic_category(), "posix_spawn_file_actions_addclosefrom_np");
+    }
     // The successor is not waited for: once this process exits it is adopted like any daemon.
     ::signal(SIGCHLD, SIG_IGN);
     pid_t pid = 0;

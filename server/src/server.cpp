@@ -301,17 +301,12 @@ void server::reload(const config::Config& next) {
         adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout", ms);
         upstreams_->set_policy(settings_.balance, settings_.upstream_fail_timeout);
         adopt(settings_.resolve_interval, next.resolve_interval, "proxy.resolve_interval", ms);
-        const auto what = upstreams_->replace(resolver_->configure(next.upstreams, settings_.resolve_interval, false),
-                                              ++upstream_epoch_);
+        const auto what =
+            replace_upstreams(resolver_->configure(next.upstreams, settings_.resolve_interval, false), "reload");
         for (const auto& name : what.added) changed.push_back("proxy.upstreams: added " + name);
         for (const auto& name : what.removed)
             changed.push_back("proxy.upstreams: removed " + name + " (its relays finish)");
-        for (const auto& name : what.no_room)
-            spdlog::warn("reload: no room for upstream {}: {} slots hold upstreams or removed ones "
-                         "still relaying; reload again once they finish, or restart",
-                         name, upstreams::max_slots);
         if (what.no_room.empty()) settings_.upstreams = next.upstreams;
-        if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
         adopt(settings_.check_interval, next.check_interval, "health_check.interval", ms);
         adopt(settings_.check_timeout, next.check_timeout, "health_check.timeout", ms);
         adopt(settings_.check_rise, next.check_rise, "health_check.rise", number);
@@ -374,13 +369,20 @@ bool server::resize_pool(std::size_t limit) {
     return true;
 }
 
+upstreams::change server::replace_upstreams(const std::vector<upstreams::target>& targets, const char* by) {
+    auto what = upstreams_->replace(targets, ++upstream_epoch_);
+    for (const auto& name : what.no_room)
+        spdlog::warn("{}: no room for upstream {}: {} slots hold upstreams or removed ones still relaying; "
+                     "reload again once they finish, or restart",
+                     by, name, upstreams::max_slots);
+    if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
+    return what;
+}
+
 void server::apply_resolved(const std::vector<upstreams::target>& targets) {
-    const auto what = upstreams_->replace(targets, ++upstream_epoch_);
+    const auto what = replace_upstreams(targets, "resolve");
     for (const auto& name : what.added) spdlog::info("resolve: upstream {} added", name);
     for (const auto& name : what.removed) spdlog::info("resolve: upstream {} removed (its relays finish)", name);
-    for (const auto& name : what.no_room)
-        spdlog::warn("resolve: no room for upstream {}: {} slots are taken", name, upstreams::max_slots);
-    if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
 }
 
 void server::fence_upstreams(std::uint64_t reload) {

@@ -100,6 +100,9 @@ private:
     /// After every shard has run a handler posted now, slots of upstreams removed by reload
     /// `reload` may be reused.
     void fence_upstreams(std::uint64_t reload);
+    /// On the control thread: makes `targets` the upstreams (a reload or a lookup, named by
+    /// `by` in the log), warns of those that found no slot and fences the removed ones.
+    upstreams::change replace_upstreams(const std::vector<upstreams::target>& targets, const char* by);
     /// On the control thread: a periodic lookup changed the addresses of an upstream name.
     void apply_resolved(const std::vector<upstreams::target>& targets);
     void wake_paused_shards() noexcept;
