@@ -316,7 +316,9 @@ class ProxyTest(harness.SlabdTest):
         for _ in range(clients):
             with proxy.connect() as c:
                 self.assertEqual(c.recv(1), b"", "a clean close (FIN), not a reset and not a hang")
-        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "every client closed")
+        # The connection leaves the active gauge in its destructor, just before its block returns.
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0 and s["pool"]["in_use"] == 0,
+                             "every client closed")
         self.assertEqual(p["connections"]["closed"]["upstream_failure"], clients)
         self.assertEqual(p["upstream_connect_failures"], 2 * clients, "each client tried both upstreams")
         self.assertEqual(p["pool"]["in_use"], 0)
@@ -381,7 +383,8 @@ class ProxyTest(harness.SlabdTest):
         # is read and discarded (a reset only if it outlasts the linger time).
         self.assertEqual(ended, "eof", "the client's connection was reset instead of closed")
         c.close()
-        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, f"the proxy to drop the client ({ended})")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0 and s["pool"]["in_use"] == 0,
+                             f"the proxy to drop the client ({ended})")
         self.assertEqual(p["pool"]["in_use"], 0)
         self.assertEqual(p["connections"]["closed"]["upstream_failure"], 1, f"closed by {ended}")
         # New clients are served by the upstream that is left; the dead one is tried once, when

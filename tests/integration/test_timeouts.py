@@ -34,7 +34,9 @@ class IdleTimeoutTest(harness.SlabdTest):
         self.assertEqual(s["connections"]["closed"]["idle_timeout"], 1)
         self.assertEqual(s["connections"]["active"], 1)
         active.close()
-        s = server.wait_stats(lambda s: s["connections"]["active"] == 0, "the active client to leave")
+        # The connection leaves the active gauge in its destructor, just before its block returns.
+        s = server.wait_stats(lambda s: s["connections"]["active"] == 0 and s["pool"]["in_use"] == 0,
+                              "the active client to leave")
         self.assertEqual(s["connections"]["closed"]["client_eof"], 1)
         self.assertEqual(s["pool"]["in_use"], 0)
 
