@@ -21,16 +21,16 @@ struct owned_request {
 /// Everything a stream of bytes produced: the whole requests in order, then how it ended.
 struct transcript {
     std::vector<owned_request> requests;
-    int error_status = 0;        // 400 or 431 if the stream ended in an error
-    std::size_t pending = 0;     // bytes of an unfinished request at the end
+    int error_status = 0;     // 400 or 431 if the stream ended in an error
+    std::size_t pending = 0;  // bytes of an unfinished request at the end
     bool operator==(const transcript&) const = default;
 };
 
 std::ostream& operator<<(std::ostream& os, const transcript& t) {
     os << "{";
     for (const auto& r : t.requests)
-        os << "[" << r.method << " " << r.target << " auth=" << r.authorization << " ka=" << r.keep_alive
-           << " head=" << r.head << "] ";
+        os << "[" << r.method << " " << r.target << " auth=" << r.authorization
+           << " ka=" << r.keep_alive << " head=" << r.head << "] ";
     return os << "error=" << t.error_status << " pending=" << t.pending << "}";
 }
 
@@ -50,15 +50,17 @@ transcript run(const std::vector<std::string_view>& chunks) {
                 break;
             }
             const auto& r = assembler.request();
-            t.requests.push_back({std::string(r.method), std::string(r.target), std::string(r.authorization),
-                                  r.keep_alive, r.head});
+            t.requests.push_back({std::string(r.method), std::string(r.target),
+                                  std::string(r.authorization), r.keep_alive, r.head});
         }
     }
     t.pending = assembler.pending_bytes();
     return t;
 }
 
-transcript whole(std::string_view bytes) { return run({bytes}); }
+transcript whole(std::string_view bytes) {
+    return run({bytes});
+}
 
 transcript one_byte_at_a_time(std::string_view bytes) {
     std::vector<std::string_view> chunks;
@@ -85,7 +87,8 @@ void every_three_way_split(std::string_view bytes) {
     const transcript expected = whole(bytes);
     for (std::size_t i = 0; i <= bytes.size(); ++i)
         for (std::size_t j = i; j <= bytes.size(); ++j) {
-            const transcript split = run({bytes.substr(0, i), bytes.substr(i, j - i), bytes.substr(j)});
+            const transcript split =
+                run({bytes.substr(0, i), bytes.substr(i, j - i), bytes.substr(j)});
             if (split != expected) {
                 FAIL_CHECK("split at " << i << " and " << j << " gives " << split);
                 return;
@@ -124,28 +127,36 @@ TEST_CASE("HEAD, HTTP/1.0 and Connection: close are reported") {
     CHECK(t == transcript{{get("/x?a=1", false)}, 0, 0});
 }
 
-TEST_CASE("Authorization is found whatever its case and its neighbours, and empty values do not confuse it") {
-    auto t = every_fragmentation("GET /stats HTTP/1.1\r\nHost: x\r\naUtHoRiZaTiOn: Bearer s3cret\r\nX-Y: z\r\n\r\n");
+TEST_CASE(
+    "Authorization is found whatever its case and its neighbours, and empty values do not confuse "
+    "it") {
+    auto t = every_fragmentation(
+        "GET /stats HTTP/1.1\r\nHost: x\r\naUtHoRiZaTiOn: Bearer s3cret\r\nX-Y: z\r\n\r\n");
     CHECK(t == transcript{{get("/stats", true, "Bearer s3cret")}, 0, 0});
     t = every_fragmentation("GET /stats HTTP/1.1\r\nX-Empty:\r\nAuthorization: Bearer t\r\n\r\n");
     CHECK(t == transcript{{get("/stats", true, "Bearer t")}, 0, 0});
-    t = every_fragmentation("GET /stats HTTP/1.1\r\nAuthorization-X: no\r\nXAuthorization: no\r\n\r\n");
+    t = every_fragmentation(
+        "GET /stats HTTP/1.1\r\nAuthorization-X: no\r\nXAuthorization: no\r\n\r\n");
     CHECK(t == transcript{{get("/stats")}, 0, 0});
     every_three_way_split("GET / HTTP/1.1\r\nA:\r\nAuthorization: B\r\n\r\n");
 }
 
 TEST_CASE("pipelined requests come out one at a time, in order, each with its own headers") {
-    const std::string three = "GET /healthz HTTP/1.1\r\nAuthorization: one\r\n\r\n"
-                              "HEAD /readyz HTTP/1.1\r\n\r\n"
-                              "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n";
+    const std::string three =
+        "GET /healthz HTTP/1.1\r\nAuthorization: one\r\n\r\n"
+        "HEAD /readyz HTTP/1.1\r\n\r\n"
+        "GET /stats HTTP/1.1\r\nConnection: close\r\n\r\n";
     const auto t = every_fragmentation(three);
-    CHECK(t == transcript{{get("/healthz", true, "one"), {"HEAD", "/readyz", "", true, true}, get("/stats", false)},
+    CHECK(t == transcript{{get("/healthz", true, "one"),
+                           {"HEAD", "/readyz", "", true, true},
+                           get("/stats", false)},
                           0,
                           0});
 }
 
 TEST_CASE("a body announced by Content-Length is consumed with its request") {
-    const auto t = every_fragmentation("POST /stats HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n");
+    const auto t = every_fragmentation(
+        "POST /stats HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n");
     CHECK(t == transcript{{{"POST", "/stats", "", true, false}, get("/")}, 0, 0});
 }
 
@@ -161,26 +172,33 @@ TEST_CASE("an unfinished request needs more and says how much it holds") {
 TEST_CASE("max_request_bytes is the limit: one byte more is 431, at any fragmentation") {
     CHECK(every_fragmentation(request_of_size(admin_limits::max_request_bytes)) ==
           transcript{{get("/stats")}, 0, 0});
-    CHECK(every_fragmentation(request_of_size(admin_limits::max_request_bytes + 1)) == transcript{{}, 431, 0});
+    CHECK(every_fragmentation(request_of_size(admin_limits::max_request_bytes + 1)) ==
+          transcript{{}, 431, 0});
     CHECK(every_fragmentation(request_of_size(20000)).error_status == 431);
     // Unfinished but already over the limit: 431 without waiting for the rest.
-    CHECK(every_fragmentation("GET /stats HTTP/1.1\r\nX-Big: " + std::string(9000, 'b')).error_status == 431);
+    CHECK(every_fragmentation("GET /stats HTTP/1.1\r\nX-Big: " + std::string(9000, 'b'))
+              .error_status == 431);
     // Past the limit, a malformed byte does not turn the 431 into a 400.
-    CHECK(every_fragmentation(request_of_size(admin_limits::max_request_bytes + 1) + "\x01").error_status == 431);
+    CHECK(every_fragmentation(request_of_size(admin_limits::max_request_bytes + 1) + "\x01")
+              .error_status == 431);
 }
 
 TEST_CASE("the limit counts each pipelined request on its own") {
     const std::string full = request_of_size(admin_limits::max_request_bytes);
-    const auto t = every_fragmentation(full + full + request_of_size(admin_limits::max_request_bytes + 1));
+    const auto t =
+        every_fragmentation(full + full + request_of_size(admin_limits::max_request_bytes + 1));
     CHECK(t == transcript{{get("/stats"), get("/stats")}, 431, 0});
 }
 
 TEST_CASE("malformed requests are 400, after the good ones before them") {
-    CHECK(every_fragmentation(std::string("\x00\x01\x02 not http at all\r\n\r\n", 23)) == transcript{{}, 400, 0});
+    CHECK(every_fragmentation(std::string("\x00\x01\x02 not http at all\r\n\r\n", 23)) ==
+          transcript{{}, 400, 0});
     CHECK(every_fragmentation("BREW /stats HTTP/1.1\r\n\r\n") == transcript{{}, 400, 0});
-    CHECK(every_fragmentation("GET /stats HTTP/1.1\r\nContent-Length: x\r\n\r\n").error_status == 400);
+    CHECK(every_fragmentation("GET /stats HTTP/1.1\r\nContent-Length: x\r\n\r\n").error_status ==
+          400);
     CHECK(every_fragmentation("GET /stats HTTP/1.1\r\nBad Header\r\n\r\n").error_status == 400);
-    CHECK(every_fragmentation("GET / HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n") == transcript{{get("/")}, 400, 0});
+    CHECK(every_fragmentation("GET / HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n") ==
+          transcript{{get("/")}, 400, 0});
     every_three_way_split("GET / HTTP/1.1\r\n\r\nG\x7f");
 }
 

@@ -137,7 +137,8 @@ TEST_CASE("/metrics is Prometheus text: one HELP and TYPE per family, counters e
     }
     CHECK(samples > 30);
     CHECK(r.body.find("slabd_connections_accepted_total{shard=\"0\"} 30\n") != std::string::npos);
-    CHECK(r.body.find("slabd_connections_closed_total{shard=\"0\",reason=\"idle_timeout\"} 3\n") != std::string::npos);
+    CHECK(r.body.find("slabd_connections_closed_total{shard=\"0\",reason=\"idle_timeout\"} 3\n") !=
+          std::string::npos);
     CHECK(r.body.find("slabd_pool_in_use_blocks{pool=\"connections\"} 40\n") != std::string::npos);
     CHECK(r.body.find("slabd_upstream_up{upstream=\"[::1]:8001\"} 0\n") != std::string::npos);
 }

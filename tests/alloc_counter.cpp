@@ -41,5 +41,7 @@ int posix_memalign(void** out, std::size_t align, std::size_t size) {
     *out = p;
     return 0;
 }
-void free(void* p) { __libc_free(p); }
+void free(void* p) {
+    __libc_free(p);
+}
 }

@@ -286,19 +286,25 @@ TEST_CASE("endpoints") {
         return load_string("proxy.upstreams = " + std::string{list}, "slabd.toml").upstreams;
     };
     CHECK(upstreams(R"(["Backend-1.Example:8000", "localhost:80", "[::1]:81", "10.0.0.1:82"])") ==
-          std::vector<endpoint>{{"backend-1.example", 8000}, {"localhost", 80}, {"::1", 81}, {"10.0.0.1", 82}});
-    const std::string name_error = R"(slabd.toml:1: proxy.upstreams[0]: expected a host name (letters, digits, '-' and '.') or an IP address as HOST, got )";
-    CHECK(load_error(R"(proxy.upstreams = ["-bad.example:80"])") == name_error + R"("-bad.example:80")");
+          std::vector<endpoint>{
+              {"backend-1.example", 8000}, {"localhost", 80}, {"::1", 81}, {"10.0.0.1", 82}});
+    const std::string name_error =
+        R"(slabd.toml:1: proxy.upstreams[0]: expected a host name (letters, digits, '-' and '.') or an IP address as HOST, got )";
+    CHECK(load_error(R"(proxy.upstreams = ["-bad.example:80"])") ==
+          name_error + R"("-bad.example:80")");
     CHECK(load_error(R"(proxy.upstreams = ["a..b:80"])") == name_error + R"("a..b:80")");
-    CHECK(load_error(R"(proxy.upstreams = ["under_score:80"])") == name_error + R"("under_score:80")");
-    CHECK(load_error(R"(proxy.upstreams = ["name:0"])") ==
-          R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "name:0")");
+    CHECK(load_error(R"(proxy.upstreams = ["under_score:80"])") ==
+          name_error + R"("under_score:80")");
+    CHECK(
+        load_error(R"(proxy.upstreams = ["name:0"])") ==
+        R"(slabd.toml:1: proxy.upstreams[0]: expected a port 1..65535 after the host, got "name:0")");
     CHECK(load_error(R"(proxy.upstreams = ["256.1.1.1:80"])") == name_error + R"("256.1.1.1:80")");
 }
 
 TEST_CASE("trusted networks") {
     const auto networks = [](std::string_view list) {
-        return load_string("server.trusted_sources = " + std::string{list}, "slabd.toml").trusted_sources;
+        return load_string("server.trusted_sources = " + std::string{list}, "slabd.toml")
+            .trusted_sources;
     };
     CHECK(networks(R"(["127.0.0.1"])") == std::vector<std::string>{"127.0.0.1/32"});
     CHECK(networks(R"(["::1", "fe80::1/10"])") == std::vector<std::string>{"::1/128", "fe80::/10"});
@@ -308,7 +314,8 @@ TEST_CASE("trusted networks") {
     CHECK(networks(R"(["::ffff:10.1.2.3/104", "::ffff:192.0.2.7"])") ==
           std::vector<std::string>{"10.0.0.0/8", "192.0.2.7/32"});
     const std::string at = "slabd.toml:1: server.trusted_sources[0]: expected ";
-    const std::string shape = R"("ADDRESS" or "ADDRESS/PREFIX", such as "10.0.0.0/8" or "::1", got )";
+    const std::string shape =
+        R"("ADDRESS" or "ADDRESS/PREFIX", such as "10.0.0.0/8" or "::1", got )";
     const auto error = [](std::string_view value) {
         return load_error("server.trusted_sources = [\"" + std::string{value} + "\"]");
     };
@@ -316,10 +323,12 @@ TEST_CASE("trusted networks") {
     CHECK(error("10.0.0.0/") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/")");
     CHECK(error("10.0.0.0/33") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/33")");
     CHECK(error("::/129") == at + R"(a prefix length 0..128 after the '/', got "::/129")");
-    CHECK(error("::ffff:0.0.0.0/95") == at + R"(a prefix of 96 or more for an IPv4-mapped network, got "::ffff:0.0.0.0/95")");
+    CHECK(error("::ffff:0.0.0.0/95") ==
+          at + R"(a prefix of 96 or more for an IPv4-mapped network, got "::ffff:0.0.0.0/95")");
     CHECK(error("10.0.0.0/+8") == at + R"(a prefix length 0..32 after the '/', got "10.0.0.0/+8")");
-    CHECK(load_error(R"(server.trusted_sources = ["10.0.0.1/8", "10.2.3.4/8"])") ==
-          R"(slabd.toml:1: server.trusted_sources[1]: expected each network once, got "10.2.3.4/8")");
+    CHECK(
+        load_error(R"(server.trusted_sources = ["10.0.0.1/8", "10.2.3.4/8"])") ==
+        R"(slabd.toml:1: server.trusted_sources[1]: expected each network once, got "10.2.3.4/8")");
 }
 
 TEST_CASE("file errors name file and line and key and say what was expected") {
@@ -373,13 +382,16 @@ TEST_CASE("file errors name file and line and key and say what was expected") {
     SUBCASE("unknown keys and tables") {
         CHECK(load_error("[pool]\nmax_conections = 5") ==
               "slabd.toml:2: pool.max_conections: unknown key (the keys of [pool] are "
-              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
+              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, "
+              "buffer_count, buffer_size)");
         CHECK(load_error("[pool.extra]\nx = 1") ==
               "slabd.toml:1: pool.extra: unknown key (the keys of [pool] are "
-              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, buffer_count, buffer_size)");
+              "max_connections, reserve, on_exhausted, evict_idle_after, busy_message, "
+              "buffer_count, buffer_size)");
         CHECK(load_error("\n[servre]\nmode = \"echo\"") ==
               "slabd.toml:2: [servre]: unknown table "
-              "(the tables are server, pool, limits, timeouts, proxy, health_check, admin, log, daemon)");
+              "(the tables are server, pool, limits, timeouts, proxy, health_check, admin, log, "
+              "daemon)");
         CHECK(load_error("mode = \"echo\"") ==
               "slabd.toml:1: mode: unknown key at the top level (did you mean server.mode?)");
         CHECK(load_error("colour = 1") ==
@@ -436,7 +448,8 @@ TEST_CASE("checks across settings name where the culprit was set") {
           "slabd.toml:3: pool.reserve: expected at least pool.max_connections (10, slabd.toml:2: "
           "pool.max_connections), got 9");
     CHECK(effective_pool_reserve(load_string("pool.max_connections = 10", "x")) == 40);
-    CHECK(effective_pool_reserve(load_string("pool.max_connections = 10\npool.reserve = 10", "x")) == 10);
+    CHECK(effective_pool_reserve(
+              load_string("pool.max_connections = 10\npool.reserve = 10", "x")) == 10);
     CHECK(effective_pool_reserve(load_string("pool.max_connections = 9000000", "x")) == 10'000'000);
     CHECK(load_error("[daemon]\ndaemonize = true") ==
           "slabd.toml:2: daemon.daemonize: daemon mode needs a pidfile (daemon.pidfile or "
@@ -512,7 +525,8 @@ TEST_CASE("characters toml++ 3.3 mishandles are refused before it sees them (fou
     // Where toml++ tests for whitespace, U+00A1..U+0499, U+2C5E..U+3057 and U+FB26..U+FEFE reach
     // __builtin_unreachable() in its is_non_ascii_horizontal_whitespace().
     CHECK(load_error("\xef\xbb\x9c# x\n") == "slabd.toml:1:1: unexpected character U+FEDC");
-    CHECK(load_error("[server]\nthreads = 1 \xc3\xa9\n") == "slabd.toml:2:13: unexpected character U+00E9");
+    CHECK(load_error("[server]\nthreads = 1 \xc3\xa9\n") ==
+          "slabd.toml:2:13: unexpected character U+00E9");
     CHECK(load_error("[pool]\nbusy_message = \"\"\"a\\\n  \xc3\xa9\"\"\"\n") ==
           "slabd.toml:3:3: unexpected character U+00E9");
     CHECK(load_error("[pool]\nbusy_message = \"\"\"a\"\"\"\" \xc3\xa9\n") ==
@@ -528,7 +542,9 @@ TEST_CASE("characters toml++ 3.3 mishandles are refused before it sees them (fou
     // An overlong form of U+00A1 is invalid UTF-8, not a character to stand in for.
     CHECK(load_error("# \xe0\x82\xa1\n") == "slabd.toml:1:2: Encountered invalid utf-8 sequence");
     // In strings and comments they are text like any other.
-    CHECK(load_string("# caf\xc3\xa9 \xef\xbb\x9c\n[pool]\nbusy_message = \"caf\xc3\xa9 \xef\xbb\x9c\"\n", "x")
+    CHECK(load_string(
+              "# caf\xc3\xa9 \xef\xbb\x9c\n[pool]\nbusy_message = \"caf\xc3\xa9 \xef\xbb\x9c\"\n",
+              "x")
               .busy_message == "caf\xc3\xa9 \xef\xbb\x9c");
     CHECK(load_string("[pool]\nbusy_message = '''\xc3\xa9'''\n", "x").busy_message == "\xc3\xa9");
     CHECK(load_string("[pool]\nbusy_message = \"\"\"a\"\"\"\"\n", "x").busy_message == "a\"");
@@ -545,7 +561,8 @@ std::string load_file_error(const std::string& path) {
 
 TEST_CASE("load_file refuses what is not a regular file, without reading or blocking") {
     CHECK(load_file_error("/dev/zero") == "/dev/zero: a character device, not a regular file");
-    CHECK(load_file_error("/dev/urandom") == "/dev/urandom: a character device, not a regular file");
+    CHECK(load_file_error("/dev/urandom") ==
+          "/dev/urandom: a character device, not a regular file");
     const auto dir = std::filesystem::temp_directory_path();
     CHECK(load_file_error(dir.string()) == dir.string() + ": a directory, not a regular file");
 

@@ -1,5 +1,5 @@
-// Proves docs/design.md, decision 5: after warm-up, echo and proxy traffic and accept/close cycles make
-// no heap allocation at all. The server runs in this process on its own threads; the clients
+// Proves docs/design.md, decision 5: after warm-up, echo and proxy traffic and accept/close cycles
+// make no heap allocation at all. The server runs in this process on its own threads; the clients
 // use raw POSIX sockets and fixed buffers so that they allocate nothing either.
 #include "server.hpp"
 
@@ -33,8 +33,9 @@ slabd::config::Config loopback_config() {
 
 /// A server running on its own thread for the duration of a test.
 class running_server {
-public:
-    explicit running_server(const slabd::config::Config& c) : server_(c), thread_([this] { server_.run(); }) {}
+  public:
+    explicit running_server(const slabd::config::Config& c)
+        : server_(c), thread_([this] { server_.run(); }) {}
     ~running_server() {
         server_.request_stop();
         thread_.join();
@@ -44,7 +45,7 @@ public:
     std::uint16_t port() const { return server_.data_endpoint().port(); }
     slabd::server::server_snapshot stats() const { return server_.snapshot(); }
 
-private:
+  private:
     slabd::server::server server_;
     std::thread thread_;
 };
@@ -89,11 +90,15 @@ traffic_result messages(std::uint16_t port, int conns, int warmup, int counted) 
     for (int i = 0; i < conns; ++i) fds[static_cast<std::size_t>(i)] = connect_to(port);
     traffic_result r;
     for (int round = 0; round < warmup; ++round)
-        for (int i = 0; i < conns; ++i) r.failures += round_trip(fds[static_cast<std::size_t>(i)], 64) ? 0 : 1;
+        for (int i = 0; i < conns; ++i)
+            r.failures += round_trip(fds[static_cast<std::size_t>(i)], 64) ? 0 : 1;
     const std::uint64_t before = allocation_count();
     for (int round = 0; round < counted; ++round)
         for (int i = 0; i < conns; ++i)
-            r.failures += round_trip(fds[static_cast<std::size_t>(i)], 1 + static_cast<std::size_t>(round) % 2000) ? 0 : 1;
+            r.failures += round_trip(fds[static_cast<std::size_t>(i)],
+                                     1 + static_cast<std::size_t>(round) % 2000)
+                              ? 0
+                              : 1;
     r.allocations = allocation_count() - before;
     for (int i = 0; i < conns; ++i) ::close(fds[static_cast<std::size_t>(i)]);
     return r;
@@ -151,8 +156,8 @@ TEST_CASE("proxy: zero heap allocations per message and per accept/connect/close
 
 TEST_CASE("with every admission limit on: still zero heap allocations per message and per cycle") {
     auto config = loopback_config();
-    config.max_per_source = 64;          // the table is looked up and counted on every accept
-    config.accept_rate = 1'000'000;      // the bucket is consulted, never empty
+    config.max_per_source = 64;      // the table is looked up and counted on every accept
+    config.accept_rate = 1'000'000;  // the bucket is consulted, never empty
     config.source_prefix_v4 = 24;
     running_server echo(config);
     check_no_allocations(echo);

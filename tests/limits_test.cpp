@@ -65,7 +65,9 @@ TEST_CASE("the source table matches a model through random churn (backward-shift
     source_table table(4, 31);
     std::map<int, std::uint32_t> model;
     std::mt19937 random(12345);
-    const auto key = [](int i) { return key_of(("10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
+    const auto key = [](int i) {
+        return key_of(("10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str());
+    };
     std::size_t held = 0;
     for (int step = 0; step < 200'000; ++step) {
         const int i = static_cast<int>(random() % 64);
@@ -110,7 +112,8 @@ TEST_CASE("the accept rate: a burst at once, then the rate") {
     CHECK_FALSE(rate.try_take(start + std::chrono::milliseconds(102)));
     // A second takes ten, never more than the burst however long the gap.
     taken = 0;
-    for (int ms = 200; ms <= 1200; ++ms) taken += rate.try_take(start + std::chrono::milliseconds(ms)) ? 1 : 0;
+    for (int ms = 200; ms <= 1200; ++ms)
+        taken += rate.try_take(start + std::chrono::milliseconds(ms)) ? 1 : 0;
     CHECK(taken >= 10);
     CHECK(taken <= 11);
     taken = 0;
@@ -120,10 +123,14 @@ TEST_CASE("the accept rate: a burst at once, then the rate") {
 
 TEST_CASE("top() reads a table larger than its chunk and finds the largest holders") {
     source_table table(100, 5000);  // 16,384 slots: four chunks
-    const auto key = [](int i) { return key_of(("10.2." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
+    const auto key = [](int i) {
+        return key_of(("10.2." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str());
+    };
     for (int i = 0; i < 3000; ++i)
-        for (int n = 0; n <= i % 7; ++n) REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
-    for (int n = 0; n < 50; ++n) REQUIRE(table.acquire(key(1234)) == source_table::verdict::admitted);
+        for (int n = 0; n <= i % 7; ++n)
+            REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
+    for (int n = 0; n < 50; ++n)
+        REQUIRE(table.acquire(key(1234)) == source_table::verdict::admitted);
     const auto top = table.top(3);
     REQUIRE(top.size() == 3);
     CHECK(top[0].key == key(1234));
@@ -137,7 +144,10 @@ TEST_CASE("the table holds as many sources as it was sized for, a power of two i
     // With 1,024 blocks and 2 shards the server sizes it for 1,026: every block's source and one
     // newcomer per shard (a table cut at exactly half of 2,048 slots refused the 1,025th).
     source_table table(1, 1024 + 2);
-    const auto key = [](int i) { return key_of(("10.3." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str()); };
-    for (int i = 0; i < 1024 + 2; ++i) REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
+    const auto key = [](int i) {
+        return key_of(("10.3." + std::to_string(i / 256) + "." + std::to_string(i % 256)).c_str());
+    };
+    for (int i = 0; i < 1024 + 2; ++i)
+        REQUIRE(table.acquire(key(i)) == source_table::verdict::admitted);
     CHECK(table.sources() == 1026);
 }

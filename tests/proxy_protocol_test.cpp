@@ -20,7 +20,9 @@ std::span<const std::byte> bytes_of(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
-pp::parse_result parse(std::string_view s) { return pp::parse(bytes_of(s)); }
+pp::parse_result parse(std::string_view s) {
+    return pp::parse(bytes_of(s));
+}
 
 /// "1.2.3.4:80" or "[2001:db8::1]:443", as the address was parsed.
 std::string text_of(const sockaddr_storage& ss) {
@@ -42,7 +44,8 @@ std::string text_of(const sockaddr_storage& ss) {
 
 /// The header alone parses, every prefix of it needs more, and with bytes after it the length
 /// stays the header's: parse() sees every split a peeking caller can see.
-pp::header parses_whole(const std::string& header, const std::string& after = "GET / HTTP/1.1\r\n\r\n") {
+pp::header parses_whole(const std::string& header,
+                        const std::string& after = "GET / HTTP/1.1\r\n\r\n") {
     const std::string input = header + after;
     for (std::size_t k = 0; k < header.size(); ++k) {
         const auto r = parse(std::string_view(input).substr(0, k));
@@ -127,7 +130,9 @@ sockaddr_storage endpoint(const char* address, std::uint16_t port) {
     return ss;
 }
 
-const sockaddr* as_sockaddr(const sockaddr_storage& ss) { return reinterpret_cast<const sockaddr*>(&ss); }
+const sockaddr* as_sockaddr(const sockaddr_storage& ss) {
+    return reinterpret_cast<const sockaddr*>(&ss);
+}
 
 std::string built(pp::version v, const sockaddr* source, const sockaddr* destination) {
     std::array<std::byte, pp::max_built_size> out{};
@@ -137,7 +142,8 @@ std::string built(pp::version v, const sockaddr* source, const sockaddr* destina
     return {reinterpret_cast<const char*>(out.data()), n};
 }
 
-std::string built(pp::version v, const sockaddr_storage& source, const sockaddr_storage& destination) {
+std::string built(pp::version v, const sockaddr_storage& source,
+                  const sockaddr_storage& destination) {
     return built(v, as_sockaddr(source), as_sockaddr(destination));
 }
 
@@ -151,7 +157,9 @@ TEST_CASE("error names come from the one list") {
     CHECK(pp::to_string(parse_error::unsupported) == "unsupported");
 }
 
-TEST_CASE("nothing received needs more") { CHECK(pp::parse({}).state == status::need_more); }
+TEST_CASE("nothing received needs more") {
+    CHECK(pp::parse({}).state == status::need_more);
+}
 
 TEST_CASE("v1 TCP4: the spec's example") {
     const auto h = parses_whole("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n",
@@ -203,10 +211,9 @@ TEST_CASE("v1: not PROXY at all is not_proxy at the first byte that differs") {
 
 TEST_CASE("v1: the protocol word") {
     each_rejected(parse_error::malformed,
-                  {"PROXY TCP^5 1.2.3.4", "PROXY ^tcp4 1.2.3.4", "PROXY TCP4^\r\n", "PROXY U^DP4 1.2.3.4",
-                   "PROXY UNKNOWN^X\r\n", "PROXY UNKNOWN^\n", "PROXY UNKNOWN 1.2.3.4^\n",
-                   "PROXY UNKNOWN\r^X",
-                   "PROXY ^\r\n"});
+                  {"PROXY TCP^5 1.2.3.4", "PROXY ^tcp4 1.2.3.4", "PROXY TCP4^\r\n",
+                   "PROXY U^DP4 1.2.3.4", "PROXY UNKNOWN^X\r\n", "PROXY UNKNOWN^\n",
+                   "PROXY UNKNOWN 1.2.3.4^\n", "PROXY UNKNOWN\r^X", "PROXY ^\r\n"});
 }
 
 TEST_CASE("v1: exactly one space between fields") {
@@ -218,12 +225,14 @@ TEST_CASE("v1: exactly one space between fields") {
 }
 
 TEST_CASE("v1: ports are 0..65535 in plain decimal") {
-    each_rejected(parse_error::malformed,
-                  {"PROXY TCP4 1.2.3.4 5.6.7.8 80 6553^6\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 9999^9\r\n",
-                   "PROXY TCP4 1.2.3.4 5.6.7.8 80 12345^6\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 ^+443\r\n",
-                   "PROXY TCP4 1.2.3.4 5.6.7.8 80 ^-1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 0^443\r\n",
-                   "PROXY TCP4 1.2.3.4 5.6.7.8 80 44^a\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 0^0 1\r\n"});
-    CHECK(text_of(parses_whole("PROXY TCP4 1.2.3.4 5.6.7.8 80 65535\r\n").destination) == "5.6.7.8:65535");
+    each_rejected(
+        parse_error::malformed,
+        {"PROXY TCP4 1.2.3.4 5.6.7.8 80 6553^6\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 9999^9\r\n",
+         "PROXY TCP4 1.2.3.4 5.6.7.8 80 12345^6\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 ^+443\r\n",
+         "PROXY TCP4 1.2.3.4 5.6.7.8 80 ^-1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 80 0^443\r\n",
+         "PROXY TCP4 1.2.3.4 5.6.7.8 80 44^a\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 0^0 1\r\n"});
+    CHECK(text_of(parses_whole("PROXY TCP4 1.2.3.4 5.6.7.8 80 65535\r\n").destination) ==
+          "5.6.7.8:65535");
 }
 
 TEST_CASE("v1: addresses are checked as they arrive, and whole with inet_pton") {
@@ -237,17 +246,18 @@ TEST_CASE("v1: addresses are checked as they arrive, and whole with inet_pton") 
 }
 
 TEST_CASE("v1: a line ends with CRLF, not a lone CR or LF") {
-    each_rejected(parse_error::malformed, {"PROXY TCP4 1.2.3.4 5.6.7.8 1 2^\n",
-                                           "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r^X",
-                                           "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r^\r\n"});
+    each_rejected(parse_error::malformed,
+                  {"PROXY TCP4 1.2.3.4 5.6.7.8 1 2^\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r^X",
+                   "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r^\r\n"});
 }
 
 TEST_CASE("v1: no CRLF within 107 bytes is oversized, at the 107th byte") {
     const std::string long_unknown = "PROXY UNKNOWN " + std::string(93, 'a');
     REQUIRE(long_unknown.size() == 107);
     rejected(long_unknown + "\r\n", 107, parse_error::oversized);
-    rejected(long_unknown.substr(0, 106) + "\r\n", 107, parse_error::oversized);  // CR at 107, LF past it
-    CHECK(parses_whole(long_unknown.substr(0, 105) + "\r\n").local);              // 107 with CRLF is fine
+    rejected(long_unknown.substr(0, 106) + "\r\n", 107,
+             parse_error::oversized);                                 // CR at 107, LF past it
+    CHECK(parses_whole(long_unknown.substr(0, 105) + "\r\n").local);  // 107 with CRLF is fine
     // IPv6 text can be longer than the spec's 39 characters and still valid; the line may not.
     const std::string a = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
     REQUIRE(a.size() == 45);
@@ -255,7 +265,10 @@ TEST_CASE("v1: no CRLF within 107 bytes is oversized, at the 107th byte") {
 }
 
 TEST_CASE("v2 TCP4: HAProxy's own header, with the request after it") {
-    const std::string header = hex("0d0a0d0a000d0a515549540a" "2111000c" "ac130001ac130003a6520050");
+    const std::string header =
+        hex("0d0a0d0a000d0a515549540a"
+            "2111000c"
+            "ac130001ac130003a6520050");
     const auto h = parses_whole(header);
     CHECK_FALSE(h.local);
     CHECK(text_of(h.source) == "172.19.0.1:42578");
@@ -263,9 +276,11 @@ TEST_CASE("v2 TCP4: HAProxy's own header, with the request after it") {
 }
 
 TEST_CASE("v2 TCP6") {
-    const std::string block = hex("20010db8000000000000000000000001"  // source
-                                  "20010db8000000000000000000000002"  // destination
-                                  "c822" "01bb");
+    const std::string block =
+        hex("20010db8000000000000000000000001"  // source
+            "20010db8000000000000000000000002"  // destination
+            "c822"
+            "01bb");
     const auto h = parses_whole(v2(0x21, 0x21, block));
     CHECK_FALSE(h.local);
     CHECK(text_of(h.source) == "[2001:db8::1]:51234");
@@ -273,8 +288,12 @@ TEST_CASE("v2 TCP6") {
 }
 
 TEST_CASE("v2 TLVs after the addresses are part of the header, skipped") {
-    const std::string addresses = hex("c0000201c0000202" "04d2" "0050");
-    const std::string tlvs = hex("040003000000") + "\x02" + hex("000b") + "example.com" + hex("0500021234");
+    const std::string addresses =
+        hex("c0000201c0000202"
+            "04d2"
+            "0050");
+    const std::string tlvs =
+        hex("040003000000") + "\x02" + hex("000b") + "example.com" + hex("0500021234");
     const auto h = parses_whole(v2(0x21, 0x11, addresses + tlvs));
     CHECK(text_of(h.source) == "192.0.2.1:1234");
     CHECK(text_of(h.destination) == "192.0.2.2:80");
@@ -346,22 +365,32 @@ TEST_CASE("build v1: TCP4, TCP6, and UNKNOWN without usable addresses") {
 }
 
 TEST_CASE("build: IPv4-mapped on both sides is TCP4, mixed families are TCP6 with IPv4 mapped") {
-    const auto mapped_a = endpoint("::ffff:192.0.2.1", 1000), mapped_b = endpoint("::ffff:192.0.2.2", 80);
+    const auto mapped_a = endpoint("::ffff:192.0.2.1", 1000),
+               mapped_b = endpoint("::ffff:192.0.2.2", 80);
     const auto v4 = endpoint("192.0.2.3", 81), v6 = endpoint("2001:db8::9", 82);
-    CHECK(built(pp::version::v1, mapped_a, mapped_b) == "PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n");
+    CHECK(built(pp::version::v1, mapped_a, mapped_b) ==
+          "PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n");
     CHECK(built(pp::version::v1, mapped_a, v4) == "PROXY TCP4 192.0.2.1 192.0.2.3 1000 81\r\n");
     CHECK(built(pp::version::v1, v4, v6) == "PROXY TCP6 ::ffff:192.0.2.3 2001:db8::9 81 82\r\n");
-    CHECK(built(pp::version::v1, v6, mapped_b) == "PROXY TCP6 2001:db8::9 ::ffff:192.0.2.2 82 80\r\n");
-    CHECK(built(pp::version::v2, mapped_a, mapped_b) ==
-          v2(0x21, 0x11, hex("c0000201c0000202" "03e8" "0050")));
+    CHECK(built(pp::version::v1, v6, mapped_b) ==
+          "PROXY TCP6 2001:db8::9 ::ffff:192.0.2.2 82 80\r\n");
+    CHECK(built(pp::version::v2, mapped_a, mapped_b) == v2(0x21, 0x11,
+                                                           hex("c0000201c0000202"
+                                                               "03e8"
+                                                               "0050")));
     CHECK(built(pp::version::v2, v4, v6) ==
-          v2(0x21, 0x21, hex("00000000000000000000ffffc0000203"  // 192.0.2.3, mapped
-                             "20010db8000000000000000000000009" "0051" "0052")));
+          v2(0x21, 0x21,
+             hex("00000000000000000000ffffc0000203"  // 192.0.2.3, mapped
+                 "20010db8000000000000000000000009"
+                 "0051"
+                 "0052")));
 }
 
 TEST_CASE("build v2: PROXY TCP4/TCP6, LOCAL UNSPEC without usable addresses") {
     CHECK(built(pp::version::v2, endpoint("172.19.0.1", 42578), endpoint("172.19.0.3", 80)) ==
-          hex("0d0a0d0a000d0a515549540a" "2111000c" "ac130001ac130003a6520050"));
+          hex("0d0a0d0a000d0a515549540a"
+              "2111000c"
+              "ac130001ac130003a6520050"));
     CHECK(built(pp::version::v2, nullptr, nullptr) == v2(0x20, 0x00, ""));
     sockaddr_storage unspec{};
     CHECK(built(pp::version::v2, unspec, endpoint("::1", 1)) == v2(0x20, 0x00, ""));
@@ -377,7 +406,8 @@ TEST_CASE("round trips: what build writes, parse reads back with the same addres
     const example examples[] = {
         {"192.0.2.1", "198.51.100.7", 1, 65535, "192.0.2.1:1", "198.51.100.7:65535"},
         {"0.0.0.0", "255.255.255.255", 0, 0, "0.0.0.0:0", "255.255.255.255:0"},
-        {"2001:db8::1", "2001:db8:0:0:1::2", 40000, 443, "[2001:db8::1]:40000", "[2001:db8::1:0:0:2]:443"},
+        {"2001:db8::1", "2001:db8:0:0:1::2", 40000, 443, "[2001:db8::1]:40000",
+         "[2001:db8::1:0:0:2]:443"},
         {"::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 9, 10, "[::]:9",
          "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:10"},
         {"::ffff:10.0.0.1", "::ffff:10.0.0.2", 5, 6, "10.0.0.1:5", "10.0.0.2:6"},
@@ -390,8 +420,8 @@ TEST_CASE("round trips: what build writes, parse reads back with the same addres
             CAPTURE(e.source);
             CAPTURE(e.destination);
             CAPTURE(static_cast<int>(v));
-            const std::string header =
-                built(v, endpoint(e.source, e.source_port), endpoint(e.destination, e.destination_port));
+            const std::string header = built(v, endpoint(e.source, e.source_port),
+                                             endpoint(e.destination, e.destination_port));
             const auto h = parses_whole(header);
             CHECK_FALSE(h.local);
             CHECK(text_of(h.source) == e.parsed_source);

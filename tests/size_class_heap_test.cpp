@@ -115,15 +115,17 @@ TEST_CASE("used, available and total follow a model of the classes through a ran
     std::size_t expected_used = 0;
     std::size_t refusals = 0;
     const auto class_of = [&](std::size_t size) {
-        return static_cast<std::size_t>(std::find_if(sizes.begin(), sizes.end(), [&](std::size_t c) { return c >= size; }) -
-                                        sizes.begin());
+        return static_cast<std::size_t>(
+            std::find_if(sizes.begin(), sizes.end(), [&](std::size_t c) { return c >= size; }) -
+            sizes.begin());
     };
     for (int op = 0; op < 20'000; ++op) {
         if (rng() % 3 != 0 || live.empty()) {
             const std::size_t size = 1 + rng() % 4096;
             const std::size_t c = class_of(size);
             auto a = heap.alloc(size, 8);
-            REQUIRE(a.ok() == (live_in[c] < capacity[c]));  // refused exactly when its class is full
+            REQUIRE(a.ok() ==
+                    (live_in[c] < capacity[c]));  // refused exactly when its class is full
             if (a) {
                 live.emplace(size, a.get());
                 ++live_in[c];

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <memory>
 #include <random>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 #include <vector>
 
 #include <sys/mman.h>
@@ -150,7 +150,8 @@ TEST_CASE("blocks honour over-alignment and the block size includes the padding"
         CHECK(reinterpret_cast<std::uintptr_t>(p) % 64 == 0);
     }
     slab page_aligned(100, 3, 8192);
-    for (int i = 0; i < 3; ++i) CHECK(reinterpret_cast<std::uintptr_t>(page_aligned.alloc()) % 8192 == 0);
+    for (int i = 0; i < 3; ++i)
+        CHECK(reinterpret_cast<std::uintptr_t>(page_aligned.alloc()) % 8192 == 0);
 }
 
 TEST_CASE("blocks smaller than the link still hold it") {
@@ -168,7 +169,8 @@ TEST_CASE("blocks smaller than the link still hold it") {
 TEST_CASE("blocks under 8 bytes with alignment under 8 lie inside the slab's own mapping") {
     const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
     constexpr std::size_t n = 4096;
-    std::vector<std::byte*> blocks;  // reserved first: no allocation between the mmap and the checks
+    std::vector<std::byte*>
+        blocks;  // reserved first: no allocation between the mmap and the checks
     blocks.reserve(n);
     std::uintptr_t first_page = 0;
     std::uintptr_t end_page = 0;
@@ -186,9 +188,11 @@ TEST_CASE("blocks under 8 bytes with alignment under 8 lie inside the slab's own
         CHECK(s.alloc() == nullptr);
         std::sort(blocks.begin(), blocks.end());
         for (std::size_t i = 1; i < n; ++i)
-            REQUIRE(static_cast<std::size_t>(blocks[i] - blocks[i - 1]) >= s.block_size());  // no overlap
+            REQUIRE(static_cast<std::size_t>(blocks[i] - blocks[i - 1]) >=
+                    s.block_size());  // no overlap
         first_page = reinterpret_cast<std::uintptr_t>(blocks.front()) / page * page;
-        end_page = (reinterpret_cast<std::uintptr_t>(blocks.back()) + s.block_size() + page - 1) / page * page;
+        end_page = (reinterpret_cast<std::uintptr_t>(blocks.back()) + s.block_size() + page - 1) /
+                   page * page;
         unsigned char residency = 0;
         for (std::uintptr_t a = first_page; a < end_page; a += page)
             REQUIRE_MESSAGE(::mincore(reinterpret_cast<void*>(a), page, &residency) == 0,
@@ -197,8 +201,10 @@ TEST_CASE("blocks under 8 bytes with alignment under 8 lie inside the slab's own
     }
     unsigned char residency = 0;
     for (std::uintptr_t a = first_page; a < end_page; a += page) {
-        const bool unmapped = ::mincore(reinterpret_cast<void*>(a), page, &residency) == -1 && errno == ENOMEM;
-        CHECK_MESSAGE(unmapped, "page ", (a - first_page) / page, " of the blocks was not the slab's to map");
+        const bool unmapped =
+            ::mincore(reinterpret_cast<void*>(a), page, &residency) == -1 && errno == ENOMEM;
+        CHECK_MESSAGE(unmapped, "page ", (a - first_page) / page,
+                      " of the blocks was not the slab's to map");
     }
 }
 
@@ -222,7 +228,8 @@ TEST_CASE("a slab over caller-owned memory never writes outside its span") {
             blocks.push_back(p);
         }
         CHECK(blocks.size() == s.capacity());
-        for (std::byte* p : blocks) REQUIRE(s.free(p) == free_result::ok);  // each free writes a link
+        for (std::byte* p : blocks)
+            REQUIRE(s.free(p) == free_result::ok);  // each free writes a link
         CHECK(s.check_invariants() == "");
     }
     std::size_t damaged = 0;
@@ -280,8 +287,8 @@ TEST_CASE("moving a slab keeps its blocks and empties the source") {
 TEST_CASE("randomised: 100,000 operations against a model, invariant checked as it goes") {
     constexpr std::size_t n = 257;
     slab s(24, n, 8);
-    std::vector<void*> live;        // the model: what the slab should consider in use
-    std::vector<void*> freed_order; // the model of LIFO: last freed, first reused
+    std::vector<void*> live;         // the model: what the slab should consider in use
+    std::vector<void*> freed_order;  // the model of LIFO: last freed, first reused
     std::mt19937_64 rng(20261125);
     std::uint64_t expected_rejections = 0;
     for (int op = 0; op < 100'000; ++op) {
@@ -338,7 +345,7 @@ TEST_CASE("add_memory grows the slab in place: no block moves, the new blocks ar
     }
     CHECK(s.alloc() == nullptr);
     CHECK(std::equal(before.begin(), before.end(), held.begin()));  // the first four never moved
-    CHECK_FALSE(s.add_memory(1));  // the reservation is spent
+    CHECK_FALSE(s.add_memory(1));                                   // the reservation is spent
     CHECK(s.capacity() == 10);
     for (void* p : held) REQUIRE(s.free(p) == free_result::ok);
     CHECK(s.free(held.back()) == free_result::double_free);
@@ -369,7 +376,8 @@ TEST_CASE("a lowered limit refuses newcomers until in_use falls under it, and to
     CHECK(s.alloc() == nullptr);
     CHECK(s.stats().failed_allocs == 1);
     // Frees go on working and in_use falls; only at 2 in use is there room under the limit.
-    for (int i = 0; i < 3; ++i) REQUIRE(s.free(held[static_cast<std::size_t>(5 - i)]) == free_result::ok);
+    for (int i = 0; i < 3; ++i)
+        REQUIRE(s.free(held[static_cast<std::size_t>(5 - i)]) == free_result::ok);
     CHECK(s.alloc() == nullptr);
     REQUIRE(s.free(held[2]) == free_result::ok);
     CHECK(s.available() == 1);

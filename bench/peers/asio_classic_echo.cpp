@@ -11,22 +11,24 @@
 namespace {
 
 class session : public std::enable_shared_from_this<session> {
-public:
+  public:
     explicit session(asio::ip::tcp::socket socket) : socket_(std::move(socket)) {}
     void start() { read(); }
 
-private:
+  private:
     void read() {
         auto self = shared_from_this();
-        socket_.async_read_some(asio::buffer(data_), [this, self](std::error_code ec, std::size_t n) {
-            if (!ec) write(n);
-        });
+        socket_.async_read_some(asio::buffer(data_),
+                                [this, self](std::error_code ec, std::size_t n) {
+                                    if (!ec) write(n);
+                                });
     }
     void write(std::size_t n) {
         auto self = shared_from_this();
-        asio::async_write(socket_, asio::buffer(data_, n), [this, self](std::error_code ec, std::size_t) {
-            if (!ec) read();
-        });
+        asio::async_write(socket_, asio::buffer(data_, n),
+                          [this, self](std::error_code ec, std::size_t) {
+                              if (!ec) read();
+                          });
     }
     asio::ip::tcp::socket socket_;
     std::array<char, 1024> data_{};
@@ -51,7 +53,8 @@ int main(int argc, char** argv) {
     }
     asio::io_context context(1);
     const auto port = static_cast<unsigned short>(std::atoi(argv[1]));
-    asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address(argc > 2 ? argv[2] : "127.0.0.1"), port});
+    asio::ip::tcp::acceptor acceptor(
+        context, {asio::ip::make_address(argc > 2 ? argv[2] : "127.0.0.1"), port});
     asio::signal_set signals(context, SIGINT, SIGTERM);
     signals.async_wait([&](std::error_code, int) { context.stop(); });
     accept(acceptor);

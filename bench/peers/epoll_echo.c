@@ -15,7 +15,10 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
-static void on_signal(int signo) { (void)signo; stop = 1; }
+static void on_signal(int signo) {
+    (void)signo;
+    stop = 1;
+}
 
 int main(int argc, char** argv) {
     if (argc < 2) {
@@ -28,7 +31,8 @@ int main(int argc, char** argv) {
     const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     const int one = 1;
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((unsigned short)atoi(argv[1]))};
     inet_pton(AF_INET, argc > 2 ? argv[2] : "127.0.0.1", &addr.sin_addr);
     if (bind(listener, (struct sockaddr*)&addr, sizeof addr) != 0 || listen(listener, 4096) != 0) {
         perror("bind/listen");

@@ -77,9 +77,10 @@ command_line parse_command_line(int argc, const char* const* argv) {
     app.add_flag("--pool-demo", demo, "run the connection-pool demonstration instead of serving");
     std::string probe_path;
     const auto* probe_option =
-        app.add_option("--probe", probe_path,
-                       "GET this route of the admin endpoint the settings name (e.g. /healthz), print "
-                       "the body and exit (0: it answered 200, 1: anything else); for health checks")
+        app.add_option(
+               "--probe", probe_path,
+               "GET this route of the admin endpoint the settings name (e.g. /healthz), print "
+               "the body and exit (0: it answered 200, 1: anything else); for health checks")
             ->type_name("PATH")
             ->check([](const std::string& p) {
                 return p.starts_with('/') && p.find_first_of(" \r\n") == std::string::npos

@@ -222,20 +222,25 @@ std::string network_text(bool ipv6, std::array<unsigned char, 16> bytes, unsigne
 }  // namespace
 
 endpoint given::upstream() const {
-    const std::string_view s = string_or_fail(R"("HOST:PORT", such as "127.0.0.1:8000", "[::1]:8000" or "backend.example:8000")");
+    const std::string_view s = string_or_fail(
+        R"("HOST:PORT", such as "127.0.0.1:8000", "[::1]:8000" or "backend.example:8000")");
     const std::size_t colon = s.rfind(':');
     const std::string_view host = colon == std::string_view::npos ? s : s.substr(0, colon);
-    constexpr std::string_view host_shape = R"(a host name (letters, digits, '-' and '.') or an IP address as HOST)";
-    const bool numeric = std::ranges::all_of(host, [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
+    constexpr std::string_view host_shape =
+        R"(a host name (letters, digits, '-' and '.') or an IP address as HOST)";
+    const bool numeric =
+        std::ranges::all_of(host, [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
     if (numeric && !host.empty() && !canonical_ip(host, false)) fail(host_shape);
-    if (s.starts_with('[') || colon == std::string_view::npos || host.find(':') != std::string_view::npos || numeric)
+    if (s.starts_with('[') || colon == std::string_view::npos ||
+        host.find(':') != std::string_view::npos || numeric)
         return address(1);
     // A name: RFC 1123 labels, looked up by the server at start, on reload and every
     // proxy.resolve_interval.
     const auto label_ok = [](std::string_view label) {
-        return !label.empty() && label.size() <= 63 && label.front() != '-' && label.back() != '-' &&
-               std::ranges::all_of(label, [](char c) {
-                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        return !label.empty() && label.size() <= 63 && label.front() != '-' &&
+               label.back() != '-' && std::ranges::all_of(label, [](char c) {
+                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '-';
                });
     };
     bool ok = !host.empty() && host.size() <= 253;
@@ -248,7 +253,9 @@ endpoint given::upstream() const {
     const auto port = parse_unsigned(s.substr(colon + 1));
     if (!port || *port < 1 || *port > 65535) fail("a port 1..65535 after the host");
     std::string name{host};
-    std::ranges::transform(name, name.begin(), [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
+    std::ranges::transform(name, name.begin(), [](char c) {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    });
     return endpoint{std::move(name), static_cast<std::uint16_t>(*port)};
 }
 

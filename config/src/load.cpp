@@ -18,7 +18,8 @@ namespace detail {
 namespace {
 
 [[noreturn]] void fail_io(const std::string& path, std::string_view what, int error) {
-    throw config_error(path + ": " + std::string{what} + ": " + std::generic_category().message(error));
+    throw config_error(path + ": " + std::string{what} + ": " +
+                       std::generic_category().message(error));
 }
 
 std::string_view kind_of(mode_t mode) {
@@ -49,13 +50,15 @@ std::string read_file(const std::string& path) {
         throw config_error(path + ": " + std::string{kind_of(st.st_mode)} + ", not a regular file");
     const std::string limit = std::to_string(max_file_bytes) + " bytes a config file may have";
     if (static_cast<std::uintmax_t>(st.st_size) > max_file_bytes)
-        throw config_error(path + ": " + std::to_string(st.st_size) + " bytes, more than the " + limit);
+        throw config_error(path + ": " + std::to_string(st.st_size) + " bytes, more than the " +
+                           limit);
 
     std::string text;
     text.reserve(static_cast<std::size_t>(st.st_size));
     char chunk[16 * 1024];
     while (text.size() <= max_file_bytes) {
-        const ssize_t n = ::read(file.fd, chunk, std::min(sizeof chunk, max_file_bytes + 1 - text.size()));
+        const ssize_t n =
+            ::read(file.fd, chunk, std::min(sizeof chunk, max_file_bytes + 1 - text.size()));
         if (n == 0) return text;
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -63,8 +66,9 @@ std::string read_file(const std::string& path) {
         }
         text.append(chunk, static_cast<std::size_t>(n));
     }
-    throw config_error(path + ": more than the " + limit + " (read past them, though its size said " +
-                       std::to_string(st.st_size) + ")");
+    throw config_error(path + ": more than the " + limit +
+                       " (read past them, though its size said " + std::to_string(st.st_size) +
+                       ")");
 }
 
 std::string list_tables() {
@@ -172,7 +176,8 @@ std::size_t code_points(std::string_view text) {
 // is_non_ascii_vertical_whitespace, where they answer).
 bool parser_whitespace(char32_t c) {
     return c == 0xA0 || c == 0x1680 || c == 0x180E || (c >= 0x2000 && c <= 0x200B) || c == 0x202F ||
-           c == 0x205F || c == 0x2060 || c == 0x3000 || c == 0xFEFF || c == 0x85 || c == 0x2028 || c == 0x2029;
+           c == 0x205F || c == 0x2060 || c == 0x3000 || c == 0xFEFF || c == 0x85 || c == 0x2028 ||
+           c == 0x2029;
 }
 
 // How many of up to two more `quote`s follow a closing triple quote at `i`: they belong to the
@@ -183,11 +188,12 @@ std::size_t extra_quotes(std::string_view text, std::size_t i, char quote) {
     return n;
 }
 
-[[noreturn]] void unexpected(std::string_view name, std::size_t line, std::size_t column, char32_t c) {
+[[noreturn]] void unexpected(std::string_view name, std::size_t line, std::size_t column,
+                             char32_t c) {
     char code[16];
     std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
-    throw config_error(std::string{name} + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                       ": unexpected character " + code);
+    throw config_error(std::string{name} + ":" + std::to_string(line) + ":" +
+                       std::to_string(column) + ": unexpected character " + code);
 }
 
 // Refuses those characters where toml++ would test them, in text that is valid TOML (invalid
@@ -208,17 +214,20 @@ void refuse_what_the_parser_mishandles(std::string_view text, std::string_view n
         if (byte == '\n') {
             ++line;
             line_start = i + 1;
-            if (state == in::comment || state == in::basic || state == in::literal) state = in::code;
+            if (state == in::comment || state == in::basic || state == in::literal)
+                state = in::code;
             if (state == in::code) before = '\n';
             continue;
         }
-        if (byte >= 0xC2 && byte < 0xF0 && (state == in::code || state == in::ml_escape || state == in::ml_trim)) {
+        if (byte >= 0xC2 && byte < 0xF0 &&
+            (state == in::code || state == in::ml_escape || state == in::ml_trim)) {
             const std::size_t length = byte < 0xE0 ? 2 : 3;
             if (i + length > text.size()) return;  // truncated: toml++ refuses it as invalid UTF-8
             char32_t c = byte & (length == 2 ? 0x1Fu : 0x0Fu);
             for (std::size_t k = 1; k < length; ++k)
                 c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
-            if (parser_mishandles(c)) unexpected(name, line, code_points(text.substr(line_start, i - line_start)) + 1, c);
+            if (parser_mishandles(c))
+                unexpected(name, line, code_points(text.substr(line_start, i - line_start)) + 1, c);
             // toml++ trims its non-ASCII whitespace after a line-ending backslash too (and takes
             // a backslash before one for the start of a trim), then tests what follows.
             if (state != in::code && parser_whitespace(c)) {
@@ -229,7 +238,8 @@ void refuse_what_the_parser_mishandles(std::string_view text, std::string_view n
         }
         switch (state) {
             case in::code: {
-                const bool string_may_start = std::string_view{"\n=[,{."}.find(before) != std::string_view::npos;
+                const bool string_may_start =
+                    std::string_view{"\n=[,{."}.find(before) != std::string_view::npos;
                 if (byte != ' ' && byte != '\t' && byte != '\r') before = static_cast<char>(byte);
                 if (!string_may_start && (byte == '"' || byte == '\'')) break;
                 if (byte == '#') {
@@ -262,7 +272,8 @@ void refuse_what_the_parser_mishandles(std::string_view text, std::string_view n
                 state = in::ml_basic;
                 [[fallthrough]];
             case in::ml_basic:
-                if (byte == '\\' && i + 1 < text.size() && std::string_view{" \t\r\n"}.find(text[i + 1]) != std::string_view::npos) {
+                if (byte == '\\' && i + 1 < text.size() &&
+                    std::string_view{" \t\r\n"}.find(text[i + 1]) != std::string_view::npos) {
                     state = in::ml_trim;
                 } else if (byte == '\\') {
                     state = in::ml_escape;  // toml++ tests the escaped character for whitespace
@@ -331,7 +342,8 @@ char32_t code_point_at(std::string_view text, std::size_t line, std::size_t colu
     const std::size_t length = lead < 0xE0 ? 2 : 3;
     if (i + length > text.size()) return 0;
     char32_t c = lead & (length == 2 ? 0x1Fu : 0x0Fu);
-    for (std::size_t k = 1; k < length; ++k) c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
+    for (std::size_t k = 1; k < length; ++k)
+        c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3Fu);
     return c;
 }
 
@@ -416,8 +428,9 @@ void check_consistency(const Config& config, const origins& where) {
     }
     if (config.pool_reserve != 0 && config.pool_reserve < config.max_connections) {
         throw config_error(blame("pool.reserve") + ": expected at least pool.max_connections (" +
-                           std::to_string(config.max_connections) + ", " + blame("pool.max_connections") +
-                           "), got " + std::to_string(config.pool_reserve));
+                           std::to_string(config.max_connections) + ", " +
+                           blame("pool.max_connections") + "), got " +
+                           std::to_string(config.pool_reserve));
     }
     if (config.daemonize) {
         if (config.pidfile.empty()) {
@@ -449,13 +462,15 @@ Config load_file(const std::string& path, Config base) {
 std::vector<std::string> differing_settings(const Config& a, const Config& b) {
     std::vector<std::string> out;
     for (const auto& s : detail::settings())
-        if (s.show(a, false) != s.show(b, false)) out.push_back(std::string{s.table} + "." + std::string{s.key});
+        if (s.show(a, false) != s.show(b, false))
+            out.push_back(std::string{s.table} + "." + std::string{s.key});
     return out;
 }
 
 std::vector<setting_value> setting_values(const Config& config, bool redact_secrets) {
     std::vector<setting_value> values;
-    for (const auto& s : detail::settings()) values.push_back({s.table, s.key, s.show(config, redact_secrets)});
+    for (const auto& s : detail::settings())
+        values.push_back({s.table, s.key, s.show(config, redact_secrets)});
     return values;
 }
 

@@ -154,7 +154,8 @@ void connection::finish(outcome o) noexcept {
     if (phase_ == phase::closing || phase_ == phase::done) return;
     tally_.count(o);
     // Paced churn counts a connection by when it was due, as its latency is.
-    const std::int64_t at = plan_.run_mode == mode::churn && plan_.paced() ? plan_.scheduled_ns(index_, cycle_) : now_;
+    const std::int64_t at =
+        plan_.run_mode == mode::churn && plan_.paced() ? plan_.scheduled_ns(index_, cycle_) : now_;
     if (o == outcome::ok && plan_.run_mode == mode::churn && plan_.in_window(at)) ++tally_.cycles;
     last_outcome_ = o;
     close();

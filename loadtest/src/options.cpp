@@ -143,7 +143,9 @@ command_line finish(options o, const raw_flags& raw) {
     if (o.run_mode != mode::rate && o.run_mode != mode::churn && rate_given)
         return usage_error("--rate applies to rate and churn modes only");
     if (o.run_mode == mode::churn && rate_given && o.connect_rate > 0)
-        return usage_error("churn with --rate starts connections on its own schedule: --connect-rate does not apply");
+        return usage_error(
+            "churn with --rate starts connections on its own schedule: --connect-rate does not "
+            "apply");
     if (o.run_mode != mode::bulk && raw.direction->count() > 0)
         return usage_error("--direction applies to bulk mode only");
     if (o.run_mode == mode::hold && raw.messages->count() > 0)

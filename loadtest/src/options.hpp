@@ -30,7 +30,8 @@ struct options {
     std::uint32_t connections = 1;
     std::size_t size = 64;
     double duration_s = 10;
-    double rate = 0;  // in total, per second: rate mode's messages, churn's connections; 0: closed loop
+    double rate =
+        0;  // in total, per second: rate mode's messages, churn's connections; 0: closed loop
     unsigned threads = 1;
     std::vector<asio::ip::address> sources;
     std::string json_path;

@@ -64,8 +64,10 @@ class supervisor {
           // A terminal gets a live line; a log gets a line now and then.
           progress_period_(std::max<std::chrono::nanoseconds>(
               std::chrono::milliseconds(1),  // a zero period would spin this thread
-              std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(
-                  progress_s > 0 ? progress_s : tty_ ? 1.0 : 5.0)))) {}
+              std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::duration<double>(progress_s > 0 ? progress_s
+                                                : tty_         ? 1.0
+                                                               : 5.0)))) {}
 
     void run() {
         std::vector<std::thread> threads;

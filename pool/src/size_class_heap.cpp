@@ -11,12 +11,14 @@ namespace slabd::pool {
 namespace {
 
 class alloc_category_impl final : public std::error_category {
-public:
+  public:
     const char* name() const noexcept override { return "slabd.pool"; }
     std::string message(int code) const override {
         switch (static_cast<alloc_error>(code)) {
-            case alloc_error::no_memory: return "no free block in the size class";
-            case alloc_error::invalid_param: return "size or alignment no size class can serve";
+            case alloc_error::no_memory:
+                return "no free block in the size class";
+            case alloc_error::invalid_param:
+                return "size or alignment no size class can serve";
         }
         return "unknown pool error";
     }
@@ -34,7 +36,8 @@ size_class_heap::size_class_heap(std::span<const std::size_t> class_sizes) {
     std::size_t previous = 0;
     for (const std::size_t size : class_sizes) {
         if (!std::has_single_bit(size) || size <= previous)
-            throw std::invalid_argument("size_class_heap: class sizes must be ascending powers of two");
+            throw std::invalid_argument(
+                "size_class_heap: class sizes must be ascending powers of two");
         classes_.push_back({size, {}});
         previous = size;
     }
@@ -61,7 +64,8 @@ std::size_t size_class_heap::class_for(std::size_t size, std::size_t align) cons
     // popcount call.
     if (size == 0 || align == 0 || (align & (align - 1)) != 0) return npos;
     const std::size_t need = std::max(size, align);
-    // Class sizes are powers of two, so a block of the class that fits `need` is also aligned to it.
+    // Class sizes are powers of two, so a block of the class that fits `need` is also aligned to
+    // it.
     for (std::size_t i = 0; i < classes_.size(); ++i)
         if (classes_[i].block_size >= need) return i;
     return npos;

@@ -62,8 +62,8 @@ slab::slab(std::size_t block_size, std::size_t capacity, std::size_t align, std:
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     const std::size_t slack = align > page ? align : 0;
     mapping_bytes_ = round_up(stride * reserve + slack, page);
-    mapping_ = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                      -1, 0);
+    mapping_ = ::mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mapping_ == MAP_FAILED) {
         mapping_ = nullptr;
         throw std::bad_alloc();
@@ -177,15 +177,24 @@ free_result slab::free_slow(std::byte* block) noexcept {
 
 free_result slab::reject(free_result why) noexcept {
     switch (why) {
-        case free_result::double_free: ++rejected_double_; break;
-        case free_result::foreign: ++rejected_foreign_; break;
-        case free_result::misaligned: ++rejected_misaligned_; break;
-        case free_result::ok: break;
+        case free_result::double_free:
+            ++rejected_double_;
+            break;
+        case free_result::foreign:
+            ++rejected_foreign_;
+            break;
+        case free_result::misaligned:
+            ++rejected_misaligned_;
+            break;
+        case free_result::ok:
+            break;
     }
     return why;
 }
 
-std::size_t slab::index_of(const void* p) const noexcept { return index_of_offset(offset_of(p)); }
+std::size_t slab::index_of(const void* p) const noexcept {
+    return index_of_offset(offset_of(p));
+}
 
 slab_stats slab::stats() const noexcept {
     slab_stats s;
@@ -219,29 +228,34 @@ std::string slab::check_invariants() const {
     for (std::byte* b = head_; b != nullptr; b = load_next(b)) {
         const std::uintptr_t offset = offset_of(b);
         if (offset >= region_bytes_used_ || offset % stride_ != 0)
-            return "free list links to " + std::to_string(offset) + ", not a block start of this slab";
+            return "free list links to " + std::to_string(offset) +
+                   ", not a block start of this slab";
         const std::size_t i = offset / stride_;
-        if (i >= fresh_) return "free list holds block " + std::to_string(i) + ", which was never handed out";
+        if (i >= fresh_)
+            return "free list holds block " + std::to_string(i) + ", which was never handed out";
         if (seen[i]) return "free list has a cycle through block " + std::to_string(i);
-        if (states_[i] != free_state) return "block " + std::to_string(i) + " is on the free list but marked in use";
+        if (states_[i] != free_state)
+            return "block " + std::to_string(i) + " is on the free list but marked in use";
         seen[i] = true;
         ++listed;
     }
     std::size_t marked = 0;
     for (std::size_t i = 0; i < capacity_; ++i) {
         if (states_[i] == in_use_state) {
-            if (i >= fresh_) return "block " + std::to_string(i) + " is marked in use but was never handed out";
+            if (i >= fresh_)
+                return "block " + std::to_string(i) + " is marked in use but was never handed out";
             ++marked;
         } else if (i < fresh_ && !seen[i]) {
             return "block " + std::to_string(i) + " is free but not on the free list (lost)";
         }
     }
     if (marked != in_use())
-        return "state bytes mark " + std::to_string(marked) + " blocks in use, counters say " + std::to_string(in_use());
+        return "state bytes mark " + std::to_string(marked) + " blocks in use, counters say " +
+               std::to_string(in_use());
     const std::size_t free_count = listed + (capacity_ - fresh_);
     if (in_use() + free_count != capacity_)
-        return "in_use " + std::to_string(in_use()) + " + free " + std::to_string(free_count) + " != capacity " +
-               std::to_string(capacity_);
+        return "in_use " + std::to_string(in_use()) + " + free " + std::to_string(free_count) +
+               " != capacity " + std::to_string(capacity_);
     return {};
 }
 

@@ -1,16 +1,16 @@
 #include "admin.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -32,20 +32,30 @@ using namespace std::chrono_literals;
 
 const char* reason_phrase(int status) {
     switch (status) {
-        case 200: return "OK";
-        case 400: return "Bad Request";
-        case 401: return "Unauthorized";
-        case 404: return "Not Found";
-        case 405: return "Method Not Allowed";
-        case 408: return "Request Timeout";
-        case 431: return "Request Header Fields Too Large";
-        case 503: return "Service Unavailable";
-        default: return "Error";
+        case 200:
+            return "OK";
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 408:
+            return "Request Timeout";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 503:
+            return "Service Unavailable";
+        default:
+            return "Error";
     }
 }
 
 std::string serialize(const admin_response& r, bool head_only, bool keep_alive) {
-    std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) + "\r\n";
+    std::string out =
+        "HTTP/1.1 " + std::to_string(r.status) + " " + reason_phrase(r.status) + "\r\n";
     out += "Content-Type: " + r.content_type + "\r\n";
     out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
     out += "Cache-Control: no-store\r\n";
@@ -78,7 +88,8 @@ void turn_away(asio::ip::tcp::socket& socket) {
 /// block of the admin's own pool; the deadline's handler shares it, since it may run after the
 /// session's coroutine has finished.
 struct session {
-    explicit session(asio::ip::tcp::socket s) : socket(std::move(s)), deadline(socket.get_executor()) {}
+    explicit session(asio::ip::tcp::socket s)
+        : socket(std::move(s)), deadline(socket.get_executor()) {}
     asio::ip::tcp::socket socket;
     asio::steady_timer deadline;
     request_assembler assembler;
@@ -119,7 +130,8 @@ struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {
 
     int spare;  // the reserved descriptor, or -1 while it is lent out
     pool::object_pool<session> blocks{2 * admin_limits::max_sessions};
-    std::size_t admitted = 0;  // the rest is control-thread only; the atomics are read by snapshot()
+    std::size_t admitted =
+        0;  // the rest is control-thread only; the atomics are read by snapshot()
     session* oldest = nullptr;
     session* newest = nullptr;
     asio::steady_timer reopen_timer;
@@ -202,8 +214,8 @@ struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {
         ++unlogged_accept_errors;
         const auto now = std::chrono::steady_clock::now();
         if (now - last_accept_log < 1s) return;
-        spdlog::warn("admin accept failed: {} ({} time{} since the last report); backing off", ec.message(),
-                     unlogged_accept_errors, unlogged_accept_errors == 1 ? "" : "s");
+        spdlog::warn("admin accept failed: {} ({} time{} since the last report); backing off",
+                     ec.message(), unlogged_accept_errors, unlogged_accept_errors == 1 ? "" : "s");
         last_accept_log = now;
         unlogged_accept_errors = 0;
     }
@@ -241,14 +253,16 @@ void disarm_deadline(const session_ptr& s) {
 /// Writes all of `wire` within the write timeout; false if that failed.
 asio::awaitable<bool> send(const session_ptr& s, const std::string& wire) {
     arm_deadline(s, std::chrono::seconds(admin_limits::write_timeout_seconds));
-    auto [ec, n] = co_await asio::async_write(s->socket, asio::buffer(wire), as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await asio::async_write(s->socket, asio::buffer(wire), as_tuple(asio::use_awaitable));
     disarm_deadline(s);
     co_return !ec;
 }
 
 /// The socket loop around the request assembler and the routes: read until a request is whole,
 /// answer it, and go on with the bytes left over (pipelining) or the next read (keep-alive).
-asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> pool, server& owner) {
+asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> pool,
+                            server& owner) {
     std::array<char, 4096> chunk{};
     std::string_view input;  // read but not yet assembled; a view into chunk
 
@@ -258,7 +272,8 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
         auto got = request_assembler::outcome::need_more;
         while ((got = s->assembler.feed(input)) == request_assembler::outcome::need_more) {
             assert(input.empty());  // so the next read may overwrite chunk
-            auto [ec, n] = co_await s->socket.async_read_some(asio::buffer(chunk), as_tuple(asio::use_awaitable));
+            auto [ec, n] = co_await s->socket.async_read_some(asio::buffer(chunk),
+                                                              as_tuple(asio::use_awaitable));
             if (ec || s->evicted) break;
             input = {chunk.data(), n};
         }
@@ -275,7 +290,8 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
             co_return;
         }
         if (got == request_assembler::outcome::error) {
-            if (co_await send(s, serialize(error_response(s->assembler.error_status()), false, false))) {
+            if (co_await send(
+                    s, serialize(error_response(s->assembler.error_status()), false, false))) {
                 asio::error_code ignored;
                 s->socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
             }
@@ -283,7 +299,8 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
         }
         const admin_request& request = s->assembler.request();
         const bool stats_page = request.target == "/stats" || request.target.starts_with("/stats?");
-        const admin_response response = route(request, owner.snapshot(stats_page), owner.settings());
+        const admin_response response =
+            route(request, owner.snapshot(stats_page), owner.settings());
         if (!co_await send(s, serialize(response, request.head, request.keep_alive))) co_return;
         if (!request.keep_alive) {
             asio::error_code ignored;
@@ -294,7 +311,8 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
 }
 
 bool out_of_descriptors(const asio::error_code& ec) {
-    return ec == asio::error::no_descriptors || ec == std::error_code(ENFILE, std::system_category());
+    return ec == asio::error::no_descriptors ||
+           ec == std::error_code(ENFILE, std::system_category());
 }
 
 /// Whether a connection waits in the listener's queue: poll() needs no new descriptor.
@@ -313,7 +331,8 @@ asio::error_code accept_at_the_limit(asio::ip::tcp::acceptor& acceptor, admin::s
     return ec;
 }
 
-void admit(asio::ip::tcp::socket socket, const std::shared_ptr<admin::session_pool>& pool, server& owner) {
+void admit(asio::ip::tcp::socket socket, const std::shared_ptr<admin::session_pool>& pool,
+           server& owner) {
     if (pool->admitted >= admin_limits::max_sessions && !pool->evict_oldest()) {
         // Every session is answering a request: turn the newcomer away without waiting for it.
         pool->refused.fetch_add(1, std::memory_order_relaxed);
@@ -332,11 +351,12 @@ void admit(asio::ip::tcp::socket socket, const std::shared_ptr<admin::session_po
         pool->blocks.destroy(s);  // closes its socket: a descriptor for the spare
         pool->reopen_spare();
     });
-    asio::co_spawn(block->socket.get_executor(), serve(std::move(state), pool, owner), asio::detached);
+    asio::co_spawn(block->socket.get_executor(), serve(std::move(state), pool, owner),
+                   asio::detached);
 }
 
-asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, std::shared_ptr<admin::session_pool> pool,
-                                  server& owner) {
+asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
+                                  std::shared_ptr<admin::session_pool> pool, server& owner) {
     while (acceptor.is_open()) {
         pool->reopen_spare();
         auto [ec, socket] = co_await acceptor.async_accept(as_tuple(asio::use_awaitable));
@@ -348,7 +368,8 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, std::shared
                 // fails whether or not anyone is waiting. Spend the spare (or evict) only for a
                 // client that is there; otherwise wait until one is.
                 if (!has_newcomer(acceptor)) {
-                    co_await acceptor.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+                    co_await acceptor.async_wait(asio::socket_base::wait_read,
+                                                 as_tuple(asio::use_awaitable));
                     continue;
                 }
                 ec = accept_at_the_limit(acceptor, *pool, socket);
@@ -370,13 +391,18 @@ asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor, std::shared
 #endif
 
 admin::admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, server& owner)
-    : context_(context), acceptor_(context, at), server_(owner),
+    : context_(context),
+      acceptor_(context, at),
+      server_(owner),
       sessions_(std::make_shared<session_pool>(context)) {
     acceptor_.non_blocking(true);  // accept_at_the_limit's synchronous accept must not block
 }
 
 admin::admin(asio::io_context& context, int fd, server& owner)
-    : context_(context), acceptor_(context), server_(owner), sessions_(std::make_shared<session_pool>(context)) {
+    : context_(context),
+      acceptor_(context),
+      server_(owner),
+      sessions_(std::make_shared<session_pool>(context)) {
     sockaddr_storage address{};
     socklen_t size = sizeof address;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0)
@@ -387,7 +413,9 @@ admin::admin(asio::io_context& context, int fd, server& owner)
 
 admin::~admin() = default;
 
-void admin::start() { asio::co_spawn(context_, accept_loop(acceptor_, sessions_, server_), asio::detached); }
+void admin::start() {
+    asio::co_spawn(context_, accept_loop(acceptor_, sessions_, server_), asio::detached);
+}
 
 admin_snapshot admin::stats() const noexcept {
     const auto& p = *sessions_;

@@ -1,6 +1,6 @@
 // The admin HTTP endpoint: its own listener on the control thread and its own small session
-// pool, so operators can always see why the data plane is full (docs/design.md, decision 6). Routes are
-// pure functions of the request and a stats snapshot; the socket loop around them is small.
+// pool, so operators can always see why the data plane is full (docs/design.md, decision 6). Routes
+// are pure functions of the request and a stats snapshot; the socket loop around them is small.
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -28,14 +28,15 @@ struct admin_response {
 };
 
 /// Answers one request; no I/O, so it is tested without sockets.
-admin_response route(const admin_request& request, const server_snapshot& snapshot, const config::Config& config);
+admin_response route(const admin_request& request, const server_snapshot& snapshot,
+                     const config::Config& config);
 /// The effective configuration as JSON, the token redacted.
 std::string config_json(const config::Config& config);
 /// The live status page served at "/": self-contained HTML that polls /stats.
 std::string_view status_page() noexcept;
 
 class admin {
-public:
+  public:
     admin(asio::io_context& context, const asio::ip::tcp::endpoint& at, server& owner);
     /// On `fd`, a listener taken over from the process before this one.
     admin(asio::io_context& context, int fd, server& owner);
@@ -44,13 +45,15 @@ public:
     ~admin();
     void start();
     void stop();
-    [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const {
+        return acceptor_.local_endpoint();
+    }
     /// The admin endpoint's counters and gauges (SLABD_ADMIN_STATS), for /stats and /metrics.
     [[nodiscard]] admin_snapshot stats() const noexcept;
 
     struct session_pool;
 
-private:
+  private:
     asio::io_context& context_;
     asio::ip::tcp::acceptor acceptor_;
     server& server_;

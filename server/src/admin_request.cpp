@@ -9,7 +9,9 @@ namespace slabd::server {
 
 namespace {
 
-request_assembler& of(http_parser* p) { return *static_cast<request_assembler*>(p->data); }
+request_assembler& of(http_parser* p) {
+    return *static_cast<request_assembler*>(p->data);
+}
 
 const http_parser_settings& parser_settings() {
     static const http_parser_settings settings = [] {
@@ -51,7 +53,9 @@ bool is_authorization(std::string_view name) noexcept {
 
 request_assembler::request_assembler() : parser_(new http_parser{}) {}
 
-request_assembler::~request_assembler() { delete parser_; }
+request_assembler::~request_assembler() {
+    delete parser_;
+}
 
 void request_assembler::start_request() {
     // A fresh parser per request: each keeps its own keep-alive and method, and a pause left by
@@ -95,7 +99,8 @@ request_assembler::outcome request_assembler::feed(std::string_view& input) {
     // arriving, and an error after the limit's byte cannot turn a 431 into a 400.
     const std::size_t budget = admin_limits::max_request_bytes + 1 - consumed_;
     const std::size_t offered = std::min(input.size(), budget);
-    const std::size_t used = http_parser_execute(parser_, &parser_settings(), input.data(), offered);
+    const std::size_t used =
+        http_parser_execute(parser_, &parser_settings(), input.data(), offered);
     consumed_ += used;
     input.remove_prefix(used);
     if (consumed_ > admin_limits::max_request_bytes) {

@@ -1,6 +1,7 @@
 // Assembles admin HTTP requests from the byte chunks a socket happens to deliver: no I/O, so the
-// socket loop around it is small, and it is tested (and fuzzed) at every fragmentation of its input.
-// One request at a time: bytes of a pipelined request that follows stay in the caller's input.
+// socket loop around it is small, and it is tested (and fuzzed) at every fragmentation of its
+// input. One request at a time: bytes of a pipelined request that follows stay in the caller's
+// input.
 #pragma once
 
 #include <cstddef>
@@ -22,15 +23,15 @@ struct admin_request {
 
 /// Limits of the admin listener.
 struct admin_limits {
-    static constexpr std::size_t max_sessions = 64;          // its own pool, apart from the data pool
-    static constexpr std::size_t max_request_bytes = 8192;   // request line and headers; 431 beyond
-    static constexpr int header_timeout_seconds = 10;        // a slow client is cut off (408)
-    static constexpr int write_timeout_seconds = 10;         // a client that does not read is dropped
+    static constexpr std::size_t max_sessions = 64;  // its own pool, apart from the data pool
+    static constexpr std::size_t max_request_bytes = 8192;  // request line and headers; 431 beyond
+    static constexpr int header_timeout_seconds = 10;       // a slow client is cut off (408)
+    static constexpr int write_timeout_seconds = 10;  // a client that does not read is dropped
 };
 
 /// Feeds on byte chunks; says need-more, a complete request, or the error status to answer.
 class request_assembler {
-public:
+  public:
     enum class outcome {
         need_more,  ///< every byte offered is used and the request is not complete yet
         complete,   ///< request() holds a whole request; the input starts after it
@@ -60,7 +61,7 @@ public:
     void on_headers_complete() { end_header(); }
     void on_message_complete() { message_complete_ = true; }
 
-private:
+  private:
     void start_request();
     void end_header();
 

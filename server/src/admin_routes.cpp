@@ -10,7 +10,8 @@ constexpr const char* text = "text/plain; charset=utf-8";
 
 bool token_matches(std::string_view authorization, const std::string& token) noexcept {
     constexpr std::string_view scheme = "Bearer ";
-    if (authorization.size() != scheme.size() + token.size() || authorization.substr(0, scheme.size()) != scheme)
+    if (authorization.size() != scheme.size() + token.size() ||
+        authorization.substr(0, scheme.size()) != scheme)
         return false;
     // Compare every byte whatever the first difference, so timing does not leak the token.
     unsigned char difference = 0;
@@ -21,7 +22,8 @@ bool token_matches(std::string_view authorization, const std::string& token) noe
 
 }  // namespace
 
-admin_response route(const admin_request& request, const server_snapshot& snapshot, const config::Config& config) {
+admin_response route(const admin_request& request, const server_snapshot& snapshot,
+                     const config::Config& config) {
     if (request.method != "GET" && request.method != "HEAD")
         return {405, text, "method not allowed: GET or HEAD only\n", "Allow: GET, HEAD\r\n"};
     const std::string_view path = request.target.substr(0, request.target.find('?'));
@@ -36,11 +38,14 @@ admin_response route(const admin_request& request, const server_snapshot& snapsh
     if (path == "/") return {200, "text/html; charset=utf-8", std::string(status_page()), {}};
 
     const bool known = path == "/stats" || path == "/metrics" || path == "/config";
-    if (!known) return {404, text, "not found: try /, /stats, /metrics, /healthz, /readyz, /config\n", {}};
+    if (!known)
+        return {404, text, "not found: try /, /stats, /metrics, /healthz, /readyz, /config\n", {}};
     if (!config.admin_token.empty() && !token_matches(request.authorization, config.admin_token))
-        return {401, text, "unauthorized: send Authorization: Bearer <admin.token>\n", "WWW-Authenticate: Bearer\r\n"};
+        return {401, text, "unauthorized: send Authorization: Bearer <admin.token>\n",
+                "WWW-Authenticate: Bearer\r\n"};
     if (path == "/stats") return {200, "application/json", to_json(snapshot), {}};
-    if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", to_prometheus(snapshot), {}};
+    if (path == "/metrics")
+        return {200, "text/plain; version=0.0.4; charset=utf-8", to_prometheus(snapshot), {}};
     return {200, "application/json", config_json(config), {}};
 }
 

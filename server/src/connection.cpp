@@ -1,7 +1,7 @@
 #include "connection.hpp"
 
-#include <asio/post.hpp>
 #include <fcntl.h>
+#include <asio/post.hpp>
 
 #include <arpa/inet.h>
 #include <poll.h>
@@ -15,7 +15,9 @@
 
 namespace slabd::server {
 
-connection_ref::connection_ref(connection& c) noexcept : c_(&c) { ++c.refs_; }
+connection_ref::connection_ref(connection& c) noexcept : c_(&c) {
+    ++c.refs_;
+}
 
 connection_ref::~connection_ref() {
     if (c_ != nullptr && --c_->refs_ == 0) c_->shard_.destroy(*c_);
@@ -52,7 +54,9 @@ struct connection::yield_handler {
 struct connection::header_handler {
     connection_ref self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
-    allocator_type get_allocator() const noexcept { return allocator_type(self->to_target_.memory); }
+    allocator_type get_allocator() const noexcept {
+        return allocator_type(self->to_target_.memory);
+    }
     void operator()(const asio::error_code& ec) const noexcept {
         if (self->is_closing()) return;
         if (ec) return self->refuse(refusal_reason::proxy_invalid);
@@ -63,7 +67,9 @@ struct connection::header_handler {
 struct connection::connect_handler {
     connection_ref self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
-    allocator_type get_allocator() const noexcept { return allocator_type(self->leg_->to_client.memory); }
+    allocator_type get_allocator() const noexcept {
+        return allocator_type(self->leg_->to_client.memory);
+    }
     void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };
 
@@ -83,14 +89,27 @@ connection::~connection() {
     give_back_lent(to_target_);
     shard_stats& stats = shard_.stats();
     switch (closing_) {
-        case close_reason::idle_timeout: bump(stats.closed_idle_timeout); break;
-        case close_reason::error: bump(stats.closed_error); break;
-        case close_reason::upstream_failure: bump(stats.closed_upstream_failure); break;
-        case close_reason::shutdown: bump(stats.closed_shutdown); break;
-        case close_reason::evicted: bump(stats.closed_evicted); break;
-        case close_reason::refused: break;  // counted by its refusal reason
+        case close_reason::idle_timeout:
+            bump(stats.closed_idle_timeout);
+            break;
+        case close_reason::error:
+            bump(stats.closed_error);
+            break;
+        case close_reason::upstream_failure:
+            bump(stats.closed_upstream_failure);
+            break;
+        case close_reason::shutdown:
+            bump(stats.closed_shutdown);
+            break;
+        case close_reason::evicted:
+            bump(stats.closed_evicted);
+            break;
+        case close_reason::refused:
+            break;  // counted by its refusal reason
         case close_reason::client_eof:
-        case close_reason::none: bump(stats.closed_client_eof); break;
+        case close_reason::none:
+            bump(stats.closed_client_eof);
+            break;
     }
     if (leg_ != nullptr) {
         give_back_lent(leg_->to_client);
@@ -209,19 +228,25 @@ bool connection::send_proxy_header() noexcept {
     if (leg_->client_source.sin6_family == AF_UNSPEC) {
         // No header came in: the client is the peer, and it reached us at our address.
         socklen_t size = sizeof own_source;
-        if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_source), &size) != 0) return false;
+        if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_source),
+                          &size) != 0)
+            return false;
         size = sizeof own_destination;
-        if (::getsockname(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_destination), &size) != 0) return false;
+        if (::getsockname(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_destination),
+                          &size) != 0)
+            return false;
         source = reinterpret_cast<const sockaddr*>(&own_source);
         destination = reinterpret_cast<const sockaddr*>(&own_destination);
     }
-    const auto version = shard_.live().send_proxy == config::proxy_header_version::v1 ? proxy_protocol::version::v1
-                                                                                      : proxy_protocol::version::v2;
+    const auto version = shard_.live().send_proxy == config::proxy_header_version::v1
+                             ? proxy_protocol::version::v1
+                             : proxy_protocol::version::v2;
     std::array<std::byte, proxy_protocol::max_built_size> header;
     const std::size_t size = proxy_protocol::build(version, source, destination, header);
     // A fresh connection's send buffer is empty, so the whole header goes in one call or the
     // upstream is broken.
-    if (::send(leg_->socket.native_handle(), header.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
+    if (::send(leg_->socket.native_handle(), header.data(), size, MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(size))
         return false;
     bump(shard_.stats().proxy_headers_sent);
     return true;
@@ -259,7 +284,8 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
     leg_->socket.non_blocking(true, opt_ec);
     if (opt_ec) return fail(close_reason::upstream_failure);
     leg_->socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
-    if (shard_.live().send_proxy != config::proxy_header_version::off && !send_proxy_header()) [[unlikely]]
+    if (shard_.live().send_proxy != config::proxy_header_version::off && !send_proxy_header())
+        [[unlikely]]
         return fail(close_reason::upstream_failure);
     shard_.link_idle(*this);
     pump(to_target_);
@@ -362,7 +388,8 @@ bool connection::flush_pipe(relay& r) noexcept {
     const int pipe_out = shard_.pipes().read_end(r.pipe);
     const int to = r.to->native_handle();
     while (r.written < r.filled) {
-        const ssize_t n = ::splice(pipe_out, nullptr, to, nullptr, r.filled - r.written, splice_flags);
+        const ssize_t n =
+            ::splice(pipe_out, nullptr, to, nullptr, r.filled - r.written, splice_flags);
         if (n <= 0) {  // 0 would mean an empty pipe, which holds `filled - written` bytes
             if (n < 0 && errno == EAGAIN) {
                 wait_write(r);
@@ -383,7 +410,8 @@ bool connection::flush(relay& r) noexcept {
         return flush_pipe(r);
     while (r.written < r.filled) {
         asio::error_code ec;
-        const std::size_t n = r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
+        const std::size_t n =
+            r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
         if (ec == asio::error::would_block) {
             wait_write(r);
             return false;
@@ -467,7 +495,9 @@ void connection::finish_direction(relay& r) noexcept {
         return;
     }
     // No operation is left and none starts: the last reference goes as this call unwinds.
-    if (!is_closing()) closing_ = upstream_write_failed_ ? close_reason::upstream_failure : close_reason::client_eof;
+    if (!is_closing())
+        closing_ =
+            upstream_write_failed_ ? close_reason::upstream_failure : close_reason::client_eof;
 }
 
 void connection::fail(close_reason why) noexcept {
@@ -490,7 +520,9 @@ void connection::cancel_client() noexcept {
     client_.cancel(ignored);
 }
 
-void connection::abort(close_reason why) noexcept { fail(why); }
+void connection::abort(close_reason why) noexcept {
+    fail(why);
+}
 
 void connection::abort_connect_attempt() noexcept {
     asio::error_code ignored;

@@ -1,6 +1,7 @@
 // A client connection: the socket, its state and the memory of its pending operations, all in
-// one block of the connection pool (docs/design.md, decisions 1, 4 and 11). Echo mode relays the client to itself; proxy mode joins it to an upstream leg
-// taken from a second pool of the same capacity.
+// one block of the connection pool (docs/design.md, decisions 1, 4 and 11). Echo mode relays the
+// client to itself; proxy mode joins it to an upstream leg taken from a second pool of the same
+// capacity.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,16 @@ using leg_pool = pool::object_pool<upstream_leg, pool::shared_slab>;
 
 // refused: turned away after taking a block (its PROXY header was invalid or late), counted as
 // a refusal and not as a close.
-enum class close_reason : std::uint8_t { none, client_eof, idle_timeout, error, upstream_failure, shutdown, evicted, refused };
+enum class close_reason : std::uint8_t {
+    none,
+    client_eof,
+    idle_timeout,
+    error,
+    upstream_failure,
+    shutdown,
+    evicted,
+    refused
+};
 
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
 /// splices, only while bytes it read are not yet written; `filled` and `written` count those.
@@ -53,7 +63,7 @@ struct shard_links {
     connection* next = nullptr;
     connection* next_waiter = nullptr;
     enum class on : std::uint8_t { none, idle, connecting, awaiting_header };
-    std::uint32_t last_active = 0;  // shard clock tick of the last byte moved
+    std::uint32_t last_active = 0;    // shard clock tick of the last byte moved
     bool waiting_for_buffer = false;  // on the shard's buffer-wait list, which holds a reference
     on list = on::none;               // which of the shard's timed lists holds it
     bool holds_source = false;        // counted in the shard's source table under `source`
@@ -65,7 +75,7 @@ struct shard_links {
 /// block. Nothing else ever frees a connection, so no order of events can free it under a frame
 /// that still uses it.
 class connection_ref {
-public:
+  public:
     explicit connection_ref(connection& c) noexcept;
     /// Takes over a reference already counted (the buffer-wait list's).
     static connection_ref adopt(connection& c) noexcept { return connection_ref(&c); }
@@ -79,13 +89,13 @@ public:
     /// which gives it back through adopt().
     connection* release() noexcept { return std::exchange(c_, nullptr); }
 
-private:
+  private:
     explicit connection_ref(connection* c) noexcept : c_(c) {}
     connection* c_;
 };
 
 class connection {
-public:
+  public:
     /// Counts itself into the shard's `active` gauge; `leg` is the proxy's upstream half, or
     /// nullptr in echo mode. The connection owns it from here on.
     connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept;
@@ -111,7 +121,7 @@ public:
 
     shard_links links;
 
-private:
+  private:
     friend class connection_ref;
     struct ready_handler;
     struct yield_handler;
@@ -158,14 +168,14 @@ private:
     upstream_leg* leg_;
     std::uint16_t refs_ = 0;
     close_reason closing_ = close_reason::none;
-    bool client_cancelled_ = false;  // no operation on the client may start any more
+    bool client_cancelled_ = false;       // no operation on the client may start any more
     bool upstream_write_failed_ = false;  // the upload ended on a dead upstream, not an EOF
-    bool header_lowat_ = false;  // SO_RCVLOWAT raised while a PROXY header came in pieces
+    bool header_lowat_ = false;           // SO_RCVLOWAT raised while a PROXY header came in pieces
 };
 
 /// The upstream half of a proxied connection, from its own pool block.
 class upstream_leg {
-public:
+  public:
     explicit upstream_leg(asio::io_context& context) noexcept : socket(context.get_executor()) {}
     socket_type socket;
     relay to_client;

@@ -156,14 +156,16 @@ int spawn_successor(const std::string& program, const std::vector<std::string>& 
     // handover socket instead.
     if (const int e = ::posix_spawn_file_actions_addclosefrom_np(&actions, 3); e != 0) {
         ::posix_spawn_file_actions_destroy(&actions);
-        throw std::system_error(e, std::generic_category(), "posix_spawn_file_actions_addclosefrom_np");
+        throw std::system_error(e, std::generic_category(),
+                                "posix_spawn_file_actions_addclosefrom_np");
     }
     // The successor is not waited for: once this process exits it is adopted like any daemon.
     ::signal(SIGCHLD, SIG_IGN);
     pid_t pid = 0;
     const bool search = program.find('/') == std::string::npos;
-    const int e = search ? ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ)
-                         : ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+    const int e =
+        search ? ::posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ)
+               : ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
     ::posix_spawn_file_actions_destroy(&actions);
     if (e != 0) throw std::system_error(e, std::generic_category(), "cannot start " + program);
     return static_cast<int>(pid);
@@ -190,12 +192,14 @@ void warn_if_descriptors_short(const config::Config& settings) noexcept {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
     const bool proxy = settings.mode == config::server_mode::proxy;
-    const std::size_t pipe_fds = proxy ? 2 * settings.splice_pipes * std::max(1U, settings.threads) : 0;
+    const std::size_t pipe_fds =
+        proxy ? 2 * settings.splice_pipes * std::max(1U, settings.threads) : 0;
     const std::size_t needed = settings.max_connections * (proxy ? 2 : 1) + pipe_fds + 64;
     if (needed > limit.rlim_cur)
-        spdlog::warn("max_connections {} needs about {} descriptors but the limit is {}: "
-                     "accept will fail (and back off) before the pool is full",
-                     settings.max_connections, needed, limit.rlim_cur);
+        spdlog::warn(
+            "max_connections {} needs about {} descriptors but the limit is {}: "
+            "accept will fail (and back off) before the pool is full",
+            settings.max_connections, needed, limit.rlim_cur);
 }
 
 }  // namespace slabd::server

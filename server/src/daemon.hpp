@@ -5,11 +5,11 @@
 #include <asio/execution_context.hpp>
 
 #include <functional>
-#include <vector>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "slabd/config/config.hpp"
 

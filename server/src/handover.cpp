@@ -1,11 +1,11 @@
 #include "handover.hpp"
 
-#include <asio/read.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <asio/read.hpp>
 
 #include <array>
 #include <cerrno>
@@ -28,7 +28,9 @@ constexpr std::size_t max_descriptors = 1024 + 2;
 // How long a new process waits for the old one's answer before it gives up starting.
 constexpr timeval answer_timeout{10, 0};
 
-std::system_error os_error(const std::string& what) { return {errno, std::generic_category(), what}; }
+std::system_error os_error(const std::string& what) {
+    return {errno, std::generic_category(), what};
+}
 
 sockaddr_un address_of(const std::string& path) {
     sockaddr_un address{};
@@ -78,7 +80,9 @@ taken_over& taken_over::operator=(taken_over&& other) noexcept {
     return *this;
 }
 
-taken_over::~taken_over() { close(); }
+taken_over::~taken_over() {
+    close();
+}
 
 void taken_over::close() noexcept {
     close_all(data);
@@ -147,27 +151,34 @@ void confirm_take_over(taken_over& inherited) noexcept {
     if (inherited.channel < 0) return;
     if (::send(inherited.channel, confirm_line.data(), confirm_line.size(), MSG_NOSIGNAL) !=
         static_cast<ssize_t>(confirm_line.size()))
-        spdlog::error("could not tell pid {} that this process serves now ({}): it goes on serving too",
-                      inherited.old_pid, std::strerror(errno));
+        spdlog::error(
+            "could not tell pid {} that this process serves now ({}): it goes on serving too",
+            inherited.old_pid, std::strerror(errno));
     ::close(std::exchange(inherited.channel, -1));
 }
 
 handover_listener::handover_listener(asio::io_context& control, std::string path, gift what,
                                      std::function<void(int)> handed_over)
-    : path_(std::move(path)), what_(std::move(what)), handed_over_(std::move(handed_over)), acceptor_(control) {
+    : path_(std::move(path)),
+      what_(std::move(what)),
+      handed_over_(std::move(handed_over)),
+      acceptor_(control) {
     // The socket file is replaced, not shared: a process that took over binds it anew.
     address_of(path_);
     ::unlink(path_.c_str());
     acceptor_.open();
     acceptor_.bind(asio::local::stream_protocol::endpoint(path_));
     // Whoever connects gets this process's listeners: the owner only.
-    if (::chmod(path_.c_str(), 0600) != 0) throw os_error("cannot restrict the handover socket " + path_);
+    if (::chmod(path_.c_str(), 0600) != 0)
+        throw os_error("cannot restrict the handover socket " + path_);
     acceptor_.listen(1);
 }
 
 handover_listener::~handover_listener() = default;
 
-void handover_listener::start() { accept(); }
+void handover_listener::start() {
+    accept();
+}
 
 void handover_listener::stop(bool remove_file) noexcept {
     asio::error_code ignored;
@@ -191,59 +202,67 @@ void handover_listener::accept() {
 void handover_listener::serve(socket_type& peer) {
     ucred who{};
     socklen_t size = sizeof who;
-    if (::getsockopt(peer.native_handle(), SOL_SOCKET, SO_PEERCRED, &who, &size) != 0 || who.uid != ::geteuid()) {
-        spdlog::warn("handover socket {}: refused a process of uid {}, not this one's", path_, who.uid);
+    if (::getsockopt(peer.native_handle(), SOL_SOCKET, SO_PEERCRED, &who, &size) != 0 ||
+        who.uid != ::geteuid()) {
+        spdlog::warn("handover socket {}: refused a process of uid {}, not this one's", path_,
+                     who.uid);
         pending_.reset();
         return accept();
     }
-    asio::async_read(peer, asio::buffer(confirm_, request_line.size()), [this, who](const asio::error_code& ec,
-                                                                                    std::size_t) {
-        if (ec || std::string_view(confirm_, request_line.size()) != request_line) {
-            if (ec != asio::error::operation_aborted) {
-                spdlog::warn("handover socket {}: pid {} did not ask for the listeners", path_, who.pid);
-                pending_.reset();
-                accept();
+    asio::async_read(
+        peer, asio::buffer(confirm_, request_line.size()),
+        [this, who](const asio::error_code& ec, std::size_t) {
+            if (ec || std::string_view(confirm_, request_line.size()) != request_line) {
+                if (ec != asio::error::operation_aborted) {
+                    spdlog::warn("handover socket {}: pid {} did not ask for the listeners", path_,
+                                 who.pid);
+                    pending_.reset();
+                    accept();
+                }
+                return;
             }
-            return;
-        }
-        std::vector<int> fds = what_.data;
-        if (what_.admin >= 0) fds.push_back(what_.admin);
-        if (what_.pidfile >= 0) fds.push_back(what_.pidfile);
-        const std::string header = std::string(header_prefix) + " pid=" + std::to_string(::getpid()) +
-                                   " data=" + std::to_string(what_.data.size()) +
-                                   " admin=" + (what_.admin >= 0 ? "1" : "0") +
-                                   " pidfile=" + (what_.pidfile >= 0 ? "1" : "0") + "\n";
-        iovec part{const_cast<char*>(header.data()), header.size()};
-        std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-        msghdr message{};
-        message.msg_iov = &part;
-        message.msg_iovlen = 1;
-        message.msg_control = control.data();
-        message.msg_controllen = control.size();
-        cmsghdr* c = CMSG_FIRSTHDR(&message);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-        if (::sendmsg(pending_->native_handle(), &message, MSG_NOSIGNAL) != static_cast<ssize_t>(header.size())) {
-            spdlog::warn("handover socket {}: could not send the listeners to pid {}: {}", path_, who.pid,
-                         std::strerror(errno));
-            pending_.reset();
-            return accept();
-        }
-        spdlog::info("handover: listeners sent to pid {}, waiting for it to serve", who.pid);
-        asio::async_read(*pending_, asio::buffer(confirm_, confirm_line.size()),
-                         [this, who](const asio::error_code& read_ec, std::size_t) {
-                             if (read_ec == asio::error::operation_aborted) return;
-                             pending_.reset();
-                             if (read_ec || std::string_view(confirm_, confirm_line.size()) != confirm_line) {
-                                 // It died or gave up before serving: this process never stopped.
-                                 spdlog::warn("handover: pid {} did not take over; still serving", who.pid);
-                                 return accept();
-                             }
-                             handed_over_(who.pid);
-                         });
-    });
+            std::vector<int> fds = what_.data;
+            if (what_.admin >= 0) fds.push_back(what_.admin);
+            if (what_.pidfile >= 0) fds.push_back(what_.pidfile);
+            const std::string header = std::string(header_prefix) +
+                                       " pid=" + std::to_string(::getpid()) +
+                                       " data=" + std::to_string(what_.data.size()) +
+                                       " admin=" + (what_.admin >= 0 ? "1" : "0") +
+                                       " pidfile=" + (what_.pidfile >= 0 ? "1" : "0") + "\n";
+            iovec part{const_cast<char*>(header.data()), header.size()};
+            std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+            msghdr message{};
+            message.msg_iov = &part;
+            message.msg_iovlen = 1;
+            message.msg_control = control.data();
+            message.msg_controllen = control.size();
+            cmsghdr* c = CMSG_FIRSTHDR(&message);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+            if (::sendmsg(pending_->native_handle(), &message, MSG_NOSIGNAL) !=
+                static_cast<ssize_t>(header.size())) {
+                spdlog::warn("handover socket {}: could not send the listeners to pid {}: {}",
+                             path_, who.pid, std::strerror(errno));
+                pending_.reset();
+                return accept();
+            }
+            spdlog::info("handover: listeners sent to pid {}, waiting for it to serve", who.pid);
+            asio::async_read(
+                *pending_, asio::buffer(confirm_, confirm_line.size()),
+                [this, who](const asio::error_code& read_ec, std::size_t) {
+                    if (read_ec == asio::error::operation_aborted) return;
+                    pending_.reset();
+                    if (read_ec ||
+                        std::string_view(confirm_, confirm_line.size()) != confirm_line) {
+                        // It died or gave up before serving: this process never stopped.
+                        spdlog::warn("handover: pid {} did not take over; still serving", who.pid);
+                        return accept();
+                    }
+                    handed_over_(who.pid);
+                });
+        });
 }
 
 }  // namespace slabd::server

@@ -28,7 +28,7 @@ struct taken_over {
     int channel = -1;  // to the old process: confirm_take_over() tells it to drain
     int old_pid = 0;
 
-private:
+  private:
     void close() noexcept;
 };
 
@@ -42,7 +42,7 @@ void confirm_take_over(taken_over& inherited) noexcept;
 /// The running process's side, on the control thread: serves one handover at a time at `path`
 /// (mode 0600, only to a peer of the same user). The descriptors stay this process's own.
 class handover_listener {
-public:
+  public:
     struct gift {
         std::vector<int> data;
         int admin = -1;
@@ -61,7 +61,7 @@ public:
     /// left behind; after a handover the file is the new process's.
     void stop(bool remove_file) noexcept;
 
-private:
+  private:
     using acceptor_type = asio::local::stream_protocol::acceptor;
     using socket_type = asio::local::stream_protocol::socket;
 
@@ -73,7 +73,7 @@ private:
     std::function<void(int)> handed_over_;
     acceptor_type acceptor_;
     std::optional<socket_type> pending_;  // the new process, until it confirms or goes away
-    char confirm_[16] = {};  // the request line, then the confirmation
+    char confirm_[16] = {};               // the request line, then the confirmation
 };
 
 }  // namespace slabd::server

@@ -27,7 +27,7 @@ struct health_check_settings {
 };
 
 class health_checker {
-public:
+  public:
     health_checker(asio::io_context& control, upstreams& list, health_check_settings settings);
     ~health_checker();
     health_checker(const health_checker&) = delete;
@@ -41,7 +41,7 @@ public:
     /// On the control thread: no check starts any more (the drain).
     void stop() noexcept;
 
-private:
+  private:
     struct probe;
 
     void round();

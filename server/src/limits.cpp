@@ -43,10 +43,13 @@ std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
 
 }  // namespace
 
-source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix, unsigned v6_prefix) noexcept {
+source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
+                           unsigned v6_prefix) noexcept {
     source_key key;
     if (address.is_v4() || (address.is_v6() && address.to_v6().is_v4_mapped())) {
-        const auto v4 = address.is_v4() ? address.to_v4() : asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+        const auto v4 = address.is_v4()
+                            ? address.to_v4()
+                            : asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
         std::copy(v4_mapped.begin(), v4_mapped.end(), key.bytes.begin());
         const auto b = v4.to_bytes();
         std::copy(b.begin(), b.end(), key.bytes.begin() + 12);
@@ -98,7 +101,9 @@ source_table::source_table(std::uint32_t limit, std::size_t max_sources)
     entries_ = static_cast<entry*>(memory);  // zero pages: every slot empty
 }
 
-source_table::~source_table() { ::munmap(entries_, mapping_bytes_); }
+source_table::~source_table() {
+    ::munmap(entries_, mapping_bytes_);
+}
 
 std::size_t source_table::home(const source_key& key) const noexcept {
     std::uint64_t high = 0;
@@ -162,11 +167,15 @@ std::vector<source_table::holder> source_table::top(std::size_t n) const {
     for (std::size_t start = 0; start <= mask_; start += chunk) {
         std::lock_guard lock(mutex_);
         for (std::size_t i = start; i <= mask_ && i < start + chunk; ++i)
-            if (entries_[i].connections != 0) out.push_back({entries_[i].key, entries_[i].connections});
+            if (entries_[i].connections != 0)
+                out.push_back({entries_[i].key, entries_[i].connections});
     }
-    const auto most = [](const holder& a, const holder& b) { return a.connections > b.connections; };
+    const auto most = [](const holder& a, const holder& b) {
+        return a.connections > b.connections;
+    };
     const std::size_t keep = std::min(n, out.size());
-    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(), most);
+    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(keep), out.end(),
+                      most);
     out.resize(keep);
     return out;
 }
@@ -176,7 +185,8 @@ std::size_t source_table::sources() const noexcept {
     return used_;
 }
 
-accept_rate_limiter::accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept : last_(clock::now()) {
+accept_rate_limiter::accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept
+    : last_(clock::now()) {
     configure(rate, burst);
     tokens_ = burst_;
 }
@@ -205,7 +215,8 @@ bool accept_rate_limiter::try_take(clock::time_point now) noexcept {
     return true;
 }
 
-accept_rate_limiter::clock::duration accept_rate_limiter::until_next(clock::time_point now) noexcept {
+accept_rate_limiter::clock::duration accept_rate_limiter::until_next(
+    clock::time_point now) noexcept {
     std::lock_guard lock(mutex_);
     refill(now);
     if (tokens_ >= 1.0 || rate_per_ns_ == 0) return clock::duration::zero();

@@ -24,7 +24,8 @@ struct source_key {
 };
 
 /// `address` cut to `v4_prefix` bits (IPv4, IPv4-mapped) or `v6_prefix` bits (other IPv6).
-source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix, unsigned v6_prefix) noexcept;
+source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
+                           unsigned v6_prefix) noexcept;
 /// The source as an operator reads it: "192.0.2.7", "192.0.2.0/24", "2001:db8::/64".
 std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_prefix);
 
@@ -41,14 +42,15 @@ struct network {
 };
 
 /// Whether any of `networks` holds `address`.
-[[nodiscard]] bool trusted(const std::vector<network>& networks, const asio::ip::address& address) noexcept;
+[[nodiscard]] bool trusted(const std::vector<network>& networks,
+                           const asio::ip::address& address) noexcept;
 
 /// Connections held per source, in a table sized once at start-up: open addressing with linear
 /// probing and backward-shift deletion (no tombstones, so it never degrades with churn). A source
 /// holds an entry only while it holds a connection, so with twice as many entries as the pool has
 /// blocks the table stays at most half full and acquire is a probe or two.
 class source_table {
-public:
+  public:
     /// `limit` connections per source (0: off); room for `max_sources` sources holding
     /// connections. The table is reserved, not touched, until a source is counted.
     source_table(std::uint32_t limit, std::size_t max_sources);
@@ -69,11 +71,13 @@ public:
     /// The `n` sources holding the most connections, most first (a scan: for the admin thread).
     [[nodiscard]] std::vector<holder> top(std::size_t n) const;
     [[nodiscard]] std::size_t sources() const noexcept;
-    [[nodiscard]] std::uint32_t limit() const noexcept { return limit_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint32_t limit() const noexcept {
+        return limit_.load(std::memory_order_relaxed);
+    }
     /// 0 turns counting off; sources already counted are still given back as they close.
     void set_limit(std::uint32_t limit) noexcept { limit_.store(limit, std::memory_order_relaxed); }
 
-private:
+  private:
     struct entry {
         source_key key;
         std::uint32_t connections;  // 0: the slot is empty
@@ -91,7 +95,7 @@ private:
 /// Newcomers per second over all shards: a token bucket holding up to `burst` tokens, refilled at
 /// `rate` a second.
 class accept_rate_limiter {
-public:
+  public:
     using clock = std::chrono::steady_clock;
     /// `rate` 0: off.
     accept_rate_limiter(std::uint32_t rate, std::uint32_t burst) noexcept;
@@ -103,7 +107,7 @@ public:
     /// How long until the next token (zero if one is there now).
     [[nodiscard]] clock::duration until_next(clock::time_point now) noexcept;
 
-private:
+  private:
     void refill(clock::time_point now) noexcept;
 
     std::atomic<bool> enabled_{false};

@@ -1,6 +1,7 @@
-// Lingering close (nginx's lingering_close; docs/design.md, decision 13). Closing a socket whose peer is still sending makes the kernel answer with RST and drop
-// what is still queued toward the peer. A lingering socket is shut down for writing (FIN after
-// every queued byte), then read and discarded until the peer's EOF or a deadline, then closed.
+// Lingering close (nginx's lingering_close; docs/design.md, decision 13). Closing a socket whose
+// peer is still sending makes the kernel answer with RST and drop what is still queued toward the
+// peer. A lingering socket is shut down for writing (FIN after every queued byte), then read and
+// discarded until the peer's EOF or a deadline, then closed.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 namespace slabd::server {
 
 class linger_pool {
-public:
+  public:
     /// `slots` sockets may linger at once, each for at most `ticks` ticks of the shard clock.
     linger_pool(shard_stats& stats, std::size_t slots, std::uint32_t ticks);
     ~linger_pool();
@@ -29,7 +30,7 @@ public:
     void close_all() noexcept;
     [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
 
-private:
+  private:
     struct slot;
     struct wait_handler;
 

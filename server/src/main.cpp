@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
             return 0;
         case action::probe:
             return slabd::server::probe(cli.config, cli.probe_path, std::cout, std::cerr);
-        case action::run: break;
+        case action::run:
+            break;
     }
     // A peer gone mid-write is an error code on one connection, never the end of the process:
     // send() passes MSG_NOSIGNAL, but splice(2) has no such flag. Before any thread starts.
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
     try {
         // A running slabd at the handover socket gives this one its listeners and its locked
         // pidfile: a restart, not a second instance.
-        if (!settings.handover_socket.empty()) inherited = slabd::server::take_over(settings.handover_socket);
+        if (!settings.handover_socket.empty())
+            inherited = slabd::server::take_over(settings.handover_socket);
         // The pidfile first: a second instance is refused before it binds (it would name a busy
         // port, not the first instance) or writes to the first one's log.
         if (inherited && inherited->pidfile >= 0 && !settings.pidfile.empty())
@@ -122,10 +124,10 @@ int main(int argc, char** argv) {
     slabd::server::raise_descriptor_limit(settings);
     std::optional<slabd::server::launcher_pipe> launcher;
     try {
-        slabd::server::server daemon(
-            settings, {std::move(inherited), pid ? pid->descriptor() : -1, [&pid] {
-                           if (pid) pid->hand_over();
-                       }});
+        slabd::server::server daemon(settings,
+                                     {std::move(inherited), pid ? pid->descriptor() : -1, [&pid] {
+                                          if (pid) pid->hand_over();
+                                      }});
         if (settings.daemonize)
             launcher.emplace(
                 slabd::server::daemonize([&daemon](auto event) { daemon.notify_fork(event); }));
@@ -145,9 +147,11 @@ int main(int argc, char** argv) {
         daemon.on_upgrade({program, reload_args});
         daemon.run();
         const auto totals = daemon.snapshot().total();
-        spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted, totals.refused());
+        spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted,
+                     totals.refused());
     } catch (const std::runtime_error& e) {
-        // Start-up failures must reach whoever started slabd, not only a log file they may not read.
+        // Start-up failures must reach whoever started slabd, not only a log file they may not
+        // read.
         spdlog::critical("cannot start: {}", e.what());
         if (launcher)
             launcher->failed(1, std::string("cannot start: ") + e.what());

@@ -18,7 +18,7 @@ inline std::atomic<std::uint64_t> op_memory_overflows{0};
 /// our handlers 88-96 B, a move-accept 168 B.
 template <std::size_t Capacity>
 class op_memory {
-public:
+  public:
     static constexpr std::size_t capacity = Capacity;
 
     void* allocate(std::size_t bytes) {
@@ -37,7 +37,7 @@ public:
         ::operator delete(p);
     }
 
-private:
+  private:
     alignas(std::max_align_t) std::byte storage_[capacity];
     bool in_use_ = false;
 };
@@ -50,7 +50,7 @@ using accept_op_memory = op_memory<176>;
 /// The allocator Asio finds through a handler's get_allocator().
 template <typename T, typename Memory>
 class op_allocator {
-public:
+  public:
     using value_type = T;
     template <typename U>
     struct rebind {
@@ -58,13 +58,16 @@ public:
     };
     explicit op_allocator(Memory& memory) noexcept : memory_(&memory) {}
     template <typename U>
-    op_allocator(const op_allocator<U, Memory>& other) noexcept : memory_(other.memory_) {}  // NOLINT: rebind
+    op_allocator(const op_allocator<U, Memory>& other) noexcept
+        : memory_(other.memory_) {}  // NOLINT: rebind
 
     T* allocate(std::size_t n) { return static_cast<T*>(memory_->allocate(sizeof(T) * n)); }
     void deallocate(T* p, std::size_t) noexcept { memory_->deallocate(p); }
-    friend bool operator==(const op_allocator& a, const op_allocator& b) noexcept { return a.memory_ == b.memory_; }
+    friend bool operator==(const op_allocator& a, const op_allocator& b) noexcept {
+        return a.memory_ == b.memory_;
+    }
 
-private:
+  private:
     template <typename, typename>
     friend class op_allocator;
     Memory* memory_;

@@ -11,7 +11,7 @@
 namespace slabd::server {
 
 class pipe_pool {
-public:
+  public:
     /// Makes `count` non-blocking pipes. Throws std::system_error (start-up only).
     explicit pipe_pool(std::size_t count);
     ~pipe_pool();
@@ -38,15 +38,21 @@ public:
     }
 
     [[nodiscard]] bool enabled() const noexcept { return !fds_.empty(); }
-    [[nodiscard]] int read_end(std::int32_t index) const noexcept { return fds_[std::size_t(index)].read; }
-    [[nodiscard]] int write_end(std::int32_t index) const noexcept { return fds_[std::size_t(index)].write; }
+    [[nodiscard]] int read_end(std::int32_t index) const noexcept {
+        return fds_[std::size_t(index)].read;
+    }
+    [[nodiscard]] int write_end(std::int32_t index) const noexcept {
+        return fds_[std::size_t(index)].write;
+    }
     /// The pipe's size in bytes: the most one splice into it can move. Pipes differ: once a user
     /// owns many pipe pages, the kernel makes new pipes smaller.
-    [[nodiscard]] std::size_t size(std::int32_t index) const noexcept { return fds_[std::size_t(index)].size; }
+    [[nodiscard]] std::size_t size(std::int32_t index) const noexcept {
+        return fds_[std::size_t(index)].size;
+    }
     /// The smallest pipe's size, 0 for an empty pool.
     [[nodiscard]] std::size_t smallest() const noexcept;
 
-private:
+  private:
     struct ends {
         int read = -1;
         int write = -1;

@@ -26,7 +26,8 @@ void run_pool_demo(std::ostream& out) {
     std::vector<void*> blocks;
     for (const char* name : {"a", "b", "c", "d"}) {
         blocks.push_back(s.alloc());
-        show(out, s, std::string("alloc ") + name + " = " + std::to_string(s.index_of(blocks.back())));
+        show(out, s,
+             std::string("alloc ") + name + " = " + std::to_string(s.index_of(blocks.back())));
     }
     s.free(blocks[1]);
     show(out, s, "free b (1)");
@@ -35,7 +36,9 @@ void run_pool_demo(std::ostream& out) {
     void* e = s.alloc();
     show(out, s, "alloc e = " + std::to_string(s.index_of(e)));
     const auto rejected = s.free(blocks[1]);
-    show(out, s, rejected == pool::free_result::double_free ? "free b again: refused" : "free b again: ACCEPTED");
+    show(out, s,
+         rejected == pool::free_result::double_free ? "free b again: refused"
+                                                    : "free b again: ACCEPTED");
     out << "invariant: " << (s.check_invariants().empty() ? "holds" : s.check_invariants()) << "\n";
 }
 

@@ -1,12 +1,12 @@
 #include "probe.hpp"
 
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
-#include <sys/socket.h>
-#include <sys/time.h>
 
 #include <charconv>
 
@@ -20,13 +20,15 @@ constexpr std::size_t max_answer = 8 << 20;
 
 }  // namespace
 
-int probe(const config::Config& settings, const std::string& path, std::ostream& out, std::ostream& err) {
+int probe(const config::Config& settings, const std::string& path, std::ostream& out,
+          std::ostream& err) {
     asio::io_context context;
     asio::ip::tcp::socket socket(context);
     asio::error_code ec;
     auto address = asio::ip::make_address(settings.admin.host, ec);
     if (ec) {
-        err << "slabd: --probe: admin.listen " << config::to_string(settings.admin) << " is not an address\n";
+        err << "slabd: --probe: admin.listen " << config::to_string(settings.admin)
+            << " is not an address\n";
         return 1;
     }
     // Listening on every address means this host answers on loopback too.
@@ -37,18 +39,22 @@ int probe(const config::Config& settings, const std::string& path, std::ostream&
     socket.open(at.protocol(), ec);
     if (!ec) {
         // A wedged endpoint must not hang a health check: blocking calls give up after this.
-        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &probe_timeout, sizeof probe_timeout);
-        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &probe_timeout, sizeof probe_timeout);
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &probe_timeout,
+                     sizeof probe_timeout);
+        ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &probe_timeout,
+                     sizeof probe_timeout);
         socket.connect(at, ec);
     }
     if (ec) {
-        err << "slabd: --probe: cannot connect to the admin endpoint " << config::to_string(settings.admin) << ": "
-            << ec.message() << "\n";
+        err << "slabd: --probe: cannot connect to the admin endpoint "
+            << config::to_string(settings.admin) << ": " << ec.message() << "\n";
         return 1;
     }
-    std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + config::to_string(settings.admin) +
+    std::string request = "GET " + path +
+                          " HTTP/1.1\r\nHost: " + config::to_string(settings.admin) +
                           "\r\nConnection: close\r\n";
-    if (!settings.admin_token.empty()) request += "Authorization: Bearer " + settings.admin_token + "\r\n";
+    if (!settings.admin_token.empty())
+        request += "Authorization: Bearer " + settings.admin_token + "\r\n";
     request += "\r\n";
     asio::write(socket, asio::buffer(request), ec);
     std::string answer;
@@ -65,7 +71,8 @@ int probe(const config::Config& settings, const std::string& path, std::ostream&
     int status = 0;
     const auto space = answer.find(' ');
     if (space != std::string::npos)
-        std::from_chars(answer.data() + space + 1, answer.data() + std::min(answer.size(), space + 4), status);
+        std::from_chars(answer.data() + space + 1,
+                        answer.data() + std::min(answer.size(), space + 4), status);
     const auto body = answer.find("\r\n\r\n");
     if (status == 0 || body == std::string::npos) {
         err << "slabd: --probe: " << path << ": not an HTTP answer\n";

@@ -13,6 +13,7 @@ namespace slabd::server {
 /// GETs `path` from the admin endpoint `settings` name (a wildcard address means this host),
 /// writes the body to `out`, and returns 0 for a 200, 1 for anything else; what went wrong goes
 /// to `err`. Gives up after a few seconds.
-int probe(const config::Config& settings, const std::string& path, std::ostream& out, std::ostream& err);
+int probe(const config::Config& settings, const std::string& path, std::ostream& out,
+          std::ostream& err);
 
 }  // namespace slabd::server

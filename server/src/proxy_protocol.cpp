@@ -22,7 +22,9 @@ constexpr std::size_t v2_fixed = 16;  // signature, version and command, family,
 constexpr std::size_t v2_max_block = max_header_size - v2_fixed;
 constexpr std::array<unsigned char, 12> v4_mapped_prefix{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-parse_result need_more() noexcept { return {}; }
+parse_result need_more() noexcept {
+    return {};
+}
 
 parse_result failure(parse_error error) noexcept {
     parse_result r;
@@ -64,7 +66,9 @@ void set_endpoint(sockaddr_storage& out, bool v6, const void* address,
 // (more), they cannot begin a valid line (bad), or the piece is whole and consumed (ok).
 enum class scan : std::uint8_t { more, bad, ok };
 
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+bool is_digit(char c) noexcept {
+    return c >= '0' && c <= '9';
+}
 
 // Field checks run on every prefix of a field, so a wrong byte fails the line when it arrives.
 // Each one rejects every extension of a prefix it rejects, which keeps parse() monotonic.
@@ -107,7 +111,7 @@ bool fits_port(std::string_view s) noexcept {
 }
 
 class line_reader {
-public:
+  public:
     explicit line_reader(std::string_view text) noexcept : text_(text) {}
     [[nodiscard]] std::size_t position() const noexcept { return pos_; }
     /// The next byte, or 0 when none has come (0 is wrong wherever it is asked for).
@@ -144,7 +148,7 @@ public:
         return literal("\r\n");
     }
 
-private:
+  private:
     std::string_view text_;
     std::size_t pos_ = 0;
 };
@@ -206,9 +210,12 @@ parse_result parse_v1(std::string_view received) noexcept {
     if (s == scan::ok) s = line.literal(" ");
     if (s == scan::ok) s = line.peek() == 'U' ? read_unknown(line, h) : read_tcp(line, h);
     switch (s) {
-        case scan::ok: return done(line.position(), h);
-        case scan::bad: return failure(parse_error::malformed);
-        case scan::more: break;
+        case scan::ok:
+            return done(line.position(), h);
+        case scan::bad:
+            return failure(parse_error::malformed);
+        case scan::more:
+            break;
     }
     return received.size() >= v1_max_line ? failure(parse_error::oversized) : need_more();
 }
@@ -227,17 +234,25 @@ parse_result parse_v2(std::span<const unsigned char> b) noexcept {
     std::size_t addresses = 0;  // the family's part of the block
     if (!local) {
         switch (b[13]) {
-            case 0x00: local = true; break;
-            case 0x11: addresses = 12; break;
-            case 0x21: addresses = 36; break;
+            case 0x00:
+                local = true;
+                break;
+            case 0x11:
+                addresses = 12;
+                break;
+            case 0x21:
+                addresses = 36;
+                break;
             case 0x31:  // AF_UNIX: a path means nothing to a TCP peer, so the socket's own stand
                 addresses = 216;
                 local = true;
                 break;
             case 0x12:
             case 0x22:
-            case 0x32: return failure(parse_error::unsupported);  // DGRAM: slabd relays streams
-            default: return failure(parse_error::malformed);      // values the spec leaves unused
+            case 0x32:
+                return failure(parse_error::unsupported);  // DGRAM: slabd relays streams
+            default:
+                return failure(parse_error::malformed);  // values the spec leaves unused
         }
     }
     if (n < v2_fixed) return need_more();
@@ -303,7 +318,7 @@ bool endpoint_of(const sockaddr* sa, endpoint& e) noexcept {
 
 /// Appends to `out`; too much and it says so instead of writing past the end.
 class writer {
-public:
+  public:
     explicit writer(std::span<std::byte> out) noexcept : out_(out) {}
     void put(const void* data, std::size_t size) noexcept {
         if (size > out_.size() - size_) {
@@ -316,7 +331,7 @@ public:
     void put(std::string_view text) noexcept { put(text.data(), text.size()); }
     [[nodiscard]] std::size_t size() const noexcept { return overflow_ ? 0 : size_; }
 
-private:
+  private:
     std::span<std::byte> out_;
     std::size_t size_ = 0;
     bool overflow_ = false;
@@ -383,7 +398,8 @@ std::size_t build_v2(const route* r, std::span<std::byte> out) noexcept {
 std::string_view to_string(parse_error error) noexcept {
     switch (error) {
 #define SLABD_CASE(X, reason) \
-    case parse_error::reason: return #reason;
+    case parse_error::reason: \
+        return #reason;
         SLABD_PROXY_HEADER_ERRORS(SLABD_CASE, )
 #undef SLABD_CASE
     }
@@ -394,9 +410,12 @@ parse_result parse(std::span<const std::byte> received) noexcept {
     if (received.empty()) return need_more();
     const std::span bytes{reinterpret_cast<const unsigned char*>(received.data()), received.size()};
     switch (bytes[0]) {
-        case 'P': return parse_v1({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
-        case '\r': return parse_v2(bytes);
-        default: return failure(parse_error::not_proxy);
+        case 'P':
+            return parse_v1({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+        case '\r':
+            return parse_v2(bytes);
+        default:
+            return failure(parse_error::not_proxy);
     }
 }
 

@@ -20,7 +20,8 @@ std::string bracketed(const asio::ip::tcp::endpoint& e) {
     return (e.address().is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(e.port());
 }
 
-std::vector<asio::ip::tcp::endpoint> addresses_of(const asio::ip::tcp::resolver::results_type& results) {
+std::vector<asio::ip::tcp::endpoint> addresses_of(
+    const asio::ip::tcp::resolver::results_type& results) {
     std::vector<asio::ip::tcp::endpoint> out;
     for (const auto& r : results)
         if (std::ranges::find(out, r.endpoint()) == out.end()) out.push_back(r.endpoint());
@@ -33,8 +34,8 @@ std::vector<asio::ip::tcp::endpoint> addresses_of(const asio::ip::tcp::resolver:
 upstream_resolver::upstream_resolver(asio::io_context& control, apply_function apply)
     : apply_(std::move(apply)), resolver_(control), timer_(control) {}
 
-std::vector<upstreams::target> upstream_resolver::configure(const std::vector<config::endpoint>& list,
-                                                            std::chrono::milliseconds interval, bool at_start) {
+std::vector<upstreams::target> upstream_resolver::configure(
+    const std::vector<config::endpoint>& list, std::chrono::milliseconds interval, bool at_start) {
     list_ = list;
     interval_ = interval;
     for (const auto& e : list_) {
@@ -43,14 +44,16 @@ std::vector<upstreams::target> upstream_resolver::configure(const std::vector<co
         asio::error_code ec;
         const auto results = resolver_.resolve(e.host, std::to_string(e.port), ec);
         if (ec && at_start)
-            throw std::runtime_error("proxy.upstreams: " + key + " does not resolve: " + ec.message());
+            throw std::runtime_error("proxy.upstreams: " + key +
+                                     " does not resolve: " + ec.message());
         if (!ec) {
             addresses_[key] = addresses_of(results);
             continue;
         }
         failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("resolve: {} does not resolve ({}); {}", key, ec.message(),
-                     addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
+        spdlog::warn(
+            "resolve: {} does not resolve ({}); {}", key, ec.message(),
+            addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
     }
     applied_ = targets();
     // A new interval counts from now; a reload that adds the first name starts the lookups.
@@ -58,7 +61,9 @@ std::vector<upstreams::target> upstream_resolver::configure(const std::vector<co
     return applied_;
 }
 
-void upstream_resolver::start() { schedule(); }
+void upstream_resolver::start() {
+    schedule();
+}
 
 void upstream_resolver::stop() noexcept {
     stopped_ = true;
@@ -66,7 +71,9 @@ void upstream_resolver::stop() noexcept {
     resolver_.cancel();
 }
 
-bool upstream_resolver::has_names() const noexcept { return std::ranges::any_of(list_, is_name); }
+bool upstream_resolver::has_names() const noexcept {
+    return std::ranges::any_of(list_, is_name);
+}
 
 void upstream_resolver::schedule() {
     timer_.cancel();
@@ -83,10 +90,11 @@ void upstream_resolver::round() {
         if (!is_name(e)) continue;
         ++pending_;
         // Asio runs getaddrinfo on a thread of its own and completes here, on the control thread.
-        resolver_.async_resolve(e.host, std::to_string(e.port),
-                                [this, e](const asio::error_code& ec, const asio::ip::tcp::resolver::results_type& r) {
-                                    resolved(e, ec, r);
-                                });
+        resolver_.async_resolve(
+            e.host, std::to_string(e.port),
+            [this, e](const asio::error_code& ec, const asio::ip::tcp::resolver::results_type& r) {
+                resolved(e, ec, r);
+            });
     }
     schedule();
 }
@@ -100,7 +108,8 @@ void upstream_resolver::resolved(const config::endpoint& name, const asio::error
     if (std::ranges::find(list_, name) == list_.end()) return;
     if (ec) {
         failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("resolve: {} does not resolve ({}); keeping its last addresses", key, ec.message());
+        spdlog::warn("resolve: {} does not resolve ({}); keeping its last addresses", key,
+                     ec.message());
     } else {
         addresses_[key] = addresses_of(results);
     }

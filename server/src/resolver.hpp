@@ -23,7 +23,7 @@
 namespace slabd::server {
 
 class upstream_resolver {
-public:
+  public:
     using apply_function = std::function<void(const std::vector<upstreams::target>&)>;
 
     /// `apply` runs on the control thread with the new targets whenever a periodic lookup
@@ -39,9 +39,11 @@ public:
     void start();
     void stop() noexcept;
     /// Lookups that failed since start (each kept the last addresses): for /stats.
-    [[nodiscard]] std::uint64_t failures() const noexcept { return failures_.load(std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t failures() const noexcept {
+        return failures_.load(std::memory_order_relaxed);
+    }
 
-private:
+  private:
     void schedule();
     void round();
     void resolved(const config::endpoint& name, const asio::error_code& ec,

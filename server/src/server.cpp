@@ -1,8 +1,8 @@
 #include "server.hpp"
 
-#include <asio/post.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <asio/post.hpp>
 
 #include <string>
 #include <thread>
@@ -30,8 +30,9 @@ std::int64_t now_ns() noexcept {
 }
 
 health_check_settings health_check_of(const config::Config& c) {
-    return {c.check_interval, std::min(c.check_timeout, c.check_interval), c.check_rise, c.check_fall,
-            c.check_send, c.check_expect};
+    return {c.check_interval, std::min(c.check_timeout, c.check_interval),
+            c.check_rise,     c.check_fall,
+            c.check_send,     c.check_expect};
 }
 
 std::uint32_t effective_burst(const config::Config& c) noexcept {
@@ -42,8 +43,8 @@ std::uint32_t effective_burst(const config::Config& c) noexcept {
 live_settings live_settings_of(const config::Config& c) {
     std::vector<network> trusted;
     for (const auto& text : c.trusted_sources) trusted.push_back(network::parse(text));
-    return {c.idle_timeout,      c.connect_timeout, c.busy_message,         c.evict_idle_after,
-            c.source_prefix_v4,  c.source_prefix_v6, c.accept_proxy,        std::move(trusted),
+    return {c.idle_timeout,         c.connect_timeout,  c.busy_message, c.evict_idle_after,
+            c.source_prefix_v4,     c.source_prefix_v6, c.accept_proxy, std::move(trusted),
             c.proxy_header_timeout, c.send_proxy};
 }
 
@@ -58,9 +59,10 @@ server::server(const config::Config& settings, handover_setup handover)
     auto& inherited = handover_.inherited;
     if (inherited && inherited->data.size() != settings_.threads) {
         // Each listener is one shard's: leaving one unserved would strand its queue.
-        spdlog::warn("server.threads {} ignored: took over {} listeners, so {} threads; a stop and start "
-                     "changes it",
-                     settings_.threads, inherited->data.size(), inherited->data.size());
+        spdlog::warn(
+            "server.threads {} ignored: took over {} listeners, so {} threads; a stop and start "
+            "changes it",
+            settings_.threads, inherited->data.size(), inherited->data.size());
         settings_.threads = static_cast<unsigned>(inherited->data.size());
     }
     const unsigned threads = std::max(1U, settings_.threads);
@@ -69,35 +71,32 @@ server::server(const config::Config& settings, handover_setup handover)
         // A spare leg per shard: a shard takes its leg before its connection block (shard::admit).
         legs_ = std::make_unique<leg_pool>(settings_.max_connections + threads, reserve + threads);
         resolver_ = std::make_unique<upstream_resolver>(
-            control_, [this](const std::vector<upstreams::target>& targets) { apply_resolved(targets); });
+            control_,
+            [this](const std::vector<upstreams::target>& targets) { apply_resolved(targets); });
         upstreams_ = std::make_unique<upstreams>(
-            resolver_->configure(settings_.upstreams, settings_.resolve_interval, true), settings_.balance,
-            settings_.upstream_fail_timeout);
-        health_ = std::make_unique<health_checker>(control_, *upstreams_, health_check_of(settings_));
+            resolver_->configure(settings_.upstreams, settings_.resolve_interval, true),
+            settings_.balance, settings_.upstream_fail_timeout);
+        health_ =
+            std::make_unique<health_checker>(control_, *upstreams_, health_check_of(settings_));
     }
     // Both exist even while off, so that a reload can turn them on: the table is reserved address
     // space until a source is counted. Room for every block the pool may grow to, plus one
     // newcomer per shard.
     sources_ = std::make_unique<source_table>(settings_.max_per_source, reserve + threads);
-    accept_rate_ = std::make_unique<accept_rate_limiter>(settings_.accept_rate, effective_burst(settings_));
-    const std::size_t buffers_per_shard = std::max<std::size_t>(1, settings_.buffer_count / threads);
+    accept_rate_ =
+        std::make_unique<accept_rate_limiter>(settings_.accept_rate, effective_burst(settings_));
+    const std::size_t buffers_per_shard =
+        std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
     const std::size_t pipes_per_shard =
         settings_.mode == config::server_mode::proxy ? settings_.splice_pipes : 0;
     asio::ip::tcp::endpoint at = resolve(settings_.listen);
-    const shard_setup setup{connections_,
-                            legs_.get(),
-                            upstreams_.get(),
-                            *this,
-                            settings_.on_exhausted,
-                            live_settings_of(settings_),
-                            buffers_per_shard,
-                            settings_.buffer_size,
-                            pipes_per_shard,
+    const shard_setup setup{connections_, legs_.get(), upstreams_.get(), *this,
+                            settings_.on_exhausted, live_settings_of(settings_), buffers_per_shard,
+                            settings_.buffer_size, pipes_per_shard,
                             // As many lingering closes at once as a quarter of the connections.
                             std::max<std::size_t>(16, settings_.max_connections / threads / 4),
-                            *sources_,
-                            *accept_rate_};
+                            *sources_, *accept_rate_};
     for (unsigned i = 0; i < threads; ++i) {
         shards_.push_back(std::make_unique<shard>(setup));
         if (inherited) {
@@ -110,11 +109,12 @@ server::server(const config::Config& settings, handover_setup handover)
     if (inherited) {
         const auto took = shards_.front()->local_endpoint();
         if (took.address() != at.address() || (at.port() != 0 && took.port() != at.port()))
-            throw std::runtime_error("server.listen " + config::to_string(settings_.listen) +
-                                     " is not where the listeners taken over from pid " +
-                                     std::to_string(inherited->old_pid) + " listen (" + took.address().to_string() +
-                                     ":" + std::to_string(took.port()) +
-                                     "): a take-over keeps the listeners; stop and start slabd to move them");
+            throw std::runtime_error(
+                "server.listen " + config::to_string(settings_.listen) +
+                " is not where the listeners taken over from pid " +
+                std::to_string(inherited->old_pid) + " listen (" + took.address().to_string() +
+                ":" + std::to_string(took.port()) +
+                "): a take-over keeps the listeners; stop and start slabd to move them");
     }
     warn_if_pipes_shrunk();
     if (inherited && inherited->admin >= 0)
@@ -131,21 +131,27 @@ void server::warn_if_pipes_shrunk() const {
     for (const auto& s : shards_) {
         const std::size_t smallest = s->pipes().smallest();
         if (smallest == 0 || smallest >= full) continue;
-        spdlog::warn("splice pipes of {} bytes instead of {}: this user's pipe-page budget "
-                     "(sysctl fs.pipe-user-pages-soft) is spent, so bulk relaying takes more "
-                     "system calls; lower proxy.splice_pipes or raise the budget",
-                     smallest, full);
+        spdlog::warn(
+            "splice pipes of {} bytes instead of {}: this user's pipe-page budget "
+            "(sysctl fs.pipe-user-pages-soft) is spent, so bulk relaying takes more "
+            "system calls; lower proxy.splice_pipes or raise the budget",
+            smallest, full);
         return;
     }
 }
 
-asio::ip::tcp::endpoint server::data_endpoint() const { return shards_.front()->local_endpoint(); }
-asio::ip::tcp::endpoint server::admin_endpoint() const { return admin_->local_endpoint(); }
+asio::ip::tcp::endpoint server::data_endpoint() const {
+    return shards_.front()->local_endpoint();
+}
+asio::ip::tcp::endpoint server::admin_endpoint() const {
+    return admin_->local_endpoint();
+}
 
 void server::run() {
     signals_.async_wait([this](const asio::error_code& ec, int signo) {
         if (ec) return;
-        spdlog::info("received signal {}, draining (grace {} ms)", signo, settings_.shutdown_grace.count());
+        spdlog::info("received signal {}, draining (grace {} ms)", signo,
+                     settings_.shutdown_grace.count());
         request_stop();
     });
     watch_operator_signals();
@@ -179,7 +185,8 @@ void server::serve_handovers() {
         confirm_take_over(*inherited);
         // Under systemd (NotifyAccess=all) this process is the service's main one from now on.
         notify_systemd(("MAINPID=" + std::to_string(::getpid()) + "\nREADY=1").c_str());
-        spdlog::info("handover: took over the listeners of pid {}, which drains now", inherited->old_pid);
+        spdlog::info("handover: took over the listeners of pid {}, which drains now",
+                     inherited->old_pid);
         inherited.reset();
     }
     if (settings_.handover_socket.empty() || draining_.load()) return;
@@ -188,12 +195,14 @@ void server::serve_handovers() {
     what.admin = admin_->native_handle();
     what.pidfile = handover_.pidfile;
     try {
-        handover_listener_ = std::make_unique<handover_listener>(control_, settings_.handover_socket, std::move(what),
-                                                                 [this](int new_pid) { handed_over(new_pid); });
+        handover_listener_ = std::make_unique<handover_listener>(
+            control_, settings_.handover_socket, std::move(what),
+            [this](int new_pid) { handed_over(new_pid); });
         handover_listener_->start();
     } catch (const std::system_error& e) {
-        spdlog::error("cannot serve handovers at {}: {}; a restart will have to stop this process first",
-                      settings_.handover_socket, e.what());
+        spdlog::error(
+            "cannot serve handovers at {}: {}; a restart will have to stop this process first",
+            settings_.handover_socket, e.what());
     }
 }
 
@@ -235,7 +244,8 @@ void server::start_successor() {
     }
     try {
         const int pid = spawn_successor(successor_.program, successor_.args);
-        spdlog::info("SIGUSR2: started pid {} ({}), which takes over the listeners", pid, successor_.program);
+        spdlog::info("SIGUSR2: started pid {} ({}), which takes over the listeners", pid,
+                     successor_.program);
     } catch (const std::system_error& e) {
         spdlog::error("SIGUSR2: {}; still serving", e.what());
     }
@@ -243,7 +253,9 @@ void server::start_successor() {
 
 namespace {
 
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+std::string ms(std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + "ms";
+}
 std::string quoted(const std::string& s) {
     // Control characters (a health check's "\r\n") escaped: a log line stays one line.
     std::string out = "\"";
@@ -255,8 +267,12 @@ std::string quoted(const std::string& s) {
     }
     return out + '"';
 }
-std::string number(std::uint64_t n) { return std::to_string(n); }
-std::string boolean(bool b) { return b ? "true" : "false"; }
+std::string number(std::uint64_t n) {
+    return std::to_string(n);
+}
+std::string boolean(bool b) {
+    return b ? "true" : "false";
+}
 std::string list(const std::vector<std::string>& items) {
     std::string out = "[";
     for (const auto& item : items) out += (out.size() > 1 ? ", " : "") + quoted(item);
@@ -294,15 +310,18 @@ void server::reload(const config::Config& next) {
     adopt(settings_.proxy_header_timeout, next.proxy_header_timeout, "timeouts.proxy_header", ms);
     if (next.mode == settings_.mode)
         adopt(settings_.send_proxy, next.send_proxy, "proxy.send_proxy",
-              [](config::proxy_header_version v) { return quoted(std::string(config::to_string(v))); });
+              [](config::proxy_header_version v) {
+                  return quoted(std::string(config::to_string(v)));
+              });
     if (upstreams_ != nullptr && next.mode == config::server_mode::proxy) {
         adopt(settings_.balance, next.balance, "proxy.balance",
               [](config::balance_policy b) { return quoted(std::string(config::to_string(b))); });
-        adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout", ms);
+        adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout",
+              ms);
         upstreams_->set_policy(settings_.balance, settings_.upstream_fail_timeout);
         adopt(settings_.resolve_interval, next.resolve_interval, "proxy.resolve_interval", ms);
-        const auto what =
-            replace_upstreams(resolver_->configure(next.upstreams, settings_.resolve_interval, false), "reload");
+        const auto what = replace_upstreams(
+            resolver_->configure(next.upstreams, settings_.resolve_interval, false), "reload");
         for (const auto& name : what.added) changed.push_back("proxy.upstreams: added " + name);
         for (const auto& name : what.removed)
             changed.push_back("proxy.upstreams: removed " + name + " (its relays finish)");
@@ -326,13 +345,13 @@ void server::reload(const config::Config& next) {
     for (const auto& name : restart) restart_list += restart_list.empty() ? name : ", " + name;
 
     spdlog::set_level(spdlog::level::from_str(settings_.log_level));
-    for (auto& s : shards_)
-        s->update(live_settings_of(settings_));
+    for (auto& s : shards_) s->update(live_settings_of(settings_));
     sources_->set_limit(settings_.max_per_source);
     accept_rate_->configure(settings_.accept_rate, effective_burst(settings_));
     if (changed.empty()) spdlog::info("reload: no setting changed that applies at run time");
     for (const auto& line : changed) spdlog::info("reload: changed {}", line);
-    if (!restart.empty()) spdlog::warn("reload: changed but only a restart applies: {}", restart_list);
+    if (!restart.empty())
+        spdlog::warn("reload: changed but only a restart applies: {}", restart_list);
     ++last_reloads_.applied;
     last_reloads_.last = "applied";
     last_reloads_.changed = std::move(changed);
@@ -347,9 +366,10 @@ void server::reload_rejected(const std::string& why) {
 
 bool server::resize_pool(std::size_t limit) {
     if (limit > connections_.reserved()) {
-        spdlog::warn("reload: pool.max_connections {} is past pool.reserve {}: only a restart can grow "
-                     "the pool that far",
-                     limit, connections_.reserved());
+        spdlog::warn(
+            "reload: pool.max_connections {} is past pool.reserve {}: only a restart can grow "
+            "the pool that far",
+            limit, connections_.reserved());
         return false;
     }
     const unsigned threads = static_cast<unsigned>(shards_.size());
@@ -369,12 +389,14 @@ bool server::resize_pool(std::size_t limit) {
     return true;
 }
 
-upstreams::change server::replace_upstreams(const std::vector<upstreams::target>& targets, const char* by) {
+upstreams::change server::replace_upstreams(const std::vector<upstreams::target>& targets,
+                                            const char* by) {
     auto what = upstreams_->replace(targets, ++upstream_epoch_);
     for (const auto& name : what.no_room)
-        spdlog::warn("{}: no room for upstream {}: {} slots hold upstreams or removed ones still relaying; "
-                     "reload again once they finish, or restart",
-                     by, name, upstreams::max_slots);
+        spdlog::warn(
+            "{}: no room for upstream {}: {} slots hold upstreams or removed ones still relaying; "
+            "reload again once they finish, or restart",
+            by, name, upstreams::max_slots);
     if (!what.removed.empty()) fence_upstreams(upstream_epoch_);
     return what;
 }
@@ -382,7 +404,8 @@ upstreams::change server::replace_upstreams(const std::vector<upstreams::target>
 void server::apply_resolved(const std::vector<upstreams::target>& targets) {
     const auto what = replace_upstreams(targets, "resolve");
     for (const auto& name : what.added) spdlog::info("resolve: upstream {} added", name);
-    for (const auto& name : what.removed) spdlog::info("resolve: upstream {} removed (its relays finish)", name);
+    for (const auto& name : what.removed)
+        spdlog::info("resolve: upstream {} removed (its relays finish)", name);
 }
 
 void server::fence_upstreams(std::uint64_t reload) {
@@ -419,15 +442,16 @@ void server::log_refusals_if_due() noexcept {
     for (std::size_t i = 0; i < refusals_unlogged_.size(); ++i) {
         const std::uint64_t n = refusals_unlogged_[i].exchange(0, std::memory_order_relaxed);
         if (n == 0) continue;
-        spdlog::warn("refused {} connection(s): {} ({} of {} pool blocks in use)", n, refusal_names[i],
-                     connections_.in_use(), connections_.limit());
+        spdlog::warn("refused {} connection(s): {} ({} of {} pool blocks in use)", n,
+                     refusal_names[i], connections_.in_use(), connections_.limit());
     }
 }
 
 void server::accept_failed(const asio::error_code& ec) noexcept {
     const std::int64_t now = now_ns();
     std::int64_t due = next_accept_error_log_.load(std::memory_order_relaxed);
-    if (now < due || !next_accept_error_log_.compare_exchange_strong(due, now + 1'000'000'000)) return;
+    if (now < due || !next_accept_error_log_.compare_exchange_strong(due, now + 1'000'000'000))
+        return;
     spdlog::warn("accept failed: {}", ec.message());
 }
 
@@ -440,7 +464,8 @@ server_snapshot server::snapshot(bool with_top_sources) const {
     server_snapshot s;
     s.version = SLABD_VERSION;
     s.mode = settings_.mode == config::server_mode::echo ? "echo" : "proxy";
-    s.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    s.uptime_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     s.threads = static_cast<unsigned>(shards_.size());
     s.pool = connections_.stats();
     s.buffer_size = settings_.buffer_size;
@@ -460,7 +485,8 @@ server_snapshot server::snapshot(bool with_top_sources) const {
     if (with_top_sources) {
         for (const auto& holder : sources_->top(top_sources_shown)) {
             s.limits.top_sources.push_back(
-                {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6), holder.connections});
+                {to_string(holder.key, settings_.source_prefix_v4, settings_.source_prefix_v6),
+                 holder.connections});
         }
     }
     s.reload = last_reloads_;
@@ -470,13 +496,16 @@ server_snapshot server::snapshot(bool with_top_sources) const {
             const auto status = u.status.load(std::memory_order_relaxed);
             const auto active = u.active.load(std::memory_order_relaxed);
             // A removed upstream is shown until its last relay has finished.
-            if (status == upstreams::state::empty || (status == upstreams::state::retired && active == 0)) continue;
+            if (status == upstreams::state::empty ||
+                (status == upstreams::state::retired && active == 0))
+                continue;
             const bool checked_down = u.checked_down.load(std::memory_order_relaxed);
-            s.upstreams.push_back({u.name, active, u.connect_failures.load(std::memory_order_relaxed),
-                                   checked_down || upstreams_->is_down(u), status == upstreams::state::retired,
-                                   checked_down,
-                                   upstreams::check_result_names[static_cast<std::size_t>(u.last_check.load())],
-                                   u.last_check_us.load(), u.transitions.load(), u.failures_in_row.load()});
+            s.upstreams.push_back(
+                {u.name, active, u.connect_failures.load(std::memory_order_relaxed),
+                 checked_down || upstreams_->is_down(u), status == upstreams::state::retired,
+                 checked_down,
+                 upstreams::check_result_names[static_cast<std::size_t>(u.last_check.load())],
+                 u.last_check_us.load(), u.transitions.load(), u.failures_in_row.load()});
         }
     }
     return s;

@@ -37,7 +37,7 @@ struct handover_setup {
 };
 
 class server final : private shard_events {
-public:
+  public:
     /// Builds the pools and binds every listener, or adopts those taken over; throws
     /// std::system_error when a bind fails, std::runtime_error when the listeners taken over are
     /// not the ones configured.
@@ -78,7 +78,7 @@ public:
 
     [[nodiscard]] const connection_pool& connections() const noexcept { return connections_; }
 
-private:
+  private:
     // shard_events, called on the shards' threads.
     void refused(refusal_reason why) noexcept override;
     void accept_failed(const asio::error_code& ec) noexcept override;
@@ -102,7 +102,8 @@ private:
     void fence_upstreams(std::uint64_t reload);
     /// On the control thread: makes `targets` the upstreams (a reload or a lookup, named by
     /// `by` in the log), warns of those that found no slot and fences the removed ones.
-    upstreams::change replace_upstreams(const std::vector<upstreams::target>& targets, const char* by);
+    upstreams::change replace_upstreams(const std::vector<upstreams::target>& targets,
+                                        const char* by);
     /// On the control thread: a periodic lookup changed the addresses of an upstream name.
     void apply_resolved(const std::vector<upstreams::target>& targets);
     void wake_paused_shards() noexcept;
@@ -135,7 +136,8 @@ private:
     std::unique_ptr<handover_listener> handover_listener_;
     std::atomic<bool> draining_{false};
     std::atomic<int> paused_shards_{0};
-    std::array<std::atomic<std::uint64_t>, refusal_reasons> refusals_unlogged_{};  // by refusal_reason
+    std::array<std::atomic<std::uint64_t>, refusal_reasons>
+        refusals_unlogged_{};  // by refusal_reason
     std::atomic<std::int64_t> next_refusal_log_{0};
     std::atomic<std::int64_t> next_accept_error_log_{0};
 };

@@ -1,9 +1,9 @@
 #include "shard.hpp"
 
-#include <asio/post.hpp>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <asio/post.hpp>
 
 #include <algorithm>
 #include <array>
@@ -23,17 +23,23 @@ constexpr std::chrono::milliseconds linger_time{2000};
 constexpr int max_fd_limit_refusals = 64;
 
 std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
-    return static_cast<std::uint32_t>((d + tick_period - std::chrono::milliseconds{1}) / tick_period);
+    return static_cast<std::uint32_t>((d + tick_period - std::chrono::milliseconds{1}) /
+                                      tick_period);
 }
 
 /// Ticks after which a deadline of `d` has surely passed: a connection linked just before a tick
 /// sees that tick at once, so a deadline of whole ticks needs one more never to end early.
-std::uint32_t deadline_ticks(std::chrono::milliseconds d) noexcept { return to_ticks(d) + 1; }
+std::uint32_t deadline_ticks(std::chrono::milliseconds d) noexcept {
+    return to_ticks(d) + 1;
+}
 
-int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+int open_reserve() noexcept {
+    return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 bool is_descriptor_limit(const asio::error_code& ec) noexcept {
-    return ec.category() == asio::error::get_system_category() && (ec.value() == EMFILE || ec.value() == ENFILE);
+    return ec.category() == asio::error::get_system_category() &&
+           (ec.value() == EMFILE || ec.value() == ENFILE);
 }
 
 }  // namespace
@@ -116,7 +122,9 @@ void shard::run() {
     context_.run();
 }
 
-void shard::accept() noexcept { acceptor_.async_accept(peer_, accept_handler{this}); }
+void shard::accept() noexcept {
+    acceptor_.async_accept(peer_, accept_handler{this});
+}
 
 void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
     if (ec) {
@@ -134,7 +142,8 @@ void shard::admit(socket_type& peer) noexcept {
         return refuse(peer, refusal_reason::proxy_untrusted);
     source_key source;
     bool counted = false;
-    if ((sources_.limit() != 0 || accept_rate_.enabled()) && !within_limits(peer, source, counted)) [[unlikely]]
+    if ((sources_.limit() != 0 || accept_rate_.enabled()) && !within_limits(peer, source, counted))
+        [[unlikely]]
         return;
     // Owned by the connection once it exists (its destructor gives it back); until then, here.
     const auto give_back_source = [&] {
@@ -151,8 +160,9 @@ void shard::admit(socket_type& peer) noexcept {
     // evict-idle closes a connection whose block returns once its last operation has run: the
     // newcomer waits for it as under pause (and when another shard takes that block first, the
     // retry evicts again or refuses).
-    if (c == nullptr && (on_exhausted_ == config::exhausted_policy::pause ||
-                         (on_exhausted_ == config::exhausted_policy::evict_idle && evict_idle_connection())))
+    if (c == nullptr &&
+        (on_exhausted_ == config::exhausted_policy::pause ||
+         (on_exhausted_ == config::exhausted_policy::evict_idle && evict_idle_connection())))
         [[unlikely]] {
         // Announce the pause before one more try: a block freed on another shard after that
         // try then sees the announcement and wakes us, so no free can slip between the two.
@@ -192,13 +202,17 @@ void shard::admit(socket_type& peer) noexcept {
     c->start();
 }
 
-std::optional<refusal_reason> shard::admit_proxied(connection& c, const asio::ip::address& client) noexcept {
+std::optional<refusal_reason> shard::admit_proxied(connection& c,
+                                                   const asio::ip::address& client) noexcept {
     bump(stats_.proxy_headers_received);
     if (sources_.limit() != 0) {
-        const source_key source = make_source_key(client, live_.source_prefix_v4, live_.source_prefix_v6);
+        const source_key source =
+            make_source_key(client, live_.source_prefix_v4, live_.source_prefix_v6);
         // As within_limits does: a full table refuses for want of room.
-        if (const auto verdict = sources_.acquire(source); verdict != source_table::verdict::admitted)
-            return verdict == source_table::verdict::over_limit ? refusal_reason::per_source : refusal_reason::pool_full;
+        if (const auto verdict = sources_.acquire(source);
+            verdict != source_table::verdict::admitted)
+            return verdict == source_table::verdict::over_limit ? refusal_reason::per_source
+                                                                : refusal_reason::pool_full;
         c.links.source = source;
         c.links.holds_source = true;
     }
@@ -217,9 +231,10 @@ bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) 
         source = make_source_key(peer_.address(), live_.source_prefix_v4, live_.source_prefix_v6);
         // A full table (room for every block's source and each shard's newcomer, so only a bug
         // fills it) refuses too, for want of room: failing open would let a client past its limit.
-        if (const auto verdict = sources_.acquire(source); verdict != source_table::verdict::admitted) [[unlikely]] {
+        if (const auto verdict = sources_.acquire(source);
+            verdict != source_table::verdict::admitted) [[unlikely]] {
             refuse(peer, verdict == source_table::verdict::over_limit ? refusal_reason::per_source
-                                                                       : refusal_reason::pool_full);
+                                                                      : refusal_reason::pool_full);
             return false;
         }
         counted = true;
@@ -276,8 +291,10 @@ void shard::admit_parked() noexcept {
 
 void shard::count_refusal(refusal_reason why) noexcept {
     switch (why) {
-#define SLABD_CASE(X, reason) \
-    case refusal_reason::reason: bump(stats_.refused_##reason); break;
+#define SLABD_CASE(X, reason)          \
+    case refusal_reason::reason:       \
+        bump(stats_.refused_##reason); \
+        break;
         SLABD_REFUSAL_REASONS(SLABD_CASE, )
 #undef SLABD_CASE
     }
@@ -294,7 +311,8 @@ void shard::send_busy_line(socket_type& peer) noexcept {
     asio::error_code ignored;
     peer.non_blocking(true, ignored);
     const std::string& busy = live_.busy_message;
-    if (!busy.empty()) peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
+    if (!busy.empty())
+        peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
 }
 
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
@@ -317,13 +335,14 @@ bool shard::refuse_at_fd_limit() noexcept {
     const std::string& busy = live_.busy_message;
     for (int i = 0; i < max_fd_limit_refusals; ++i) {
         ::close(std::exchange(reserve_fd_, -1));
-        const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int fd =
+            ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         const int accept_errno = errno;
         if (fd >= 0) {
             count_refusal(refusal_reason::fd_limit);
             if (!busy.empty()) {
-                std::array<iovec, 2> parts{{{const_cast<char*>(busy.data()), busy.size()},
-                                            {const_cast<char*>("\n"), 1}}};
+                std::array<iovec, 2> parts{
+                    {{const_cast<char*>(busy.data()), busy.size()}, {const_cast<char*>("\n"), 1}}};
                 msghdr message{};
                 message.msg_iov = parts.data();
                 message.msg_iovlen = parts.size();
@@ -430,10 +449,13 @@ void shard::push_back(list& l, connection& c) noexcept {
 
 shard::list& shard::list_of(const connection& c) noexcept {
     switch (c.links.list) {
-        case shard_links::on::connecting: return connecting_;
-        case shard_links::on::awaiting_header: return awaiting_header_;
+        case shard_links::on::connecting:
+            return connecting_;
+        case shard_links::on::awaiting_header:
+            return awaiting_header_;
         case shard_links::on::idle:
-        case shard_links::on::none: break;
+        case shard_links::on::none:
+            break;
     }
     return idle_;
 }
@@ -503,7 +525,8 @@ void shard::on_tick(const asio::error_code& ec) noexcept {
     if (draining_ && drained()) return finish_drain_if_empty();
     ++now_;
     if (live_.idle_timeout.count() > 0)
-        expire(idle_, live_.idle_timeout, [](connection& c) { c.abort(close_reason::idle_timeout); });
+        expire(idle_, live_.idle_timeout,
+               [](connection& c) { c.abort(close_reason::idle_timeout); });
     expire(connecting_, live_.connect_timeout, [](connection& c) { c.abort_connect_attempt(); });
     // A late PROXY header: the block goes back at the deadline.
     expire(awaiting_header_, live_.proxy_header_timeout,

@@ -28,7 +28,7 @@ namespace slabd::server {
 
 /// What a shard tells the process around it. Called on the shard's thread.
 class shard_events {
-public:
+  public:
     virtual ~shard_events() = default;
     /// A newcomer was refused (the log line is rate-limited by the receiver).
     virtual void refused(refusal_reason why) noexcept = 0;
@@ -57,8 +57,8 @@ struct live_settings {
 /// Everything a shard is built from.
 struct shard_setup {
     connection_pool& connections;
-    leg_pool* legs;               // proxy mode only
-    upstreams* upstream_list;     // proxy mode only
+    leg_pool* legs;            // proxy mode only
+    upstreams* upstream_list;  // proxy mode only
     shard_events& events;
     config::exhausted_policy on_exhausted;
     live_settings live;
@@ -66,13 +66,14 @@ struct shard_setup {
     std::size_t buffer_size;
     std::size_t splice_pipes;
     std::size_t linger_slots;
-    source_table& sources;              // counts only while its limit is not 0
-    accept_rate_limiter& accept_rate;   // limits only while enabled
+    source_table& sources;             // counts only while its limit is not 0
+    accept_rate_limiter& accept_rate;  // limits only while enabled
 };
 
 class shard {
-public:
-    using acceptor_type = asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
+  public:
+    using acceptor_type =
+        asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
 
     explicit shard(const shard_setup& setup);
     ~shard();
@@ -83,7 +84,9 @@ public:
     void listen(const asio::ip::tcp::endpoint& at);
     /// Accepts on `fd`, a listener taken over from the process before this one. Throws.
     void adopt(int fd);
-    [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const {
+        return acceptor_.local_endpoint();
+    }
     /// The listener, for a process that takes over.
     [[nodiscard]] int native_listener() noexcept { return acceptor_.native_handle(); }
     /// Starts accepting and the clock, then runs the io_context until the shard has drained.
@@ -102,7 +105,9 @@ public:
     [[nodiscard]] upstreams& upstream_list() noexcept { return *upstreams_; }
     [[nodiscard]] const live_settings& live() const noexcept { return live_; }
     [[nodiscard]] std::size_t buffer_size() const noexcept { return buffer_size_; }
-    [[nodiscard]] std::byte* take_buffer() noexcept { return static_cast<std::byte*>(buffers_.alloc()); }
+    [[nodiscard]] std::byte* take_buffer() noexcept {
+        return static_cast<std::byte*>(buffers_.alloc());
+    }
     void give_back_buffer(std::byte* buffer) noexcept;
     /// A pipe for splice(2), or pipe_pool::none (none left, or splicing is off).
     [[nodiscard]] std::int32_t take_pipe() noexcept {
@@ -129,7 +134,8 @@ public:
     /// accept_proxy: `c` waits for its PROXY header, for proxy_header_timeout at most.
     void link_awaiting_header(connection& c) noexcept;
     /// accept_proxy: `c`'s header named `client`; counts its source, or says why it is refused.
-    [[nodiscard]] std::optional<refusal_reason> admit_proxied(connection& c, const asio::ip::address& client) noexcept;
+    [[nodiscard]] std::optional<refusal_reason> admit_proxied(
+        connection& c, const asio::ip::address& client) noexcept;
     void count_refusal(refusal_reason why) noexcept;
     /// Writes pool.busy_message, if there is one, to a client about to be refused.
     void send_busy_line(socket_type& peer) noexcept;
@@ -146,7 +152,7 @@ public:
     /// Buffer slab statistics; read from the admin thread, so only the snapshot copy is racy-free.
     [[nodiscard]] pool::slab_stats buffer_stats() const noexcept;
 
-private:
+  private:
     struct accept_handler;
     struct wait_handler;
     struct resume_handler;

@@ -17,8 +17,9 @@ shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept
 
 std::uint64_t shard_snapshot::refused(refusal_reason why) const noexcept {
     switch (why) {
-#define SLABD_CASE(X, reason) \
-    case refusal_reason::reason: return refused_##reason;
+#define SLABD_CASE(X, reason)    \
+    case refusal_reason::reason: \
+        return refused_##reason;
         SLABD_REFUSAL_REASONS(SLABD_CASE, )
 #undef SLABD_CASE
     }
@@ -54,12 +55,13 @@ struct pool_field {
 constexpr pool_field pool_fields[] = {
     {"block_size", "pool_block_size_bytes", "gauge", "Bytes per block, alignment padding included",
      SLABD_POOL_FIELD(block_size)},
-    {"capacity", "pool_capacity_blocks", "gauge", "Blocks the pool's memory holds now (grown by reload, never shrunk)",
+    {"capacity", "pool_capacity_blocks", "gauge",
+     "Blocks the pool's memory holds now (grown by reload, never shrunk)",
      SLABD_POOL_FIELD(capacity)},
-    {"limit", "pool_limit_blocks", "gauge", "Blocks that may be in use at once: the admission limit",
-     SLABD_POOL_FIELD(limit)},
-    {"reserved", "pool_reserved_blocks", "gauge", "Blocks the pool may grow to at a reload without a restart",
-     SLABD_POOL_FIELD(reserved)},
+    {"limit", "pool_limit_blocks", "gauge",
+     "Blocks that may be in use at once: the admission limit", SLABD_POOL_FIELD(limit)},
+    {"reserved", "pool_reserved_blocks", "gauge",
+     "Blocks the pool may grow to at a reload without a restart", SLABD_POOL_FIELD(reserved)},
     {"in_use", "pool_in_use_blocks", "gauge", "Blocks handed out", SLABD_POOL_FIELD(in_use)},
     {"free", "pool_free_blocks", "gauge", "Blocks that may still be handed out under the limit",
      SLABD_POOL_FIELD(free)},
@@ -67,9 +69,10 @@ constexpr pool_field pool_fields[] = {
      SLABD_POOL_FIELD(high_water)},
     {"slab_bytes", "pool_slab_bytes", "gauge", "Bytes of the slabs the blocks are carved from",
      SLABD_POOL_FIELD(slab_bytes)},
-    {"allocs", "pool_allocs_total", "counter", "Blocks handed out since start", SLABD_POOL_FIELD(allocs)},
-    {"failed_allocs", "pool_failed_allocs_total", "counter", "Allocations that found no block under the limit",
-     SLABD_POOL_FIELD(failed_allocs)},
+    {"allocs", "pool_allocs_total", "counter", "Blocks handed out since start",
+     SLABD_POOL_FIELD(allocs)},
+    {"failed_allocs", "pool_failed_allocs_total", "counter",
+     "Allocations that found no block under the limit", SLABD_POOL_FIELD(failed_allocs)},
 };
 #undef SLABD_POOL_FIELD
 
@@ -83,23 +86,21 @@ nlohmann::json pool_json(const pool::slab_stats& p) {
 }
 
 nlohmann::json reload_json(const reload_snapshot& r) {
-    return {{"applied", r.applied},
-            {"rejected", r.rejected},
-            {"last", r.last},
-            {"changed", r.changed},
-            {"needs_restart", r.needs_restart},
-            {"error", r.error}};
+    return {{"applied", r.applied}, {"rejected", r.rejected},           {"last", r.last},
+            {"changed", r.changed}, {"needs_restart", r.needs_restart}, {"error", r.error}};
 }
 
 nlohmann::json refused_json(const shard_snapshot& t) {
     nlohmann::json j = nlohmann::json::object();
-    for (std::size_t i = 0; i < refusal_reasons; ++i) j[refusal_names[i]] = t.refused(static_cast<refusal_reason>(i));
+    for (std::size_t i = 0; i < refusal_reasons; ++i)
+        j[refusal_names[i]] = t.refused(static_cast<refusal_reason>(i));
     return j;
 }
 
 nlohmann::json limits_json(const limits_snapshot& l) {
     nlohmann::json top = nlohmann::json::array();
-    for (const auto& source : l.top_sources) top.push_back({{"source", source.name}, {"connections", source.connections}});
+    for (const auto& source : l.top_sources)
+        top.push_back({{"source", source.name}, {"connections", source.connections}});
     return {{"max_per_source", l.max_per_source},
             {"accept_rate", l.accept_rate},
             {"sources", l.sources},
@@ -139,7 +140,9 @@ std::string to_json(const server_snapshot& s) {
         upstreams.push_back({{"name", u.name},
                              {"active", u.active},
                              {"connect_failures", u.connect_failures},
-                             {"state", u.removed ? "removed" : u.down ? "down" : "up"},
+                             {"state", u.removed ? "removed"
+                                       : u.down  ? "down"
+                                                 : "up"},
                              {"health",
                               {{"down", u.checked_down},
                                {"last_check", u.last_check},
@@ -158,8 +161,7 @@ std::string to_json(const server_snapshot& s) {
         {"connections",
          {{"accepted", t.accepted},
           {"refused", t.refused()},
-          {"refused_by_reason",
-           refused_json(t)},
+          {"refused_by_reason", refused_json(t)},
           {"paused", t.paused},
           {"active", t.active},
           {"accept_errors", t.accept_errors},
@@ -173,9 +175,13 @@ std::string to_json(const server_snapshot& s) {
             {"evicted", t.closed_evicted}}}}},
         {"bytes", {{"in", t.bytes_in}, {"out", t.bytes_out}, {"spliced", t.bytes_spliced}}},
         {"splice_pipes", {{"in_use", t.splice_pipes_in_use}, {"lost", t.splice_pipes_lost}}},
-        {"linger", {{"active", t.lingering}, {"timeouts", t.linger_timeouts}, {"overflows", t.linger_overflows}}},
+        {"linger",
+         {{"active", t.lingering},
+          {"timeouts", t.linger_timeouts},
+          {"overflows", t.linger_overflows}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
-        {"proxy_protocol", {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
+        {"proxy_protocol",
+         {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
         {"op_memory_overflows", s.op_memory_overflows},
         {"upstream_resolve_failures", s.upstream_resolve_failures},
         {"admin", admin_json(s.admin)},
@@ -189,13 +195,15 @@ std::string to_json(const server_snapshot& s) {
     return j.dump();
 }
 
-bool ready(const server_snapshot& s) noexcept { return !s.draining && s.pool.free >= s.ready_headroom; }
+bool ready(const server_snapshot& s) noexcept {
+    return !s.draining && s.pool.free >= s.ready_headroom;
+}
 
 namespace {
 
 /// Writes metric families, each with its HELP and TYPE once, in the text format 0.0.4.
 class prometheus_writer {
-public:
+  public:
     void family(std::string_view name, std::string_view type, std::string_view help) {
         out_ += "# HELP slabd_";
         out_ += name;
@@ -221,9 +229,10 @@ public:
     }
     std::string take() { return std::move(out_); }
 
-private:
+  private:
     static std::string fmt_number(double v) {
-        if (v == static_cast<double>(static_cast<std::uint64_t>(v))) return std::to_string(static_cast<std::uint64_t>(v));
+        if (v == static_cast<double>(static_cast<std::uint64_t>(v)))
+            return std::to_string(static_cast<std::uint64_t>(v));
         return std::to_string(v);
     }
     std::string out_;
@@ -247,7 +256,8 @@ std::string label_value(std::string_view v) {
 std::string to_prometheus(const server_snapshot& s) {
     prometheus_writer w;
     w.family("info", "gauge", "Version and mode of this slabd; always 1");
-    w.sample("info", "version=\"" + label_value(s.version) + "\",mode=\"" + label_value(s.mode) + "\"", 1);
+    w.sample("info",
+             "version=\"" + label_value(s.version) + "\",mode=\"" + label_value(s.mode) + "\"", 1);
     w.family("uptime_seconds", "gauge", "Seconds since start");
     w.sample("uptime_seconds", "", s.uptime_seconds);
     w.family("ready", "gauge", "1 while /readyz answers 200");
@@ -269,11 +279,15 @@ std::string to_prometheus(const server_snapshot& s) {
         w.sample(f.metric, "pool=\"connections\"", static_cast<double>(f.get(s.pool)));
         w.sample(f.metric, "pool=\"buffers\"", static_cast<double>(f.get(s.buffers)));
     }
-    w.family("pool_rejected_frees_total", "counter", "Frees refused: double, foreign or misaligned pointers");
-    for (const auto& [label, p] : {std::pair{"connections", &s.pool}, std::pair{"buffers", &s.buffers}}) {
+    w.family("pool_rejected_frees_total", "counter",
+             "Frees refused: double, foreign or misaligned pointers");
+    for (const auto& [label, p] :
+         {std::pair{"connections", &s.pool}, std::pair{"buffers", &s.buffers}}) {
         const std::string pool_label = std::string("pool=\"") + label + "\",kind=";
-        w.sample("pool_rejected_frees_total", pool_label + "\"double\"", static_cast<double>(p->rejected_double_frees));
-        w.sample("pool_rejected_frees_total", pool_label + "\"foreign\"", static_cast<double>(p->rejected_foreign_frees));
+        w.sample("pool_rejected_frees_total", pool_label + "\"double\"",
+                 static_cast<double>(p->rejected_double_frees));
+        w.sample("pool_rejected_frees_total", pool_label + "\"foreign\"",
+                 static_cast<double>(p->rejected_foreign_frees));
         w.sample("pool_rejected_frees_total", pool_label + "\"misaligned\"",
                  static_cast<double>(p->rejected_misaligned_frees));
     }
@@ -291,10 +305,12 @@ std::string to_prometheus(const server_snapshot& s) {
             w.sample(name, labels, static_cast<double>(value_of(s.shards[i])));
         }
     };
-#define SLABD_COUNTER(field_name, family, label, help) \
-    shard_metric(family, "_total", "counter", label, help, [](const shard_snapshot& x) { return x.field_name; });
+#define SLABD_COUNTER(field_name, family, label, help)     \
+    shard_metric(family, "_total", "counter", label, help, \
+                 [](const shard_snapshot& x) { return x.field_name; });
 #define SLABD_GAUGE(field_name, family, label, help) \
-    shard_metric(family, "", "gauge", label, help, [](const shard_snapshot& x) { return x.field_name; });
+    shard_metric(family, "", "gauge", label, help,   \
+                 [](const shard_snapshot& x) { return x.field_name; });
     SLABD_SHARD_COUNTERS(SLABD_COUNTER)
     SLABD_SHARD_GAUGES(SLABD_GAUGE)
 #undef SLABD_COUNTER
@@ -302,7 +318,8 @@ std::string to_prometheus(const server_snapshot& s) {
 
     w.family("upstream_resolve_failures_total", "counter",
              "Lookups of upstream names that failed (the last addresses were kept)");
-    w.sample("upstream_resolve_failures_total", "", static_cast<double>(s.upstream_resolve_failures));
+    w.sample("upstream_resolve_failures_total", "",
+             static_cast<double>(s.upstream_resolve_failures));
     // Each upstream's metrics, one family each, labelled by the upstream's name.
     struct upstream_metric {
         const char* family;
@@ -313,15 +330,18 @@ std::string to_prometheus(const server_snapshot& s) {
     static constexpr upstream_metric upstream_metrics[] = {
         {"upstream_active_connections", "gauge", "Clients relayed to this upstream now",
          [](const upstream_snapshot& u) { return static_cast<double>(u.active); }},
-        {"upstream_connect_failures_total", "counter", "Failed or timed-out connects to this upstream",
+        {"upstream_connect_failures_total", "counter",
+         "Failed or timed-out connects to this upstream",
          [](const upstream_snapshot& u) { return static_cast<double>(u.connect_failures); }},
         {"upstream_checked_down", "gauge", "1 while active health checks hold the upstream down",
          [](const upstream_snapshot& u) { return u.checked_down ? 1.0 : 0.0; }},
-        {"upstream_check_transitions_total", "counter", "Times health checks took the upstream down or brought it up",
+        {"upstream_check_transitions_total", "counter",
+         "Times health checks took the upstream down or brought it up",
          [](const upstream_snapshot& u) { return static_cast<double>(u.check_transitions); }},
         {"upstream_last_check_seconds", "gauge", "How long the last health check took",
          [](const upstream_snapshot& u) { return static_cast<double>(u.last_check_us) / 1e6; }},
-        {"upstream_up", "gauge", "0 while the upstream is held down by health checks or marked failed and skipped",
+        {"upstream_up", "gauge",
+         "0 while the upstream is held down by health checks or marked failed and skipped",
          [](const upstream_snapshot& u) { return u.down ? 0.0 : 1.0; }},
         {"upstream_removed", "gauge", "1 while a removed upstream's relays finish",
          [](const upstream_snapshot& u) { return u.removed ? 1.0 : 0.0; }},
@@ -329,14 +349,18 @@ std::string to_prometheus(const server_snapshot& s) {
     if (!s.upstreams.empty()) {
         for (const auto& m : upstream_metrics) {
             w.family(m.family, m.type, m.help);
-            for (const auto& u : s.upstreams) w.sample(m.family, "upstream=\"" + label_value(u.name) + "\"", m.value(u));
+            for (const auto& u : s.upstreams)
+                w.sample(m.family, "upstream=\"" + label_value(u.name) + "\"", m.value(u));
         }
     }
-    w.family("reloads_total", "counter", "Reloads (SIGHUP) by outcome: applied, or rejected and nothing changed");
+    w.family("reloads_total", "counter",
+             "Reloads (SIGHUP) by outcome: applied, or rejected and nothing changed");
     w.sample("reloads_total", "outcome=\"applied\"", static_cast<double>(s.reload.applied));
     w.sample("reloads_total", "outcome=\"rejected\"", static_cast<double>(s.reload.rejected));
-    w.family("reload_needs_restart_settings", "gauge", "Settings changed in the file that only a restart applies");
-    w.sample("reload_needs_restart_settings", "", static_cast<double>(s.reload.needs_restart.size()));
+    w.family("reload_needs_restart_settings", "gauge",
+             "Settings changed in the file that only a restart applies");
+    w.sample("reload_needs_restart_settings", "",
+             static_cast<double>(s.reload.needs_restart.size()));
     return w.take();
 }
 

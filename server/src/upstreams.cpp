@@ -7,7 +7,9 @@ namespace slabd::server {
 
 namespace {
 
-std::int64_t now_ticks() noexcept { return std::chrono::steady_clock::now().time_since_epoch().count(); }
+std::int64_t now_ticks() noexcept {
+    return std::chrono::steady_clock::now().time_since_epoch().count();
+}
 
 std::int64_t to_ticks(std::chrono::milliseconds d) noexcept {
     return std::chrono::duration_cast<std::chrono::steady_clock::duration>(d).count();
@@ -19,7 +21,8 @@ upstreams::upstreams(const std::vector<target>& list, config::balance_policy pol
                      std::chrono::milliseconds fail_timeout)
     : policy_(policy), fail_timeout_(to_ticks(fail_timeout)) {
     if (list.size() > max_slots)
-        throw std::invalid_argument("at most " + std::to_string(max_slots) + " upstreams are supported");
+        throw std::invalid_argument("at most " + std::to_string(max_slots) +
+                                    " upstreams are supported");
     replace(list, 0);
 }
 
@@ -30,7 +33,8 @@ bool upstreams::is_down(const upstream& u) const noexcept {
 
 upstreams::upstream* upstreams::pick(std::uint64_t tried_mask) noexcept {
     const std::size_t count = used_.load(std::memory_order_acquire);
-    const bool round_robin = policy_.load(std::memory_order_relaxed) == config::balance_policy::round_robin;
+    const bool round_robin =
+        policy_.load(std::memory_order_relaxed) == config::balance_policy::round_robin;
     const std::uint64_t start = round_robin ? next_.fetch_add(1, std::memory_order_relaxed) : 0;
     // Healthy upstreams first; if every untried one is marked down, try them anyway rather than
     // refuse: the mark is a guess, and a client that gets nowhere is closed either way.
@@ -44,8 +48,8 @@ upstreams::upstream* upstreams::pick(std::uint64_t tried_mask) noexcept {
             if (u.checked_down.load(std::memory_order_relaxed)) continue;
             if (!allow_down && is_down(u)) continue;
             if (round_robin) return &u;
-            if (best == nullptr ||
-                u.active.load(std::memory_order_relaxed) < best->active.load(std::memory_order_relaxed))
+            if (best == nullptr || u.active.load(std::memory_order_relaxed) <
+                                       best->active.load(std::memory_order_relaxed))
                 best = &u;
         }
         if (best != nullptr) return best;
@@ -56,10 +60,12 @@ upstreams::upstream* upstreams::pick(std::uint64_t tried_mask) noexcept {
 void upstreams::mark_failed(upstream& u) noexcept {
     u.connect_failures.fetch_add(1, std::memory_order_relaxed);
     u.failures_in_row.fetch_add(1, std::memory_order_relaxed);
-    u.down_until.store(now_ticks() + fail_timeout_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    u.down_until.store(now_ticks() + fail_timeout_.load(std::memory_order_relaxed),
+                       std::memory_order_relaxed);
 }
 
-void upstreams::set_policy(config::balance_policy policy, std::chrono::milliseconds fail_timeout) noexcept {
+void upstreams::set_policy(config::balance_policy policy,
+                           std::chrono::milliseconds fail_timeout) noexcept {
     policy_.store(policy, std::memory_order_relaxed);
     fail_timeout_.store(to_ticks(fail_timeout), std::memory_order_relaxed);
 }
@@ -67,7 +73,8 @@ void upstreams::set_policy(config::balance_policy policy, std::chrono::milliseco
 upstreams::upstream* upstreams::find(const asio::ip::tcp::endpoint& e) noexcept {
     const std::size_t count = used_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < count; ++i)
-        if (slots_[i].status.load(std::memory_order_relaxed) != state::empty && slots_[i].endpoint == e)
+        if (slots_[i].status.load(std::memory_order_relaxed) != state::empty &&
+            slots_[i].endpoint == e)
             return &slots_[i];
     return nullptr;
 }
@@ -77,8 +84,8 @@ upstreams::upstream* upstreams::free_slot() noexcept {
     for (std::size_t i = 0; i < count; ++i) {
         upstream& u = slots_[i];
         const state s = u.status.load(std::memory_order_relaxed);
-        if (s == state::empty ||
-            (s == state::retired && u.retired_at <= fenced_ && u.active.load(std::memory_order_acquire) == 0))
+        if (s == state::empty || (s == state::retired && u.retired_at <= fenced_ &&
+                                  u.active.load(std::memory_order_acquire) == 0))
             return &u;
     }
     return count < max_slots ? &slots_[count] : nullptr;
@@ -129,7 +136,8 @@ upstreams::change upstreams::replace(const std::vector<target>& list, std::uint6
         ++u->generation;
         u->status.store(state::serving, std::memory_order_release);
         const auto index = static_cast<std::size_t>(u - slots_.data());
-        if (index >= used_.load(std::memory_order_relaxed)) used_.store(index + 1, std::memory_order_release);
+        if (index >= used_.load(std::memory_order_relaxed))
+            used_.store(index + 1, std::memory_order_release);
         what.added.push_back(name);
     }
     return what;

@@ -22,15 +22,22 @@ namespace slabd::server {
 /// them: the slot was retired, every shard has since run a handler (the fence), and no relay
 /// holds it.
 class upstreams {
-public:
+  public:
     /// The tried mask is 64 bits wide.
     static constexpr std::size_t max_slots = 64;
 
     enum class state : std::uint8_t { empty, serving, retired };
     /// The last active health check's outcome (health_check.hpp).
-    enum class check_result : std::uint8_t { none, ok, connect_failed, timeout, send_failed, expect_failed };
-    static constexpr std::array<const char*, 6> check_result_names{"none", "ok", "connect_failed", "timeout",
-                                                                   "send_failed", "expect_failed"};
+    enum class check_result : std::uint8_t {
+        none,
+        ok,
+        connect_failed,
+        timeout,
+        send_failed,
+        expect_failed
+    };
+    static constexpr std::array<const char*, 6> check_result_names{
+        "none", "ok", "connect_failed", "timeout", "send_failed", "expect_failed"};
 
     struct upstream {
         std::string name;
@@ -67,7 +74,8 @@ public:
     };
 
     /// Throws std::invalid_argument past max_slots.
-    upstreams(const std::vector<target>& list, config::balance_policy policy, std::chrono::milliseconds fail_timeout);
+    upstreams(const std::vector<target>& list, config::balance_policy policy,
+              std::chrono::milliseconds fail_timeout);
 
     /// The next serving upstream not in `tried_mask` (bit i: slot i) that health checks do not
     /// hold down, those passively marked failed last; nullptr when none is left.
@@ -92,11 +100,13 @@ public:
     void fenced(std::uint64_t reload) noexcept { fenced_ = std::max(fenced_, reload); }
     void set_policy(config::balance_policy policy, std::chrono::milliseconds fail_timeout) noexcept;
     /// Slots ever used, serving or retired, in slot order (for the statistics).
-    [[nodiscard]] std::size_t slots_used() const noexcept { return used_.load(std::memory_order_acquire); }
+    [[nodiscard]] std::size_t slots_used() const noexcept {
+        return used_.load(std::memory_order_acquire);
+    }
     [[nodiscard]] const upstream& at(std::size_t i) const noexcept { return slots_[i]; }
     [[nodiscard]] upstream& at(std::size_t i) noexcept { return slots_[i]; }
 
-private:
+  private:
     upstream* find(const asio::ip::tcp::endpoint& e) noexcept;
     upstream* free_slot() noexcept;
 
@@ -111,7 +121,7 @@ private:
 /// A leg's hold on the upstream it connects or relays to: the upstream's `active` gauge counts
 /// exactly the live claims, because only this type moves it, up on claim and down on release.
 class upstream_claim {
-public:
+  public:
     upstream_claim() noexcept = default;
     ~upstream_claim() { release(); }
     upstream_claim(const upstream_claim&) = delete;
@@ -129,7 +139,7 @@ public:
     }
     [[nodiscard]] upstreams::upstream* get() const noexcept { return upstream_; }
 
-private:
+  private:
     upstreams::upstream* upstream_ = nullptr;
 };
 

@@ -51,25 +51,29 @@ transcript run(const std::vector<std::string_view>& chunks) {
             require(chunk.size() <= left, "feed grew its input");
             if (got == request_assembler::outcome::error) {
                 t.error_status = assembler.error_status();
-                require(t.error_status == 400 || t.error_status == 431, "an error status other than 400 or 431");
+                require(t.error_status == 400 || t.error_status == 431,
+                        "an error status other than 400 or 431");
                 std::string_view more = "GET / HTTP/1.1\r\n\r\n";
-                require(assembler.feed(more) == request_assembler::outcome::error, "an error that did not stay");
+                require(assembler.feed(more) == request_assembler::outcome::error,
+                        "an error that did not stay");
                 return t;
             }
             if (got == request_assembler::outcome::need_more) {
                 require(chunk.empty(), "need-more with bytes left over");
-                require(assembler.pending_bytes() <= admin_limits::max_request_bytes, "pending past the limit");
+                require(assembler.pending_bytes() <= admin_limits::max_request_bytes,
+                        "pending past the limit");
                 break;
             }
             const std::size_t used_so_far = offered - chunk.size();
-            require(used_so_far - before <= admin_limits::max_request_bytes, "a request over the limit");
+            require(used_so_far - before <= admin_limits::max_request_bytes,
+                    "a request over the limit");
             before = used_so_far;
             const auto& r = assembler.request();
             require(!r.method.empty(), "a request without a method");
             require(r.head == (r.method == "HEAD"), "head disagrees with the method");
             require(assembler.pending_bytes() == 0, "bytes pending right after a whole request");
-            t.requests.push_back({std::string(r.method), std::string(r.target), std::string(r.authorization),
-                                  r.keep_alive, r.head});
+            t.requests.push_back({std::string(r.method), std::string(r.target),
+                                  std::string(r.authorization), r.keep_alive, r.head});
         }
     }
     t.pending = assembler.pending_bytes();

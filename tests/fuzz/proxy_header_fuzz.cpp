@@ -30,9 +30,10 @@ bool same(const pp::parse_result& a, const pp::parse_result& b) {
     if (a.state == status::error) return a.error == b.error;
     if (a.state == status::need_more) return true;
     return a.length == b.length && a.value.local == b.value.local &&
-           (a.value.local || (std::memcmp(&a.value.source, &b.value.source, sizeof a.value.source) == 0 &&
-                              std::memcmp(&a.value.destination, &b.value.destination,
-                                          sizeof a.value.destination) == 0));
+           (a.value.local ||
+            (std::memcmp(&a.value.source, &b.value.source, sizeof a.value.source) == 0 &&
+             std::memcmp(&a.value.destination, &b.value.destination, sizeof a.value.destination) ==
+                 0));
 }
 
 /// An endpoint as build() treats it: 16 bytes with IPv4 mapped, and the port.
@@ -64,7 +65,8 @@ canonical canonical_of(const sockaddr_storage& ss) {
 void round_trip(pp::version v, const pp::header& h) {
     std::array<std::byte, pp::max_built_size> out{};
     const sockaddr* source = h.local ? nullptr : reinterpret_cast<const sockaddr*>(&h.source);
-    const sockaddr* destination = h.local ? nullptr : reinterpret_cast<const sockaddr*>(&h.destination);
+    const sockaddr* destination =
+        h.local ? nullptr : reinterpret_cast<const sockaddr*>(&h.destination);
     const std::size_t n = pp::build(v, source, destination, out);
     require(n > 0 && n <= out.size(), "build wrote nothing or too much");
     const auto back = pp::parse(std::span<const std::byte>(out).first(n));
@@ -72,7 +74,8 @@ void round_trip(pp::version v, const pp::header& h) {
     require(back.length == n, "a built header parses to another length");
     require(back.value.local == h.local, "local does not survive a round trip");
     if (h.local) return;
-    require(back.value.source.ss_family == back.value.destination.ss_family, "mixed families parsed");
+    require(back.value.source.ss_family == back.value.destination.ss_family,
+            "mixed families parsed");
     require(canonical_of(back.value.source) == canonical_of(h.source),
             "the source changed in a round trip");
     require(canonical_of(back.value.destination) == canonical_of(h.destination),

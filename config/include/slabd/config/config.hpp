@@ -182,8 +182,8 @@ enum class action { run, check_config, pool_demo, probe, exit };
 struct command_line {
     Config config;
     action what = action::run;
-    int exit_code = 0;   ///< for check_config and exit: 0, or 2 for bad usage or config
-    std::string output;  ///< help, version, effective config or error text, ending in "\n"
+    int exit_code = 0;       ///< for check_config and exit: 0, or 2 for bad usage or config
+    std::string output;      ///< help, version, effective config or error text, ending in "\n"
     std::string probe_path;  ///< for probe: the admin route to GET, e.g. "/healthz"
 };
 

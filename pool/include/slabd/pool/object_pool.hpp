@@ -14,13 +14,14 @@ namespace slabd::pool {
 /// Pool of T objects over a `slab` (one thread) or a `shared_slab` (several threads).
 template <typename T, typename Slab = slab>
 class object_pool {
-public:
+  public:
     /// Move-only owner of one pooled T: destroys it and returns its block when it dies.
     class handle {
-    public:
+      public:
         handle() noexcept = default;
         handle(handle&& other) noexcept
-            : pool_(std::exchange(other.pool_, nullptr)), object_(std::exchange(other.object_, nullptr)) {}
+            : pool_(std::exchange(other.pool_, nullptr)),
+              object_(std::exchange(other.object_, nullptr)) {}
         handle& operator=(handle&& other) noexcept {
             if (this != &other) {
                 reset();
@@ -34,14 +35,15 @@ public:
         ~handle() { reset(); }
 
         void reset() noexcept {
-            if (object_ != nullptr) std::exchange(pool_, nullptr)->destroy(std::exchange(object_, nullptr));
+            if (object_ != nullptr)
+                std::exchange(pool_, nullptr)->destroy(std::exchange(object_, nullptr));
         }
         [[nodiscard]] T* get() const noexcept { return object_; }
         T& operator*() const noexcept { return *object_; }
         T* operator->() const noexcept { return object_; }
         explicit operator bool() const noexcept { return object_ != nullptr; }
 
-    private:
+      private:
         friend class object_pool;
         handle(object_pool* pool, T* object) noexcept : pool_(pool), object_(object) {}
         object_pool* pool_ = nullptr;
@@ -100,7 +102,7 @@ public:
     [[nodiscard]] slab_stats stats() const noexcept { return slab_.stats(); }
     [[nodiscard]] std::string check_invariants() const { return slab_.check_invariants(); }
 
-private:
+  private:
     Slab slab_;
 };
 

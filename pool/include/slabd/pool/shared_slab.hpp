@@ -11,7 +11,7 @@ namespace slabd::pool {
 
 /// Thread-safe slab: every operation of `slab`, serialised by one mutex.
 class shared_slab {
-public:
+  public:
     shared_slab(std::size_t block_size, std::size_t capacity,
                 std::size_t align = alignof(std::max_align_t), std::size_t reserve = 0)
         : slab_(block_size, capacity, align, reserve) {}
@@ -65,7 +65,7 @@ public:
         return slab_.check_invariants();
     }
 
-private:
+  private:
     mutable std::mutex mutex_;
     slab slab_;
 };

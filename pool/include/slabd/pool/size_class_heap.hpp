@@ -17,11 +17,13 @@ namespace slabd::pool {
 /// Why an allocation failed. Usable as a std::error_code.
 enum class alloc_error { no_memory = 1, invalid_param };
 const std::error_category& alloc_category() noexcept;
-inline std::error_code make_error_code(alloc_error e) noexcept { return {static_cast<int>(e), alloc_category()}; }
+inline std::error_code make_error_code(alloc_error e) noexcept {
+    return {static_cast<int>(e), alloc_category()};
+}
 
 /// The pointer an allocation produced, or the typed reason it did not.
 class alloc_result {
-public:
+  public:
     alloc_result(void* ptr) noexcept : ptr_(ptr) {}  // NOLINT: implicit, like expected<T>
     alloc_result(alloc_error error) noexcept : error_(error) {}  // NOLINT
     [[nodiscard]] bool ok() const noexcept { return ptr_ != nullptr; }
@@ -31,7 +33,7 @@ public:
         return ok() ? std::error_code{} : make_error_code(error_);
     }
 
-private:
+  private:
     void* ptr_ = nullptr;
     alloc_error error_ = alloc_error::no_memory;
 };
@@ -44,8 +46,9 @@ struct size_class_stats {
 
 /// Size-class byte allocator. Single-threaded, like `slab`.
 class size_class_heap {
-public:
-    static constexpr std::array<std::size_t, 7> default_classes{64, 128, 256, 512, 1024, 2048, 4096};
+  public:
+    static constexpr std::array<std::size_t, 7> default_classes{64,   128,  256, 512,
+                                                                1024, 2048, 4096};
 
     /// Class sizes must be powers of two, ascending. No memory until init().
     explicit size_class_heap(std::span<const std::size_t> class_sizes = default_classes);
@@ -64,7 +67,9 @@ public:
 
     [[nodiscard]] std::size_t total_bytes() const noexcept;
     [[nodiscard]] std::size_t used_bytes() const noexcept;
-    [[nodiscard]] std::size_t available_bytes() const noexcept { return total_bytes() - used_bytes(); }
+    [[nodiscard]] std::size_t available_bytes() const noexcept {
+        return total_bytes() - used_bytes();
+    }
     [[nodiscard]] std::vector<size_class_stats> class_stats() const;
     [[nodiscard]] std::string check_invariants() const;
 
@@ -72,7 +77,7 @@ public:
     [[nodiscard]] std::size_t class_for(std::size_t size, std::size_t align) const noexcept;
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-private:
+  private:
     struct size_class {
         std::size_t block_size;
         std::vector<slab> slabs;  // one per region given to the heap
@@ -83,10 +88,10 @@ private:
 
 /// std::pmr adapter: lets standard containers draw from a size_class_heap.
 class heap_resource final : public std::pmr::memory_resource {
-public:
+  public:
     explicit heap_resource(size_class_heap& heap) noexcept : heap_(&heap) {}
 
-private:
+  private:
     void* do_allocate(std::size_t bytes, std::size_t alignment) override;
     void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
     bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override;

@@ -3,9 +3,9 @@
 // byte per block, kept outside the blocks, lets free() reject bad pointers without corrupting it.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <span>
 #include <string>
@@ -32,11 +32,11 @@ enum class free_result : std::uint8_t { ok, double_free, foreign, misaligned };
 /// A snapshot of one slab's (or several slabs' summed) counters and gauges.
 struct slab_stats {
     std::size_t block_size = 0;  ///< bytes per block, alignment padding included
-    std::size_t capacity = 0;  ///< blocks the memory holds now (grows, never shrinks)
-    std::size_t limit = 0;     ///< blocks that may be in use at once (the admission limit)
-    std::size_t reserved = 0;  ///< blocks the reserved address range can grow to
+    std::size_t capacity = 0;    ///< blocks the memory holds now (grows, never shrinks)
+    std::size_t limit = 0;       ///< blocks that may be in use at once (the admission limit)
+    std::size_t reserved = 0;    ///< blocks the reserved address range can grow to
     std::size_t in_use = 0;
-    std::size_t free = 0;      ///< blocks that may still be handed out: limit - in_use, or 0
+    std::size_t free = 0;        ///< blocks that may still be handed out: limit - in_use, or 0
     std::size_t high_water = 0;  ///< most blocks ever in use at once
     std::size_t slab_bytes = 0;  ///< bytes of the region(s) the blocks were carved from
     std::uint64_t allocs = 0;
@@ -63,15 +63,15 @@ struct slab_stats {
 /// Invariant (checked by check_invariants()): in_use + free blocks == capacity; the free list is
 /// acyclic, holds only blocks marked free, and with the uncarved tail covers every free block.
 class slab {
-public:
+  public:
     static constexpr std::uint32_t npos = UINT32_MAX;
     static constexpr std::size_t max_capacity = npos - 1;
 
     /// Maps a region of its own (one mmap) for `capacity` blocks of at least `block_size` bytes,
     /// each aligned to `align` (a power of two), reserving address space for `reserve` blocks
     /// (0: `capacity`). Throws std::invalid_argument / std::bad_alloc.
-    slab(std::size_t block_size, std::size_t capacity, std::size_t align = alignof(std::max_align_t),
-         std::size_t reserve = 0);
+    slab(std::size_t block_size, std::size_t capacity,
+         std::size_t align = alignof(std::max_align_t), std::size_t reserve = 0);
     /// Carves as many blocks as fit into caller-owned memory, which must outlive the slab.
     slab(std::span<std::byte> region, std::size_t block_size, std::size_t align);
     ~slab();
@@ -110,14 +110,18 @@ public:
         return push(block, state);
     }
 
-    [[nodiscard]] bool owns(const void* p) const noexcept { return offset_of(p) < region_bytes_used_; }
+    [[nodiscard]] bool owns(const void* p) const noexcept {
+        return offset_of(p) < region_bytes_used_;
+    }
     /// Bytes per block: the requested size, at least a pointer (the free-list link), rounded up to
     /// the alignment.
     [[nodiscard]] std::size_t block_size() const noexcept { return stride_; }
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
     [[nodiscard]] std::size_t reserved() const noexcept { return reserved_; }
-    [[nodiscard]] std::size_t in_use() const noexcept { return static_cast<std::size_t>(allocs_ - frees_); }
+    [[nodiscard]] std::size_t in_use() const noexcept {
+        return static_cast<std::size_t>(allocs_ - frees_);
+    }
     [[nodiscard]] std::size_t available() const noexcept {
         return limit_ > in_use() ? limit_ - in_use() : 0;
     }
@@ -138,7 +142,7 @@ public:
     /// Empty when the invariant holds, else a description of the first violation found. O(N).
     [[nodiscard]] std::string check_invariants() const;
 
-private:
+  private:
     static constexpr std::uint8_t free_state = 0;
     static constexpr std::uint8_t in_use_state = 1;
 
@@ -180,17 +184,20 @@ private:
     }
 
     // Under ASan a free block is poisoned past its link, so a use after free() is reported.
-    static void unpoison([[maybe_unused]] std::byte* block, [[maybe_unused]] std::size_t bytes) noexcept {
+    static void unpoison([[maybe_unused]] std::byte* block,
+                         [[maybe_unused]] std::size_t bytes) noexcept {
 #if defined(SLABD_ASAN)
         ASAN_UNPOISON_MEMORY_REGION(block, bytes);
 #endif
     }
-    static void poison_tail([[maybe_unused]] std::byte* block, [[maybe_unused]] std::size_t bytes) noexcept {
+    static void poison_tail([[maybe_unused]] std::byte* block,
+                            [[maybe_unused]] std::size_t bytes) noexcept {
 #if defined(SLABD_ASAN)
         ASAN_POISON_MEMORY_REGION(block + sizeof(std::byte*), bytes - sizeof(std::byte*));
 #endif
     }
-    static void poison_whole([[maybe_unused]] std::byte* block, [[maybe_unused]] std::size_t bytes) noexcept {
+    static void poison_whole([[maybe_unused]] std::byte* block,
+                             [[maybe_unused]] std::size_t bytes) noexcept {
 #if defined(SLABD_ASAN)
         ASAN_POISON_MEMORY_REGION(block, bytes);
 #endif

@@ -18,11 +18,13 @@ namespace slabd::server {
 // proxy_untrusted is refused before a block is taken; a PROXY header that is invalid or late
 // (accept_proxy), or a proxy client for whom every upstream is down, is found while the
 // connection holds one, which it returns at once.
-#define SLABD_REFUSAL_REASONS(M, X)                                                                 \
-    M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)              \
+// clang-format off
+#define SLABD_REFUSAL_REASONS(M, X)                                                         \
+    M(X, pool_full) M(X, per_source) M(X, rate_limited) M(X, fd_limit) M(X, draining)      \
     M(X, proxy_untrusted) M(X, proxy_invalid) M(X, proxy_timeout) M(X, no_upstream)
-#define SLABD_REFUSAL_COUNTER(X, reason)                                                           \
-    X(refused_##reason, "connections_refused", "reason=\"" #reason "\"",                           \
+// clang-format on
+#define SLABD_REFUSAL_COUNTER(X, reason)                                 \
+    X(refused_##reason, "connections_refused", "reason=\"" #reason "\"", \
       "Connections refused, by reason")
 
 enum class refusal_reason : std::uint8_t {
@@ -42,43 +44,57 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
 
 // X(field, metric family, label, help). Counters only grow; gauges go up and down. Fields of
 // one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
-#define SLABD_SHARD_COUNTERS(X)                                                                    \
-    X(accepted, "connections_accepted", "", "Connections accepted and given a pool block (under accept_proxy: once their PROXY header came)") \
-    SLABD_REFUSAL_REASONS(SLABD_REFUSAL_COUNTER, X)                                                \
-    X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full")  \
-    X(closed_client_eof, "connections_closed", "reason=\"client_eof\"", "Connections closed, by reason") \
-    X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                     \
-    X(closed_error, "connections_closed", "reason=\"error\"", "")                                   \
-    X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"", "")             \
-    X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                             \
-    X(closed_evicted, "connections_closed", "reason=\"evicted\"", "")                               \
-    X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                         \
-    X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                    \
-    X(bytes_spliced, "bytes_spliced", "", "Bytes relayed zero-copy with splice(2), of those written") \
-    X(splice_pipes_lost, "splice_pipes_lost", "", "Splice pipes dropped because no replacement could be made") \
-    X(accept_errors, "accept_errors", "", "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off") \
-    X(upstream_connect_failures, "proxy_connect_failures", "", "Upstream connects that failed or timed out") \
-    X(proxy_headers_received, "proxy_headers_received", "", "PROXY protocol headers taken from trusted load balancers") \
-    X(proxy_headers_sent, "proxy_headers_sent", "", "PROXY protocol headers sent to upstreams") \
-    X(buffer_waits, "buffer_waits", "", "Times a connection stopped reading because the buffer pool was empty") \
-    X(linger_timeouts, "linger_timeouts", "", "Lingering closes cut short: the peer kept sending past the linger time") \
-    X(linger_overflows, "linger_overflows", "", "Closes that could not linger because every linger slot was taken")
+#define SLABD_SHARD_COUNTERS(X)                                                                   \
+    X(accepted, "connections_accepted", "",                                                       \
+      "Connections accepted and given a pool block (under accept_proxy: once their PROXY header " \
+      "came)")                                                                                    \
+    SLABD_REFUSAL_REASONS(SLABD_REFUSAL_COUNTER, X)                                               \
+    X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full") \
+    X(closed_client_eof, "connections_closed", "reason=\"client_eof\"",                           \
+      "Connections closed, by reason")                                                            \
+    X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                   \
+    X(closed_error, "connections_closed", "reason=\"error\"", "")                                 \
+    X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"", "")           \
+    X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                           \
+    X(closed_evicted, "connections_closed", "reason=\"evicted\"", "")                             \
+    X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                        \
+    X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                   \
+    X(bytes_spliced, "bytes_spliced", "",                                                         \
+      "Bytes relayed zero-copy with splice(2), of those written")                                 \
+    X(splice_pipes_lost, "splice_pipes_lost", "",                                                 \
+      "Splice pipes dropped because no replacement could be made")                                \
+    X(accept_errors, "accept_errors", "",                                                         \
+      "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off")                          \
+    X(upstream_connect_failures, "proxy_connect_failures", "",                                    \
+      "Upstream connects that failed or timed out")                                               \
+    X(proxy_headers_received, "proxy_headers_received", "",                                       \
+      "PROXY protocol headers taken from trusted load balancers")                                 \
+    X(proxy_headers_sent, "proxy_headers_sent", "", "PROXY protocol headers sent to upstreams")   \
+    X(buffer_waits, "buffer_waits", "",                                                           \
+      "Times a connection stopped reading because the buffer pool was empty")                     \
+    X(linger_timeouts, "linger_timeouts", "",                                                     \
+      "Lingering closes cut short: the peer kept sending past the linger time")                   \
+    X(linger_overflows, "linger_overflows", "",                                                   \
+      "Closes that could not linger because every linger slot was taken")
 
-#define SLABD_SHARD_GAUGES(X)                                                                      \
-    X(active, "connections_active", "", "Connections open")                                        \
-    X(splice_pipes_in_use, "splice_pipes_in_use", "", "Splice pipes lent to relays, holding bytes") \
-    X(lingering, "lingering_sockets", "", "Closed clients whose socket lingers until the peer is done sending")
+#define SLABD_SHARD_GAUGES(X)                               \
+    X(active, "connections_active", "", "Connections open") \
+    X(splice_pipes_in_use, "splice_pipes_in_use", "",       \
+      "Splice pipes lent to relays, holding bytes")         \
+    X(lingering, "lingering_sockets", "",                   \
+      "Closed clients whose socket lingers until the peer is done sending")
 
 // The admin endpoint's own counters and gauges: X(field, metric family, type, help). JSON shows
 // them under "admin" by field name; Prometheus as slabd_<family>.
-#define SLABD_ADMIN_STATS(X)                                                                       \
-    X(sessions_active, "admin_sessions_active", gauge, "Admin HTTP connections open")              \
-    X(sessions_refused, "admin_sessions_refused_total", counter,                                   \
-      "Admin HTTP connections turned away: every session was answering a request")               \
-    X(sessions_evicted, "admin_sessions_evicted_total", counter,                                   \
-      "Admin sessions closed to make room because they had not completed a request")            \
-    X(accept_errors, "admin_accept_errors_total", counter, "accept() failures on the admin listener") \
-    X(reserve_used, "admin_reserve_used_total", counter,                                           \
+#define SLABD_ADMIN_STATS(X)                                                          \
+    X(sessions_active, "admin_sessions_active", gauge, "Admin HTTP connections open") \
+    X(sessions_refused, "admin_sessions_refused_total", counter,                      \
+      "Admin HTTP connections turned away: every session was answering a request")    \
+    X(sessions_evicted, "admin_sessions_evicted_total", counter,                      \
+      "Admin sessions closed to make room because they had not completed a request")  \
+    X(accept_errors, "admin_accept_errors_total", counter,                            \
+      "accept() failures on the admin listener")                                      \
+    X(reserve_used, "admin_reserve_used_total", counter,                              \
       "Times the reserved descriptor was given up to answer an admin client at the fd limit")
 
 /// The admin endpoint's statistics, copied at one moment.
@@ -128,8 +144,8 @@ struct upstream_snapshot {
     std::string name;
     std::uint64_t active = 0;
     std::uint64_t connect_failures = 0;
-    bool down = false;     // passively marked failed and being skipped, or checked down
-    bool removed = false;  // removed at a reload: takes no new clients, its relays finish
+    bool down = false;          // passively marked failed and being skipped, or checked down
+    bool removed = false;       // removed at a reload: takes no new clients, its relays finish
     bool checked_down = false;  // active health checks hold it down: no new clients at all
     const char* last_check = "none";
     std::uint64_t last_check_us = 0;
@@ -139,10 +155,10 @@ struct upstream_snapshot {
 
 /// The outcome of the reloads (SIGHUP) so far, as /stats shows it.
 struct reload_snapshot {
-    std::uint64_t applied = 0;   // reloads whose config loaded (changed something or not)
-    std::uint64_t rejected = 0;  // reloads whose config did not load: nothing changed
-    std::string last = "none";   // "none", "applied" or "rejected"
-    std::vector<std::string> changed;        // by the last applied reload, "key old -> new"
+    std::uint64_t applied = 0;         // reloads whose config loaded (changed something or not)
+    std::uint64_t rejected = 0;        // reloads whose config did not load: nothing changed
+    std::string last = "none";         // "none", "applied" or "rejected"
+    std::vector<std::string> changed;  // by the last applied reload, "key old -> new"
     std::vector<std::string> needs_restart;  // keys that differ from the running ones
     std::string error;                       // why the last rejected reload was rejected
 };
@@ -169,7 +185,8 @@ struct server_snapshot {
     pool::slab_stats buffers;
     std::size_t buffer_size = 0;
     std::uint64_t op_memory_overflows = 0;
-    std::uint64_t upstream_resolve_failures = 0;  // name lookups that failed, keeping the last addresses
+    std::uint64_t upstream_resolve_failures =
+        0;  // name lookups that failed, keeping the last addresses
     admin_snapshot admin;
     limits_snapshot limits;
     reload_snapshot reload;
