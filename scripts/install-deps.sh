@@ -21,6 +21,8 @@ bench_packages=(
 )
 test_packages=(
   doctest-dev
+  # the formatting check (.clang-format)
+  clang-format
   # clang and its runtimes: libFuzzer and the sanitizers for scripts/fuzz.sh
   clang libclang-rt-14-dev
   # the dev build compiles the benchmarks too, so that they never rot

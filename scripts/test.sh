@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds and runs every test: the normal build first, then the same
+# Installs what is missing, checks the formatting of every C and C++ file against .clang-format,
+# then builds and runs every test: the normal build first, then the same
 # tests under ASan+UBSan and under TSan (each runs the fuzz corpora as regression tests), then a
 # build of everything with clang (its warnings differ from g++'s; the tests already ran), then a
 # bounded libFuzzer run of every fuzz target (scripts/fuzz.sh, SLABD_FUZZ_SECONDS each, default
-# 60). Pass preset names to run only those: test.sh dev asan; test.sh fuzz runs only the fuzzing.
+# 60). Pass step names to run only those: test.sh dev asan; test.sh fuzz runs only the fuzzing;
+# test.sh format only checks the formatting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh test
 presets=("$@")
-((${#presets[@]})) || presets=(dev asan tsan clang fuzz)
+((${#presets[@]})) || presets=(format dev asan tsan clang fuzz)
 jobs=$(nproc)
 
 for preset in "${presets[@]}"; do
+  if [[ ${preset} == format ]]; then
+    echo "=== format: clang-format --dry-run --Werror"
+    find pool config server loadtest tests bench -regextype egrep -regex '.*\.(c|h|cpp|hpp)' -print0 |
+      xargs -0 clang-format --dry-run --Werror
+    continue
+  fi
   if [[ ${preset} == fuzz ]]; then
     ./scripts/fuzz.sh "${SLABD_FUZZ_SECONDS:-60}"
     continue
