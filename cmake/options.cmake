@@ -1,13 +1,16 @@
-# Compiler options every slabd target links: warnings, and the sanitizer chosen for this build.
-# They are INTERFACE targets so that a target opts in by linking, as cmake_template does.
+# Compiler options every slabd target links, as INTERFACE targets so that a target opts in by
+# linking (as cmake_template does): slabd::warnings, and slabd::sanitizers, the sanitizer chosen for
+# this build (or the fuzzing instrumentation), which is empty in a plain build.
 
 option(SLABD_WARNINGS_AS_ERRORS "Treat compiler warnings as errors" OFF)
 set(SLABD_SANITIZE "" CACHE STRING "Sanitizers for this build: empty, 'address;undefined' or 'thread'")
 
-add_library(slabd_options INTERFACE)
-add_library(slabd::options ALIAS slabd_options)
+add_library(slabd_warnings INTERFACE)
+add_library(slabd::warnings ALIAS slabd_warnings)
+add_library(slabd_sanitizers INTERFACE)
+add_library(slabd::sanitizers ALIAS slabd_sanitizers)
 
-target_compile_options(slabd_options INTERFACE
+target_compile_options(slabd_warnings INTERFACE
   # Not -Wnull-dereference: at -O2 GCC 12 reports it inside inlined Asio and libstdc++ code
   # (asio/detail/impl/scheduler.ipp, basic_string.h), where we cannot act on it.
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
@@ -29,9 +32,9 @@ if(SLABD_SANITIZE)
     # cannot model: Asio's code, not ours.
     list(APPEND _slabd_sanitizer_flags -Wno-tsan)
   endif()
-  target_compile_options(slabd_options INTERFACE ${_slabd_sanitizer_flags})
-  target_link_options(slabd_options INTERFACE ${_slabd_sanitizer_flags})
-  target_compile_definitions(slabd_options INTERFACE SLABD_SANITIZED=1)
+  target_compile_options(slabd_sanitizers INTERFACE ${_slabd_sanitizer_flags})
+  target_link_options(slabd_sanitizers INTERFACE ${_slabd_sanitizer_flags})
+  target_compile_definitions(slabd_sanitizers INTERFACE SLABD_SANITIZED=1)
 endif()
 
 # libFuzzer builds (the fuzz preset, scripts/fuzz.sh): clang only. Every slabd target gets the
@@ -48,7 +51,7 @@ if(SLABD_FUZZ)
   endif()
   set(_slabd_fuzz_flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=function,vptr
       -fno-sanitize-recover=all -fno-omit-frame-pointer)
-  target_compile_options(slabd_options INTERFACE ${_slabd_fuzz_flags})
-  target_link_options(slabd_options INTERFACE ${_slabd_fuzz_flags})
-  target_compile_definitions(slabd_options INTERFACE SLABD_SANITIZED=1 SLABD_FUZZING=1)
+  target_compile_options(slabd_sanitizers INTERFACE ${_slabd_fuzz_flags})
+  target_link_options(slabd_sanitizers INTERFACE ${_slabd_fuzz_flags})
+  target_compile_definitions(slabd_sanitizers INTERFACE SLABD_SANITIZED=1 SLABD_FUZZING=1)
 endif()
