@@ -4,6 +4,7 @@
 #   install-deps.sh test    and every test: sanitizers, fuzzers, Prometheus, Chromium, HAProxy,
 #                           nginx (scripts/test.sh)
 #   install-deps.sh bench   and the benchmarks' libraries (bench/*.sh; compare.sh adds its peers)
+#   install-deps.sh package and the Debian package's tools (scripts/package.sh); test includes it
 # Several purposes may be named; none means all three. Idempotent: it asks dpkg first and
 # touches apt only for what is missing.
 set -euo pipefail
@@ -19,7 +20,13 @@ bench_packages=(
   # micro-benchmarks and the allocators they compare against; the scripts' helpers
   libbenchmark-dev libjemalloc-dev libmimalloc-dev python3 procps git
 )
+package_packages=(
+  # man pages from --help; dpkg-shlibdeps (and file, which CPack asks first) for the runtime
+  # dependencies; debootstrap for the clean root the package test installs into
+  help2man dpkg-dev file debootstrap
+)
 test_packages=(
+  "${package_packages[@]}"
   doctest-dev
   # the formatting check (.clang-format)
   clang-format
@@ -31,6 +38,7 @@ test_packages=(
   # headless Chromium renders the admin page, and HAProxy in front and nginx behind speak the
   # PROXY protocol with it
   prometheus chromium haproxy nginx-light libnginx-mod-stream
+  nodejs $(command -v npm >/dev/null || echo npm) # deploy_kubernetes's validator; NodeSource's nodejs bundles npm and conflicts with Debian's
 )
 
 purposes=("$@")
@@ -41,7 +49,8 @@ for purpose in "${purposes[@]}"; do
     run) ;;
     test) packages+=("${test_packages[@]}") ;;
     bench) packages+=("${bench_packages[@]}") ;;
-    *) echo "install-deps: unknown purpose '$purpose' (run, test or bench)" >&2; exit 2 ;;
+    package) packages+=("${package_packages[@]}") ;;
+    *) echo "install-deps: unknown purpose '$purpose' (run, test, bench or package)" >&2; exit 2 ;;
   esac
 done
 mapfile -t packages < <(printf '%s\n' "${packages[@]}" | awk '!seen[$0]++')
