@@ -152,3 +152,24 @@ TEST_CASE("/ is a self-contained HTML page that polls /stats") {
     CHECK(r.body.find("http://") == std::string::npos);
     CHECK(r.body.find("https://") == std::string::npos);
 }
+
+TEST_CASE("/stats/history and /stats/slab: token-guarded views, a bad query is a 400") {
+    const slabd::server::admin_views views{
+        [](std::int64_t since) { return "{\"since\":" + std::to_string(since) + "}"; },
+        [] { return std::string("{\"capacity\":4}"); }};
+    const auto ask = [&](std::string_view target, std::string_view auth = {}) {
+        slabd::config::Config c;
+        c.admin_token = "sesame";
+        return route(admin_request{"GET", target, auth}, sample(), c, views);
+    };
+    CHECK(ask("/stats/history").status == 401);
+    CHECK(ask("/stats/slab").status == 401);
+    CHECK(ask("/stats/history", "Bearer sesame").body == "{\"since\":0}");
+    CHECK(ask("/stats/history?since=1234", "Bearer sesame").body == "{\"since\":1234}");
+    CHECK(ask("/stats/slab", "Bearer sesame").body == "{\"capacity\":4}");
+    for (const char* bad :
+         {"/stats/history?since=", "/stats/history?since=x", "/stats/history?since=-5",
+          "/stats/history?until=5", "/stats/history?since=5&x=1"})
+        CHECK_MESSAGE(ask(bad, "Bearer sesame").status == 400, bad);
+    CHECK(get("/stats/history").status == 503);  // no views: nothing kept, said so
+}

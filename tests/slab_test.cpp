@@ -94,6 +94,37 @@ TEST_CASE("LIFO reuse: blocks come back in reverse order of their frees") {
     for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) CHECK(s.alloc() == *it);
 }
 
+TEST_CASE("the map shows in-use, free and never-carved blocks, and the free list's head") {
+    slab s(32, 10);
+    auto fresh = s.map(100);
+    CHECK(fresh.capacity == 10);
+    CHECK(fresh.blocks_per_cell == 1);
+    CHECK(fresh.carved == 0);
+    CHECK(fresh.head == 0);
+    CHECK(fresh.in_use == std::vector<std::uint32_t>(10, 0));
+
+    std::vector<void*> blocks;
+    for (int i = 0; i < 6; ++i) blocks.push_back(s.alloc());
+    REQUIRE(s.free(blocks[1]) == free_result::ok);
+    REQUIRE(s.free(blocks[4]) == free_result::ok);
+    const auto m = s.map(100);
+    CHECK(m.carved == 6);
+    CHECK(m.head == 4);  // LIFO: the last block freed is the next one handed out
+    CHECK(m.in_use == std::vector<std::uint32_t>{1, 0, 1, 1, 0, 1, 0, 0, 0, 0});
+    CHECK(s.alloc() == blocks[4]);
+
+    // Aggregated: 10 blocks into at most 4 cells of 3 (the last cell holds one).
+    const auto cells = s.map(4);
+    CHECK(cells.blocks_per_cell == 3);
+    CHECK(cells.in_use == std::vector<std::uint32_t>{2, 3, 0, 0});
+    CHECK(s.map(0).in_use == std::vector<std::uint32_t>{5});
+
+    // Every block in use: no head.
+    while (s.alloc() != nullptr) {
+    }
+    CHECK(s.map(100).head == slabd::pool::slab_map::none);
+}
+
 TEST_CASE("bad frees are rejected, counted, and corrupt nothing") {
     constexpr std::size_t n = 32;
     slab s(64, n);

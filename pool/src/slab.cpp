@@ -214,6 +214,23 @@ slab_stats slab::stats() const noexcept {
     return s;
 }
 
+slab_map slab::map(std::size_t max_cells) const {
+    slab_map m;
+    m.capacity = capacity_;
+    m.carved = fresh_;
+    const std::size_t cells = std::max<std::size_t>(1, max_cells);
+    m.blocks_per_cell = std::max<std::size_t>(1, (capacity_ + cells - 1) / cells);
+    m.in_use.assign((capacity_ + m.blocks_per_cell - 1) / m.blocks_per_cell, 0);
+    // Blocks past fresh_ were never handed out, so their state bytes are known to be free.
+    for (std::size_t i = 0; i < fresh_; ++i)
+        m.in_use[i / m.blocks_per_cell] += states_[i] == in_use_state ? 1U : 0U;
+    if (head_ != nullptr)
+        m.head = index_of(head_);
+    else if (fresh_ < capacity_)
+        m.head = fresh_;
+    return m;
+}
+
 std::vector<std::uint32_t> slab::free_list() const {
     std::vector<std::uint32_t> list;
     for (std::byte* b = head_; b != nullptr && list.size() <= capacity_; b = load_next(b))

@@ -299,8 +299,10 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
         }
         const admin_request& request = s->assembler.request();
         const bool stats_page = request.target == "/stats" || request.target.starts_with("/stats?");
+        const admin_views views{[&owner](std::int64_t since) { return owner.history_json(since); },
+                                [&owner] { return owner.slab_map_json(); }};
         const admin_response response =
-            route(request, owner.snapshot(stats_page), owner.settings());
+            route(request, owner.snapshot(stats_page), owner.settings(), views);
         if (!co_await send(s, serialize(response, request.head, request.keep_alive))) co_return;
         if (!request.keep_alive) {
             asio::error_code ignored;

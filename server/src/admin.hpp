@@ -7,6 +7,8 @@
 #include <asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,9 +29,18 @@ struct admin_response {
     std::string extra_headers;  // complete "Name: value\r\n" lines
 };
 
+/// What routes show besides the snapshot, computed only for the route that asks: the history
+/// (GET /stats/history?since=UNIX_MS) and the slab map (GET /stats/slab).
+struct admin_views {
+    std::function<std::string(std::int64_t since_unix_ms)> history;
+    std::function<std::string()> slab_map;
+};
+
 /// Answers one request; no I/O, so it is tested without sockets.
 admin_response route(const admin_request& request, const server_snapshot& snapshot,
-                     const config::Config& config);
+                     const config::Config& config, const admin_views& views = {});
+/// The body of GET /stats/slab: the pool's blocks summed into cells, and the admission limit.
+std::string slab_map_json(const pool::slab_map& map, std::size_t limit);
 /// The effective configuration as JSON, the token redacted.
 std::string config_json(const config::Config& config);
 /// The live status page served at "/": self-contained HTML that polls /stats.

@@ -55,6 +55,7 @@ server::server(const config::Config& settings, handover_setup handover)
       connections_(settings.max_connections, config::effective_pool_reserve(settings)),
       signals_(control_, SIGINT, SIGTERM),
       operator_signals_(control_, SIGHUP, SIGUSR2),
+      history_timer_(control_),
       handover_(std::move(handover)) {
     auto& inherited = handover_.inherited;
     if (inherited && inherited->data.size() != settings_.threads) {
@@ -66,6 +67,8 @@ server::server(const config::Config& settings, handover_setup handover)
         settings_.threads = static_cast<unsigned>(inherited->data.size());
     }
     const unsigned threads = std::max(1U, settings_.threads);
+    history_ = std::make_unique<history>(threads);
+    history_shards_.resize(threads);
     const std::size_t reserve = connections_.reserved();
     if (settings_.mode == config::server_mode::proxy) {
         // A spare leg per shard: a shard takes its leg before its connection block (shard::admit).
@@ -163,6 +166,7 @@ void server::run() {
         serve_handovers();
         if (health_ != nullptr) health_->start();
         if (resolver_ != nullptr) resolver_->start();
+        sample_history();
     });
     std::thread control([this] { control_.run(); });
     for (auto& t : threads) t.join();
@@ -175,6 +179,7 @@ void server::run() {
         if (handover_listener_ != nullptr) handover_listener_->stop(true);
         if (health_ != nullptr) health_->stop();
         if (resolver_ != nullptr) resolver_->stop();
+        history_timer_.cancel();
         control_.stop();  // keep-alive admin sessions would otherwise hold run() open
     });
     control.join();
@@ -453,6 +458,67 @@ void server::accept_failed(const asio::error_code& ec) noexcept {
     if (now < due || !next_accept_error_log_.compare_exchange_strong(due, now + 1'000'000'000))
         return;
     spdlog::warn("accept failed: {}", ec.message());
+}
+
+void server::sample_history() {
+    history::sample s;
+    s.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+    const pool::slab_stats pool = connections_.stats();
+    s.pool_in_use = pool.in_use;
+    s.pool_capacity = pool.capacity;
+    s.pool_limit = pool.limit;
+    s.ready_headroom = config::effective_ready_headroom(settings_);
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        const shard_snapshot sh = ::slabd::server::snapshot(shards_[i]->stats());
+        history::shard_sample& out = history_shards_[i];
+        out.active = sh.active;
+        out.accepted = sh.accepted;
+        for (std::size_t r = 0; r < refusal_reasons; ++r)
+            out.refused[r] = sh.refused(static_cast<refusal_reason>(r));
+        out.bytes_in = sh.bytes_in;
+        out.bytes_out = sh.bytes_out;
+        out.buffers_in_use = shards_[i]->buffer_stats().in_use;
+    }
+    std::size_t slots = 0;
+    if (upstreams_ != nullptr) {
+        slots = std::min(upstreams_->slots_used(), history::upstream_slots);
+        for (std::size_t i = 0; i < slots; ++i) {
+            const auto& u = upstreams_->at(i);
+            const auto status = u.status.load(std::memory_order_relaxed);
+            history_upstreams_[i] =
+                status == upstreams::state::empty     ? history::upstream_state::none
+                : status == upstreams::state::retired ? history::upstream_state::removed
+                : u.checked_down.load(std::memory_order_relaxed) || upstreams_->is_down(u)
+                    ? history::upstream_state::down
+                    : history::upstream_state::up;
+        }
+    }
+    history_->record(s, history_shards_, std::span(history_upstreams_).first(slots));
+
+    history_timer_.expires_after(std::chrono::milliseconds(history::interval_ms));
+    history_timer_.async_wait([this](const asio::error_code& ec) {
+        if (!ec) sample_history();
+    });
+}
+
+std::string server::history_json(std::int64_t since_unix_ms) const {
+    std::vector<std::string> names;
+    if (upstreams_ != nullptr) {
+        for (std::size_t i = 0; i < std::min(upstreams_->slots_used(), history::upstream_slots);
+             ++i) {
+            const auto& u = upstreams_->at(i);
+            names.push_back(u.status.load(std::memory_order_acquire) == upstreams::state::empty
+                                ? std::string()
+                                : u.name);
+        }
+    }
+    return history_->to_json(since_unix_ms, names);
+}
+
+std::string server::slab_map_json() const {
+    return ::slabd::server::slab_map_json(connections_.map(slab_map_cells), connections_.limit());
 }
 
 namespace {

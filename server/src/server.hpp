@@ -5,6 +5,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <array>
 #include <atomic>
@@ -17,6 +18,7 @@
 
 #include "connection.hpp"
 #include "handover.hpp"
+#include "history.hpp"
 #include "shard.hpp"
 #include "slabd/config/config.hpp"
 #include "slabd/pool/object_pool.hpp"
@@ -78,6 +80,12 @@ class server final : private shard_events {
 
     [[nodiscard]] const connection_pool& connections() const noexcept { return connections_; }
 
+    /// On the control thread: the body of GET /stats/history (samples after `since_unix_ms`).
+    [[nodiscard]] std::string history_json(std::int64_t since_unix_ms) const;
+    /// The body of GET /stats/slab: the connection pool's blocks, at most slab_map_cells cells.
+    [[nodiscard]] std::string slab_map_json() const;
+    static constexpr std::size_t slab_map_cells = 4096;
+
   private:
     // shard_events, called on the shards' threads.
     void refused(refusal_reason why) noexcept override;
@@ -109,6 +117,8 @@ class server final : private shard_events {
     void wake_paused_shards() noexcept;
     void log_refusals_if_due() noexcept;
     void watch_operator_signals();
+    /// On the control thread, once a second: one history sample, then the next tick.
+    void sample_history();
     void start_successor();
 
     config::Config settings_;
@@ -129,6 +139,11 @@ class server final : private shard_events {
     std::uint64_t reloads_ = 0;
     reload_snapshot last_reloads_;  // control thread only
     std::unique_ptr<admin> admin_;
+    // Control thread only. The per-sample scratch is sized here so that sampling allocates nothing.
+    std::unique_ptr<history> history_;  // made once the number of shards is known
+    std::vector<history::shard_sample> history_shards_;
+    std::array<history::upstream_state, history::upstream_slots> history_upstreams_{};
+    asio::steady_timer history_timer_;
     std::unique_ptr<health_checker> health_;       // proxy mode only; runs on control_
     std::unique_ptr<upstream_resolver> resolver_;  // proxy mode only; runs on control_
     std::uint64_t upstream_epoch_ = 0;  // numbers each change of the upstream set, for its fence

@@ -100,6 +100,7 @@ class object_pool {
     [[nodiscard]] std::size_t in_use() const noexcept { return slab_.in_use(); }
     [[nodiscard]] std::size_t available() const noexcept { return slab_.available(); }
     [[nodiscard]] slab_stats stats() const noexcept { return slab_.stats(); }
+    [[nodiscard]] slab_map map(std::size_t max_cells) const { return slab_.map(max_cells); }
     [[nodiscard]] std::string check_invariants() const { return slab_.check_invariants(); }
 
   private:

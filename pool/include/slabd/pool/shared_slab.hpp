@@ -60,6 +60,11 @@ class shared_slab {
         std::lock_guard lock(mutex_);
         return slab_.stats();
     }
+    /// Holds the lock for one pass over the state bytes: O(capacity), for the admin page only.
+    [[nodiscard]] slab_map map(std::size_t max_cells) const {
+        std::lock_guard lock(mutex_);
+        return slab_.map(max_cells);
+    }
     [[nodiscard]] std::string check_invariants() const {
         std::lock_guard lock(mutex_);
         return slab_.check_invariants();

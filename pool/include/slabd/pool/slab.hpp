@@ -48,6 +48,19 @@ struct slab_stats {
     slab_stats& operator+=(const slab_stats& other) noexcept;
 };
 
+/// The pool drawn as its blocks, in block order, for the admin page's slab map: block i belongs
+/// to cell i / blocks_per_cell, so a pool of any size fits a bounded number of cells.
+struct slab_map {
+    static constexpr std::size_t none = SIZE_MAX;
+    std::size_t capacity = 0;
+    std::size_t blocks_per_cell = 1;
+    std::size_t carved = 0;  ///< blocks [carved, capacity) were never handed out
+    /// The free list's head: the block the next alloc() takes (the most recently freed one, else
+    /// the first never used); `none` when every block is in use.
+    std::size_t head = none;
+    std::vector<std::uint32_t> in_use;  ///< blocks in use, per cell
+};
+
 /// Single-threaded fixed-size block allocator.
 ///
 /// The free list holds the blocks freed so far, most recent first, linked through their first
@@ -137,6 +150,8 @@ class slab {
 
     /// Index of the block at `p` (which must be a block start of this slab); for tests and demos.
     [[nodiscard]] std::size_t index_of(const void* p) const noexcept;
+    /// The state bytes summed into at most `max_cells` cells (at least one). O(capacity).
+    [[nodiscard]] slab_map map(std::size_t max_cells) const;
     /// The free list from head to tail as block indices, the never-used blocks last.
     [[nodiscard]] std::vector<std::uint32_t> free_list() const;
     /// Empty when the invariant holds, else a description of the first violation found. O(N).
