@@ -294,27 +294,34 @@ class AdminTest(SlabdTest):
         self.assertEqual(value, "77")
         self.stop(server)
 
-    def test_the_live_page_renders_the_numbers_of_stats(self):
+    def rendered_page(self, server):
+        """The admin page's DOM once headless Chromium has run its script for 5 s of virtual time."""
         chromium = shutil.which("chromium")
         self.assertIsNotNone(chromium, "chromium missing: scripts/install-deps.sh installs it")
-        server = self.start("--max-connections", "40")
-        held = self.connect_all(server, 9)
-        for c in held:
-            assert_echo(c, b"page")
-        stats = server.wait_stats(lambda s: s["pool"]["in_use"] == 9, "9 in use")
         profile = tempfile.TemporaryDirectory(prefix="slabd-chromium-")
         self.addCleanup(profile.cleanup)
-        dom = subprocess.run(
+        return subprocess.run(
             [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile.name}", "--virtual-time-budget=5000", "--dump-dom",
              f"http://127.0.0.1:{server.admin_port}/"],
             capture_output=True, timeout=120, preexec_fn=harness._child_setup(None)).stdout.decode()
 
+    def shown(self, dom, element_id):
+        m = re.search(rf'id="{element_id}">([^<]*)<', dom)
+        self.assertIsNotNone(m, f"#{element_id} not in the rendered page:\n{dom[:2000]}")
+        return m.group(1)
+
+    def test_the_live_page_renders_the_numbers_of_stats(self):
+        server = self.start("--max-connections", "40")
+        held = self.connect_all(server, 9)
+        for c in held:
+            assert_echo(c, b"page")
+        stats = server.wait_stats(lambda s: s["pool"]["in_use"] == 9, "9 in use")
+        dom = self.rendered_page(server)
+
         def shown(element_id):
-            m = re.search(rf'id="{element_id}">([^<]*)<', dom)
-            self.assertIsNotNone(m, f"#{element_id} not in the rendered page:\n{dom[:2000]}")
-            return m.group(1)
+            return self.shown(dom, element_id)
 
         self.assertEqual(shown("pool-in-use"), "9")
         self.assertEqual(shown("pool-capacity"), str(stats["pool"]["capacity"]))
@@ -322,6 +329,76 @@ class AdminTest(SlabdTest):
         self.assertEqual(shown("conn-accepted"), str(stats["connections"]["accepted"]))
         self.assertEqual(shown("mode"), "echo")
         self.assertEqual(shown("error"), "")
+        self.stop(server)
+
+    def series(self, dom, chart, name):
+        """The numbers a chart's polyline for `name` plots, read from the rendered SVG."""
+        svg = re.search(rf'<svg id="{chart}"[^>]*>(.*?)</svg>', dom, re.S)
+        self.assertIsNotNone(svg, f"no #{chart}")
+        line = re.search(rf'<polyline [^>]*data-series="{name}"[^>]*>', svg.group(1))
+        self.assertIsNotNone(line, f"no series {name} in #{chart}: {svg.group(1)[:500]}")
+        values = re.search(r'data-values="([^"]*)"', line.group(0)).group(1)
+        return [int(v) for v in values.split(",") if v]
+
+    def map_cells(self, dom):
+        """Cell states of the slab map, in block order."""
+        svg = re.search(r'<svg id="slab-map"[^>]*>(.*?)</svg>', dom, re.S)
+        self.assertIsNotNone(svg, "no #slab-map")
+        cells = re.findall(r'<rect [^>]*class="(\w+)" data-cell="(\d+)"', svg.group(1))
+        return [state for state, _ in sorted(cells, key=lambda c: int(c[1]))]
+
+    def test_the_page_charts_a_fill_and_drain_and_draws_the_slab(self):
+        server = self.start("--max-connections", "16", "--threads", "1")
+        base = self.connect_all(server, 10)
+        for c in base:
+            assert_echo(c, b"fill")
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 10, "10 in use")
+
+        # Part full: one cell per block, ten in use in block order, the next six never carved,
+        # and the head is the first of them (nothing was freed yet).
+        dom = self.rendered_page(server)
+        self.assertEqual(self.map_cells(dom), ["used"] * 10 + ["never"] * 6)
+        self.assertEqual(self.shown(dom, "map-in-use"), "10")
+        self.assertEqual(self.shown(dom, "map-never"), "6")
+        self.assertEqual(self.shown(dom, "map-head"), "10")
+        self.assertIn('id="slab-head"', dom)
+
+        # Full, three refused, then drained with block 3 freed last: LIFO makes it the head.
+        rest = self.connect_all(server, 6)
+        for c in rest:
+            assert_echo(c, b"fill")
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 16, "16 in use")
+        refused = [server.connect() for _ in range(3)]
+        server.wait_stats(lambda s: s["connections"]["refused_by_reason"]["pool_full"] == 3, "3 refused")
+        time.sleep(2.2)  # a history sample sees the full pool and the refusals
+        for c in refused:
+            c.close()
+        held = base + rest
+        for i, c in enumerate(held):
+            if i != 3:
+                c.close()
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 1, "only block 3 in use")
+        held[3].close()
+        server.wait_stats(lambda s: s["pool"]["in_use"] == 0 and s["connections"]["active"] == 0, "drained")
+        time.sleep(2.2)  # and another sees it drained
+
+        dom = self.rendered_page(server)
+        in_use = self.series(dom, "chart-pool", "in use")
+        print(f"pool chart, in use per second: {in_use}")
+        self.assertIn(10, in_use)
+        self.assertEqual(max(in_use), 16)
+        self.assertEqual(in_use[-1], 0)
+        self.assertEqual(set(self.series(dom, "chart-pool", "capacity")), {16})
+        refusals = self.series(dom, "chart-refusals", "pool_full")
+        print(f"pool_full refusals per second: {refusals}")
+        self.assertGreater(max(refusals), 0)
+        self.assertGreater(max(self.series(dom, "chart-accepts", "accepted")), 0)
+        self.assertEqual(self.map_cells(dom), ["free"] * 16)
+        self.assertEqual(self.shown(dom, "map-in-use"), "0")
+        self.assertEqual(self.shown(dom, "map-never"), "0")
+        self.assertEqual(self.shown(dom, "map-head"), "3")
+        self.assertRegex(dom, r'<rect id="slab-head"[^>]*data-block="3"')
+        self.assertEqual(self.shown(dom, "error"), "")
         self.stop(server)
 
 
