@@ -2,6 +2,7 @@
 exit code 2 and one message that says where (flag, or file:line and key) and what was expected;
 --check-config prints the effective configuration; --help and --version exit 0."""
 
+import json
 import os
 import re
 import socket
@@ -122,6 +123,47 @@ class ConfigTest(harness.SlabdTest):
         self.assertEqual(code, 0, err)
         strip_header = lambda text: re.sub(r"^#[^\n]*\n", "", text)
         self.assertEqual(strip_header(again), strip_header(out))
+
+    def test_config_route_round_trips_through_a_config_file(self):
+        # Away from the defaults in every table, so that a key /config dropped, renamed or
+        # reformatted would not come back the same.
+        path = self.write_config(
+            '[server]\nmode = "proxy"\nthreads = 1\ntrusted_sources = ["10.0.0.0/8"]\n\n'
+            '[pool]\nmax_connections = 77\non_exhausted = "evict-idle"\nevict_idle_after = "90s"\n'
+            'busy_message = "busy, \\"try later\\""\nbuffer_count = 64\nbuffer_size = 4096\n\n'
+            '[limits]\nmax_per_source = 9\naccept_rate = 500\nsource_prefix_v6 = 56\n\n'
+            '[timeouts]\nidle = "2m"\nconnect = "1500ms"\nshutdown_grace = "3s"\n\n'
+            '[proxy]\nupstreams = ["127.0.0.1:9", "[::1]:10"]\nbalance = "least-connections"\n'
+            'send_proxy = "v2"\nresolve_interval = "0s"\n\n'
+            '[health_check]\ninterval = "4s"\nrise = 3\nsend = "PING\\r\\n"\nexpect = "PONG"\n\n'
+            '[log]\nlevel = "debug"\nformat = "json"\n\n[admin]\nready_headroom = 5\n')
+        first = self.start("--config", path)
+        status, shown = first.get("/config")
+        self.assertEqual(status, 200)
+        shown = json.loads(shown)
+        self.assertEqual(shown["source_file"], path)
+        self.assertEqual(shown["timeouts"]["idle"], "2m")  # the file's names and formats
+        self.assertEqual(shown["timeouts"]["connect"], "1500ms")
+        self.stop(first)
+
+        # Every JSON literal /config gives is a TOML literal, so it is written back as it came.
+        lines = []
+        for table, keys in shown.items():
+            if table == "source_file":
+                continue
+            lines.append(f"[{table}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in keys.items()]
+            lines.append("")
+        again_path = self.write_config("\n".join(lines), "from-config-route.toml")
+        code, out, err = run_slabd("--config", again_path, "--check-config")
+        self.assertEqual(code, 0, err)
+        again = self.start("--config", again_path)
+        status, body = again.get("/config")
+        again_shown = json.loads(body)
+        self.assertEqual(again_shown.pop("source_file"), again_path)
+        shown.pop("source_file")
+        self.assertEqual(again_shown, shown)
+        self.stop(again)
 
     def test_check_config_rejects_what_serving_would(self):
         path = self.write_config("[server]\nthreads = 2000\n")
