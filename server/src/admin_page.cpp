@@ -109,7 +109,8 @@ async function poll() {
     set("error", "");
   } catch (e) { set("error", String(e)); }
 }
-const NS = "http://www.w3.org/2000/svg", W = 600, H = 120;
+// The namespace is taken from an inline <svg>: no URL in the page, not even one never fetched.
+const NS = $("slab-map").namespaceURI, W = 600, H = 120;
 const COLORS = ["#2a6fb0", "#d33", "#e90", "#3a7", "#85c", "#0aa", "#a52", "#c4c", "#777"];
 const hist = {reasons: [], upstreams: [], depth: 600, samples: []};
 function svgEl(tag, attrs) {

@@ -340,6 +340,18 @@ class AdminTest(SlabdTest):
         values = re.search(r'data-values="([^"]*)"', line.group(0)).group(1)
         return [int(v) for v in values.split(",") if v]
 
+    def wait_sampled(self, server, condition, what):
+        """Waits until the newest /stats/history sample meets `condition`."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            status, body = server.get("/stats/history")
+            self.assertEqual(status, 200)
+            samples = json.loads(body)["samples"]
+            if samples and condition(samples[-1]):
+                return
+            self.assertLess(time.monotonic(), deadline, f"no history sample: {what}")
+            time.sleep(0.2)
+
     def map_cells(self, dom):
         """Cell states of the slab map, in block order."""
         svg = re.search(r'<svg id="slab-map"[^>]*>(.*?)</svg>', dom, re.S)
@@ -353,6 +365,7 @@ class AdminTest(SlabdTest):
         for c in base:
             assert_echo(c, b"fill")
         server.wait_stats(lambda s: s["pool"]["in_use"] == 10, "10 in use")
+        self.wait_sampled(server, lambda s: s["pool"]["in_use"] == 10, "a sample of 10 in use")
 
         # Part full: one cell per block, ten in use in block order, the next six never carved,
         # and the head is the first of them (nothing was freed yet).
@@ -370,7 +383,7 @@ class AdminTest(SlabdTest):
         server.wait_stats(lambda s: s["pool"]["in_use"] == 16, "16 in use")
         refused = [server.connect() for _ in range(3)]
         server.wait_stats(lambda s: s["connections"]["refused_by_reason"]["pool_full"] == 3, "3 refused")
-        time.sleep(2.2)  # a history sample sees the full pool and the refusals
+        self.wait_sampled(server, lambda s: s["refused"][0] == 3, "a sample of the refusals")
         for c in refused:
             c.close()
         held = base + rest
@@ -380,7 +393,7 @@ class AdminTest(SlabdTest):
         server.wait_stats(lambda s: s["pool"]["in_use"] == 1, "only block 3 in use")
         held[3].close()
         server.wait_stats(lambda s: s["pool"]["in_use"] == 0 and s["connections"]["active"] == 0, "drained")
-        time.sleep(2.2)  # and another sees it drained
+        self.wait_sampled(server, lambda s: s["pool"]["in_use"] == 0, "a sample of the drain")
 
         dom = self.rendered_page(server)
         in_use = self.series(dom, "chart-pool", "in use")
