@@ -1,20 +1,29 @@
 #include "top.hpp"
 
 #include <fmt/format.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <initializer_list>
+#include <iostream>
 #include <optional>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "probe.hpp"
 #include "slabd/server/stats.hpp"
 
 namespace slabd::server {
 namespace {
 
 using nlohmann::json;
+using std::chrono::steady_clock;
 
 // ---- the frame ------------------------------------------------------------------------------
 
@@ -234,6 +243,196 @@ std::string render_top_frame(const json& previous, const json& current, double e
         frame += '\n';
     }
     return frame;
+}
+
+namespace {
+
+// ---- the loop -------------------------------------------------------------------------------
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+void request_stop(int) {
+    stop_requested = 1;
+}
+
+/// Ctrl-C, SIGTERM and a closed terminal end the loop cleanly. Without SA_RESTART, so that a
+/// signal cuts short the wait or a GET instead of waiting out its timeout.
+void stop_on_signals() {
+    struct sigaction action {};
+    action.sa_handler = request_stop;
+    sigemptyset(&action.sa_mask);
+    for (const int signo : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(signo, &action, nullptr);
+}
+
+struct poll_result {
+    json stats;
+    std::string error;  // empty when stats holds an answer
+    steady_clock::time_point at;
+};
+
+poll_result poll_stats(const config::Config& settings) {
+    poll_result result;
+    const auto answer = admin_get(settings, "/stats");
+    result.at = steady_clock::now();
+    if (answer.status == 0) {
+        result.error = answer.error;
+    } else if (answer.status == 401) {
+        result.error =
+            "/stats answered 401: the daemon has an admin.token; give slabd top the "
+            "same --config";
+    } else if (answer.status != 200) {
+        result.error = fmt::format("/stats answered {}", answer.status);
+    } else {
+        result.stats = json::parse(answer.body, nullptr, false);
+        if (result.stats.is_discarded()) result.error = "/stats: not JSON";
+    }
+    return result;
+}
+
+winsize terminal_size() {
+    winsize size{};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) size.ws_col = 80;
+    return size;
+}
+
+/// The terminal while the view runs: the alternate screen (the shell's screen comes back at the
+/// end), no cursor, keys read one at a time without echo. Put back as it was however the loop ends.
+class screen {
+  public:
+    screen() {
+        if (::tcgetattr(STDIN_FILENO, &saved_) == 0) {
+            keys_ = true;
+            termios raw = saved_;
+            // ISIG stays: Ctrl-C is still SIGINT.
+            raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
+            raw.c_cc[VMIN] = 0;
+            raw.c_cc[VTIME] = 0;
+            ::tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+        }
+        std::cout << "\x1b[?1049h\x1b[?25l" << std::flush;
+    }
+    ~screen() {
+        std::cout << "\x1b[?25h\x1b[?1049l" << std::flush;
+        if (keys_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+    }
+    screen(const screen&) = delete;
+    screen& operator=(const screen&) = delete;
+
+    /// Cursor home, each line cleared to its end, then the rest of the screen: no flicker, and no
+    /// scrolling, since lines past the terminal's height are left out.
+    static void draw(const std::string& text) {
+        const winsize size = terminal_size();
+        std::string out = "\x1b[H";
+        std::size_t rows = 0;
+        for (std::size_t at = 0; at < text.size() && (size.ws_row == 0 || rows < size.ws_row);
+             ++rows) {
+            const auto end = std::min(text.find('\n', at), text.size());
+            if (rows > 0) out += '\n';
+            out.append(text, at, std::min<std::size_t>(end - at, size.ws_col));
+            out += "\x1b[K";
+            at = end + 1;
+        }
+        out += "\x1b[J";
+        std::cout << out << std::flush;
+    }
+
+    /// Waits until `deadline`; true when the view should end: q typed, a signal, the terminal gone.
+    [[nodiscard]] bool wait_until(steady_clock::time_point deadline) const {
+        while (stop_requested == 0) {
+            const auto left =
+                std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
+            if (left.count() <= 0) return false;
+            pollfd in{STDIN_FILENO, POLLIN, 0};
+            if (::poll(&in, keys_ ? 1 : 0, static_cast<int>(left.count())) <= 0) continue;
+            if ((in.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) return true;
+            char typed[64];
+            const auto n = ::read(STDIN_FILENO, typed, sizeof typed);
+            if (n > 0 && std::string_view(typed, static_cast<std::size_t>(n)).find_first_of("qQ") !=
+                             std::string_view::npos)
+                return true;
+        }
+        return true;
+    }
+
+  private:
+    termios saved_{};
+    bool keys_ = false;
+};
+
+/// As screen::wait_until, with no keys to read: only a signal ends the wait early.
+bool sleep_until(steady_clock::time_point deadline) {
+    while (stop_requested == 0) {
+        const auto left =
+            std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
+        if (left.count() <= 0) return false;
+        ::poll(nullptr, 0, static_cast<int>(left.count()));
+    }
+    return true;
+}
+
+double seconds_between(steady_clock::time_point a, steady_clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+}
+
+/// The live loop: a frame per poll; a failed poll shows its error above the last frame, which
+/// stays for context while the daemon is away.
+template <typename Show, typename Wait>
+int live(const config::Config& settings, std::chrono::milliseconds interval, poll_result latest,
+         std::string_view hint, Show show, Wait wait) {
+    const std::string status =
+        fmt::format("slabd top: {}  every {:g}s  {}\n", config::to_string(settings.admin),
+                    static_cast<double>(interval.count()) / 1000, hint);
+    json previous;
+    steady_clock::time_point previous_at;
+    std::string frame;
+    auto next = latest.at;
+    for (;;) {
+        std::string problem;
+        if (latest.error.empty()) {
+            frame =
+                render_top_frame(previous, latest.stats, seconds_between(previous_at, latest.at),
+                                 terminal_size().ws_col);
+            previous = std::move(latest.stats);
+            previous_at = latest.at;
+        } else {
+            problem = "no answer, retrying: " + latest.error + "\n";
+        }
+        show(status + problem + frame);
+        next += interval;
+        if (wait(next)) return 0;
+        latest = poll_stats(settings);
+    }
+}
+
+}  // namespace
+
+int run_top(const config::Config& settings, std::chrono::milliseconds interval, bool once) {
+    auto first = poll_stats(settings);
+    if (!first.error.empty()) {
+        std::cerr << "slabd top: " << first.error << "\n";
+        return 1;
+    }
+    if (once) {
+        std::this_thread::sleep_for(interval);
+        auto second = poll_stats(settings);
+        if (!second.error.empty()) {
+            std::cerr << "slabd top: " << second.error << "\n";
+            return 1;
+        }
+        std::cout << render_top_frame(first.stats, second.stats,
+                                      seconds_between(first.at, second.at), terminal_size().ws_col);
+        return 0;
+    }
+    stop_on_signals();
+    if (::isatty(STDOUT_FILENO) == 0)
+        return live(
+            settings, interval, std::move(first), "(Ctrl-C quits)",
+            [](const std::string& text) { std::cout << text << std::endl; }, sleep_until);
+    const screen terminal;
+    return live(
+        settings, interval, std::move(first), "(q or Ctrl-C quits)",
+        [](const std::string& text) { screen::draw(text); },
+        [&terminal](steady_clock::time_point deadline) { return terminal.wait_until(deadline); });
 }
 
 }  // namespace slabd::server

@@ -5,8 +5,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
+
+#include "slabd/config/config.hpp"
 
 namespace slabd::server {
 
@@ -15,5 +18,11 @@ namespace slabd::server {
 /// that went down (a restarted daemon) shows "-", and so does any field either one lacks.
 std::string render_top_frame(const nlohmann::json& previous, const nlohmann::json& current,
                              double elapsed, std::size_t width);
+
+/// Polls /stats of the admin endpoint `settings` name every `interval` and draws on stdout until
+/// q, Ctrl-C or SIGTERM: redrawn in place on a terminal, one plain frame after another when stdout
+/// is not one. `once`: one plain frame, its rates over one interval. Returns the exit code: 1 if
+/// the first poll fails; later failures are shown and retried, since the daemon may be restarting.
+int run_top(const config::Config& settings, std::chrono::milliseconds interval, bool once);
 
 }  // namespace slabd::server
