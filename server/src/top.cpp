@@ -296,7 +296,7 @@ winsize terminal_size() {
 }
 
 /// The terminal while the view runs: the alternate screen (the shell's screen comes back at the
-/// end), no cursor, keys read one at a time without echo. Put back as it was however the loop ends.
+/// end), no cursor, keys read as typed and not echoed. Put back as it was however the loop ends.
 class screen {
   public:
     screen() {
@@ -398,7 +398,9 @@ int live(const config::Config& settings, std::chrono::milliseconds interval, pol
             problem = "no answer, retrying: " + latest.error + "\n";
         }
         show(status + problem + frame);
-        next += interval;
+        // After a poll that took longer than the interval, the next one goes at once, not a
+        // burst of them to catch up.
+        next = std::max(next + interval, steady_clock::now());
         if (wait(next)) return 0;
         latest = poll_stats(settings);
     }

@@ -5,7 +5,6 @@ an endpoint it cannot reach at all is exit 1."""
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -52,10 +51,10 @@ class TopTest(harness.SlabdTest):
     def run_in_tmux(self, name):
         """slabd top in a 120x40 pane. The shell around it reports the exit code and stays, so that
         the pane can be read after top is gone; it traps SIGINT so that Ctrl-C reaches top alone."""
-        top = shlex.join([harness.SLABD, "top", "--admin", f"127.0.0.1:{self.server.admin_port}",
-                          "--interval", INTERVAL])
-        self.tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40",
-                  f"sh -c 'trap : INT; {top}; echo \"slabd top exited with $?\"; exec sleep 600'")
+        self.tmux("new-session", "-d", "-s", name, "-x", "120", "-y", "40", "sh", "-c",
+                  'trap : INT; "$@"; echo "slabd top exited with $?"; exec sleep 600', "sh",
+                  harness.SLABD, "top", "--admin", f"127.0.0.1:{self.server.admin_port}",
+                  "--interval", INTERVAL)
 
     def screen(self, name):
         return self.tmux("capture-pane", "-p", "-t", name)
