@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import harness
@@ -32,9 +33,12 @@ class TopTest(harness.SlabdTest):
         self.stats = self.server.wait_stats(
             lambda s: s["connections"]["refused_by_reason"]["pool_full"] == REFUSED,
             "the newcomers to be refused")
-        # Our own tmux server, started without the user's config and killed whatever happens.
-        self.socket = f"slabd-top-test-{os.getpid()}"
-        self.addCleanup(subprocess.run, [self.tmux_bin, "-L", self.socket, "kill-server"],
+        # Our own tmux server, started without the user's config, on a socket in a directory of
+        # ours, and killed whatever happens.
+        directory = tempfile.TemporaryDirectory(prefix="slabd-top-")
+        self.addCleanup(directory.cleanup)
+        self.socket = os.path.join(directory.name, "tmux")
+        self.addCleanup(subprocess.run, [self.tmux_bin, "-S", self.socket, "kill-server"],
                         capture_output=True, timeout=WAIT)
 
     def stop_server(self):
@@ -43,7 +47,7 @@ class TopTest(harness.SlabdTest):
         self.stop(self.server)
 
     def tmux(self, *args):
-        done = subprocess.run([self.tmux_bin, "-L", self.socket, "-f", "/dev/null", *args],
+        done = subprocess.run([self.tmux_bin, "-S", self.socket, "-f", "/dev/null", *args],
                               capture_output=True, text=True, timeout=WAIT)
         self.assertEqual(done.returncode, 0, f"tmux {' '.join(args)}: {done.stderr}")
         return done.stdout
