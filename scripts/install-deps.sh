@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages slabd needs, by purpose:
 #   install-deps.sh run     building and running slabd and slabd-load (scripts/run.sh)
 #   install-deps.sh test    and every test: sanitizers, fuzzers, Prometheus, Chromium, HAProxy,
-#                           nginx (scripts/test.sh)
+#                           nginx, tmux (scripts/test.sh)
 #   install-deps.sh bench   and the benchmarks' libraries (bench/*.sh; compare.sh adds its peers)
 #   install-deps.sh package and the Debian package's tools (scripts/package.sh); test includes it
 # Several purposes may be named; none means all three. Idempotent: it asks dpkg first and
@@ -38,6 +38,8 @@ test_packages=(
   # headless Chromium renders the admin page, and HAProxy in front and nginx behind speak the
   # PROXY protocol with it
   prometheus chromium haproxy nginx-light libnginx-mod-stream
+  # a real terminal for slabd top: a detached tmux session, read back with capture-pane
+  tmux
   nodejs $(command -v npm >/dev/null || echo npm) # deploy_kubernetes's validator; NodeSource's nodejs bundles npm and conflicts with Debian's
 )
 

@@ -769,6 +769,35 @@ TEST_CASE("--help --version --check-config and --pool-demo") {
     CHECK(parse_command_line(0, nullptr).what == action::run);
 }
 
+TEST_CASE("top is a subcommand that takes the settings' flags after it") {
+    const auto plain = parse({"top"});
+    CHECK(plain.what == action::top);
+    CHECK(plain.top_interval == std::chrono::seconds{1});
+    CHECK_FALSE(plain.top_once);
+
+    const auto cl = parse(
+        {"--threads", "3", "top", "--admin", "127.0.0.1:9200", "--once", "--interval", "250ms"});
+    CHECK(cl.what == action::top);
+    CHECK(cl.config.threads == 3);
+    CHECK(cl.config.admin.port == 9200);
+    CHECK(cl.top_once);
+    CHECK(cl.top_interval == std::chrono::milliseconds{250});
+
+    const auto help = parse({"top", "--help"});
+    CHECK(help.what == action::exit);
+    CHECK(help.exit_code == 0);
+    CHECK(help.output.find("--interval DURATION") != std::string::npos);
+    CHECK(parse({"--help"}).output.find("top ") != std::string::npos);
+
+    for (const auto* interval : {"10ms", "2h", "soon"}) {
+        CAPTURE(interval);
+        const auto bad = parse({"top", "--interval", interval});
+        CHECK(bad.what == action::exit);
+        CHECK(bad.exit_code == 2);
+        CHECK(bad.output.starts_with("--interval: expected a duration"));
+    }
+}
+
 TEST_CASE("differing_settings names every setting that differs, in the settings' order") {
     CHECK(differing_settings(Config{}, Config{}).empty());
     Config changed;

@@ -88,6 +88,19 @@ command_line parse_command_line(int argc, const char* const* argv) {
                            : std::string{"a route starting with '/', without spaces"};
             });
 
+    // A subcommand, not a flag: it takes flags of its own. Falling through lets the settings'
+    // flags (--config, --admin) follow it, so "slabd top --config FILE" finds that daemon.
+    auto* top = app.add_subcommand(
+                       "top",
+                       "a live view of the running slabd: polls /stats of the admin endpoint the "
+                       "settings name and redraws a table (q or Ctrl-C quits)")
+                    ->fallthrough();
+    std::string top_interval = "1s";
+    top->add_option("--interval", top_interval, "time between polls (default 1s)")
+        ->type_name("DURATION");
+    bool top_once = false;
+    top->add_flag("--once", top_once, "print one frame without escape codes and exit");
+
     const auto settings = detail::settings();
     std::vector<flag_input> inputs(settings.size());
     for (std::size_t i = 0; i < settings.size(); ++i) {
@@ -120,6 +133,8 @@ command_line parse_command_line(int argc, const char* const* argv) {
                 settings[i].flag;
         }
         detail::check_consistency(result.config, where);
+        result.top_interval = detail::given({top_interval}, "--interval")
+                                  .duration(std::chrono::milliseconds{100}, std::chrono::hours{1});
     } catch (const config_error& e) {
         return failure(2, std::string{e.what()} + "\n");
     }
@@ -131,6 +146,9 @@ command_line parse_command_line(int argc, const char* const* argv) {
     } else if (probe_option->count() > 0) {
         result.what = action::probe;
         result.probe_path = probe_path;
+    } else if (top->parsed()) {
+        result.what = action::top;
+        result.top_once = top_once;
     }
     return result;
 }

@@ -16,6 +16,7 @@
 #include "probe.hpp"
 #include "server.hpp"
 #include "slabd/config/config.hpp"
+#include "top.hpp"
 
 namespace {
 
@@ -87,6 +88,8 @@ int main(int argc, char** argv) {
             return 0;
         case action::probe:
             return slabd::server::probe(cli.config, cli.probe_path, std::cout, std::cerr);
+        case action::top:
+            return slabd::server::run_top(cli.config, cli.top_interval, cli.top_once);
         case action::run:
             break;
     }

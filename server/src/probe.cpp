@@ -20,16 +20,15 @@ constexpr std::size_t max_answer = 8 << 20;
 
 }  // namespace
 
-int probe(const config::Config& settings, const std::string& path, std::ostream& out,
-          std::ostream& err) {
+admin_answer admin_get(const config::Config& settings, const std::string& path) {
+    admin_answer result;
     asio::io_context context;
     asio::ip::tcp::socket socket(context);
     asio::error_code ec;
     auto address = asio::ip::make_address(settings.admin.host, ec);
     if (ec) {
-        err << "slabd: --probe: admin.listen " << config::to_string(settings.admin)
-            << " is not an address\n";
-        return 1;
+        result.error = "admin.listen " + config::to_string(settings.admin) + " is not an address";
+        return result;
     }
     // Listening on every address means this host answers on loopback too.
     if (address.is_unspecified())
@@ -46,9 +45,9 @@ int probe(const config::Config& settings, const std::string& path, std::ostream&
         socket.connect(at, ec);
     }
     if (ec) {
-        err << "slabd: --probe: cannot connect to the admin endpoint "
-            << config::to_string(settings.admin) << ": " << ec.message() << "\n";
-        return 1;
+        result.error = "cannot connect to the admin endpoint " + config::to_string(settings.admin) +
+                       ": " + ec.message();
+        return result;
     }
     std::string request = "GET " + path +
                           " HTTP/1.1\r\nHost: " + config::to_string(settings.admin) +
@@ -64,8 +63,8 @@ int probe(const config::Config& settings, const std::string& path, std::ostream&
         answer.append(chunk, n);
     }
     if (ec && ec != asio::error::eof) {
-        err << "slabd: --probe: " << path << ": " << ec.message() << "\n";
-        return 1;
+        result.error = path + ": " + ec.message();
+        return result;
     }
     // "HTTP/1.1 200 OK\r\n...\r\n\r\nbody": Connection: close, so the body runs to the end.
     int status = 0;
@@ -75,12 +74,25 @@ int probe(const config::Config& settings, const std::string& path, std::ostream&
                         answer.data() + std::min(answer.size(), space + 4), status);
     const auto body = answer.find("\r\n\r\n");
     if (status == 0 || body == std::string::npos) {
-        err << "slabd: --probe: " << path << ": not an HTTP answer\n";
+        result.error = path + ": not an HTTP answer";
+        return result;
+    }
+    result.status = status;
+    result.body = answer.substr(body + 4);
+    return result;
+}
+
+int probe(const config::Config& settings, const std::string& path, std::ostream& out,
+          std::ostream& err) {
+    const auto answer = admin_get(settings, path);
+    if (answer.status == 0) {
+        err << "slabd: --probe: " << answer.error << "\n";
         return 1;
     }
-    out << answer.substr(body + 4);
-    if (status != 200) err << "slabd: --probe: " << path << " answered " << status << "\n";
-    return status == 200 ? 0 : 1;
+    out << answer.body;
+    if (answer.status != 200)
+        err << "slabd: --probe: " << path << " answered " << answer.status << "\n";
+    return answer.status == 200 ? 0 : 1;
 }
 
 }  // namespace slabd::server

@@ -10,9 +10,19 @@
 
 namespace slabd::server {
 
-/// GETs `path` from the admin endpoint `settings` name (a wildcard address means this host),
-/// writes the body to `out`, and returns 0 for a 200, 1 for anything else; what went wrong goes
-/// to `err`. Gives up after a few seconds.
+/// One GET's outcome: the HTTP status and body, or status 0 and why there was no answer.
+struct admin_answer {
+    int status = 0;
+    std::string body;
+    std::string error;
+};
+
+/// GETs `path` from the admin endpoint `settings` name (a wildcard address means this host), with
+/// the settings' token. Gives up after a few seconds.
+admin_answer admin_get(const config::Config& settings, const std::string& path);
+
+/// admin_get, then the body to `out`; returns 0 for a 200, 1 for anything else, and what went
+/// wrong goes to `err`.
 int probe(const config::Config& settings, const std::string& path, std::ostream& out,
           std::ostream& err);
 

@@ -176,7 +176,7 @@ std::vector<setting_value> setting_values(const Config& config, bool redact_secr
 std::vector<std::string> differing_settings(const Config& a, const Config& b);
 
 /// What main should do after parsing the command line.
-enum class action { run, check_config, pool_demo, probe, exit };
+enum class action { run, check_config, pool_demo, probe, top, exit };
 
 /// The outcome of parse_command_line.
 struct command_line {
@@ -185,6 +185,8 @@ struct command_line {
     int exit_code = 0;       ///< for check_config and exit: 0, or 2 for bad usage or config
     std::string output;      ///< help, version, effective config or error text, ending in "\n"
     std::string probe_path;  ///< for probe: the admin route to GET, e.g. "/healthz"
+    std::chrono::milliseconds top_interval = std::chrono::seconds{1};  ///< for top: between polls
+    bool top_once = false;  ///< for top: one plain frame, then exit
 };
 
 /// Parses argv: defaults < --config file < flags. Never exits or prints; errors give action::exit,
