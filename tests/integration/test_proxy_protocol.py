@@ -150,10 +150,11 @@ class AcceptProxyTest(harness.SlabdTest):
         held.append(s)
         s.sendall(v2(("192.0.2.10", 4001), ("127.0.0.1", server.port)) + b"y")
         self.assertEqual(harness.recv_to_eof(s), b"")
-        st = server.wait_stats(lambda s: refused(s, "per_source") == 1, "the per-source refusal")
+        # The refusal is counted just before the refused block returns: wait for both.
+        st = server.wait_stats(lambda s: refused(s, "per_source") == 1 and s["pool"]["in_use"] == 2,
+                               "the per-source refusal and its block back")
         self.assertEqual(st["connections"]["accepted"], 2)
         self.assertEqual(st["proxy_protocol"]["headers_received"], 3, "the refused one sent its header too")
-        self.assertEqual(st["pool"]["in_use"], 2)
         sources = {t["source"]: t["connections"] for t in st["limits"]["top_sources"]}
         self.assertEqual(sources, {"192.0.2.10": 1, "2001:db8::/64": 1})
 
