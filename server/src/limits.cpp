@@ -61,6 +61,16 @@ source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
     return key;
 }
 
+source_key cut_source_key(const source_key& whole, unsigned prefix_bits) noexcept {
+    source_key key = whole;
+    cut(key.bytes, prefix_bits);
+    return key;
+}
+
+unsigned source_bits(const source_key& whole, unsigned v4_prefix, unsigned v6_prefix) noexcept {
+    return is_v4(whole) ? 96 + v4_prefix : v6_prefix;
+}
+
 network network::parse(const std::string& text) {
     const std::size_t slash = text.find('/');
     const auto address = asio::ip::make_address(text.substr(0, slash));
