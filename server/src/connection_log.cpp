@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -25,11 +24,8 @@ std::uint32_t burst_of(std::uint32_t rate) noexcept {
 }
 
 std::string client_text(const connection_record& r) {
-    const bool v4 = r.client.bytes[10] == 0xff && r.client.bytes[11] == 0xff &&
-                    std::all_of(r.client.bytes.begin(), r.client.bytes.begin() + 10,
-                                [](std::uint8_t b) { return b == 0; });
     const std::string address = to_string(r.client, 32, 128);
-    return (v4 ? address : "[" + address + "]") + ":" + std::to_string(r.client_port);
+    return (is_v4(r.client) ? address : "[" + address + "]") + ":" + std::to_string(r.client_port);
 }
 
 void write_line(const connection_record& r) {
