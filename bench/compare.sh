@@ -4,7 +4,7 @@
 # server's own CPU time per operation, read from /proc/PID/stat around each load run.
 #
 #   bench/compare.sh [--duration SECONDS] [--repeat N] [--quick] [--only TABLE,...]
-#                    [--baseline REV] [--limits]
+#                    [--baseline REV] [--limits] [--connection-log]
 #
 # --duration: seconds per load run (default 5). --repeat: load runs per row (default 3), each
 # row showing the medians and the spread of its runs: on a shared machine one run's CPU per
@@ -16,7 +16,9 @@
 # judged against what came before it: --baseline REV builds slabd as of git revision REV (in a
 # worktree under build/) and runs it as the server "slabd@REV" beside slabd in every echo
 # group; --limits adds "slabd+limits", slabd with every [limits] key on but set so high that
-# nobody is refused, which prices the admission checks themselves.
+# nobody is refused, which prices the admission checks themselves; --connection-log adds
+# "slabd+connlog", slabd with log.connections on at its default rate, logging to
+# build/release/connlog-PORT.log, which prices the connection log.
 # Markdown tables go to stdout, progress to stderr, every run as JSON to
 # build/release/compare.json. Exit status 1 when any run failed.
 #
@@ -35,7 +37,7 @@ command_line="bench/compare.sh${*:+ $*}"
 say() { echo "compare: $*" >&2; }
 die() { say "$*"; exit 1; }
 usage() {
-  echo "usage: bench/compare.sh [--duration SECONDS] [--repeat N] [--quick] [--only TABLE,...] [--baseline REV] [--limits]" >&2
+  echo "usage: bench/compare.sh [--duration SECONDS] [--repeat N] [--quick] [--only TABLE,...] [--baseline REV] [--limits] [--connection-log]" >&2
   exit 2
 }
 
@@ -45,6 +47,7 @@ quick=0
 only=echo,growth,proxy,bulk
 baseline=
 limits=0
+connection_log=0
 while (($#)); do
   case $1 in
     --duration) (($# >= 2)) || usage; duration=$2; shift 2 ;;
@@ -53,6 +56,7 @@ while (($#)); do
     --only) (($# >= 2)) || usage; only=$2; shift 2 ;;
     --baseline) (($# >= 2)) || usage; baseline=$2; shift 2 ;;
     --limits) limits=1; shift ;;
+    --connection-log) connection_log=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) usage ;;
   esac
@@ -271,7 +275,7 @@ run_label() { ((repeat == 1)) || echo " (run $run of $repeat)"; }
 # with $server_error set. KIND: slabd (echo, or proxy with an upstream), epoll-echo,
 # asio-classic-echo, haproxy, haproxy-splice, nginx (stream proxy), nginx-http, iperf3.
 
-start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits|pp2]
+start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits|pp2|connlog]
   local binary=$1 conf=$tmp/slabd-$3.toml args
   take_port
   # A row stops the server after its load has finished; there is nothing to drain for 10 s.
@@ -281,6 +285,8 @@ start_slabd() { # BINARY CORE PORT [UPSTREAM] [limits|pp2]
     # two addresses, and churn stays far below a million newcomers a second.
     limits) printf '[limits]\nmax_per_source = 20000\naccept_rate = 1000000\naccept_burst = 1000000\n' >>"$conf" ;;
     pp2) printf '[proxy]\nsend_proxy = "v2"\n' >>"$conf" ;;
+    # A file on disk, as in production: a line per close at up to the default 1000 a second.
+    connlog) printf '[log]\nconnections = true\nfile = "%s"\n' "$root/build/release/connlog-$3.log" >>"$conf" ;;
   esac
   args=(--config "$conf" --listen "127.0.0.1:$3" --admin "127.0.0.1:$taken" --threads 1
         --max-connections 20000 --log-level warn)
@@ -355,6 +361,7 @@ start_server() { # KIND CORE PORT [UPSTREAM]
   case $kind in
     slabd) start_slabd "$slabd" "$core" "$port" "$upstream" ;;
     slabd+limits) start_slabd "$slabd" "$core" "$port" "$upstream" limits ;;
+    slabd+connlog) start_slabd "$slabd" "$core" "$port" "$upstream" connlog ;;
     slabd+pp2) start_slabd "$slabd" "$core" "$port" "$upstream" pp2 ;;
     haproxy+pp2) start_haproxy "$core" "$port" "$upstream" pp2 ;;
     slabd@*) start_slabd "$baseline_slabd" "$core" "$port" "$upstream" ;;
@@ -591,6 +598,7 @@ if [[ -n $baseline ]]; then
   echo_servers+=("$baseline_kind")
 fi
 ((limits == 0)) || echo_servers+=(slabd+limits)
+((connection_log == 0)) || echo_servers+=(slabd+connlog)
 
 git_commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain 2>/dev/null) ]] || git_commit+=" (with uncommitted changes)"

@@ -5,16 +5,20 @@
 
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
 #include "alloc_counter.hpp"
+#include "logging.hpp"
 
 namespace {
 
@@ -182,4 +186,45 @@ TEST_CASE("PROXY protocol both ways: zero heap allocations per message and per c
     CHECK(sent == 32 + 200 + 1000);
     CHECK(upstream.stats().total().proxy_headers_received == sent);
     CHECK(upstream.stats().total().refused() == 0);
+}
+
+namespace {
+
+/// Lines in the file at `path`, read without a heap allocation.
+std::uint64_t count_lines(const char* path) {
+    static std::array<char, 1 << 16> chunk{};
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    std::uint64_t lines = 0;
+    for (ssize_t n; fd >= 0 && (n = ::read(fd, chunk.data(), chunk.size())) > 0;)
+        lines += static_cast<std::uint64_t>(std::count(chunk.begin(), chunk.begin() + n, '\n'));
+    if (fd >= 0) ::close(fd);
+    return lines;
+}
+
+}  // namespace
+
+TEST_CASE("connection log on: logged closes allocate nothing, the writer's lines included") {
+    // The whole process is counted: the shard's record, the writer's formatting and its write.
+    // Fewer closes than a ring holds, so none is skipped whenever the writer drains.
+    char path[] = "/tmp/slabd-hot-path-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    auto config = loopback_config();
+    config.log_file = path;
+    config.log_connections = true;
+    config.log_connections_rate = 0;
+    slabd::server::logging::setup(config);
+    {
+        running_server echo(config);
+        CHECK(cycles(echo.port(), 200, 0).failures == 0);
+        while (count_lines(path) < 200) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        const std::uint64_t before = allocation_count();
+        CHECK(cycles(echo.port(), 0, 500).failures == 0);
+        // Until the writer has written them all: its work is inside the count.
+        while (count_lines(path) < 700) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        CHECK(allocation_count() - before == 0);
+        CHECK(echo.stats().total().connection_log_skipped == 0);
+    }
+    ::unlink(path);
 }

@@ -256,6 +256,16 @@ constexpr detail::setting all_settings[] = {
      flag_kind::value, "--log-format", "text|json",
      [](Config& c, const given& v) { c.log_fmt = pick<log_format>(v, format_names); },
      [](const Config& c, bool) { return quote(to_string(c.log_fmt)); }},
+    {"log", "connections", "one line per closed connection: client, shard, upstream, duration, "
+                           "bytes each way and close reason, whatever the level",
+     flag_kind::toggle, "--log-connections", "",
+     [](Config& c, const given& v) { c.log_connections = v.boolean(); },
+     [](const Config& c, bool) { return show_bool(c.log_connections); }},
+    {"log", "connections_rate", "connection lines per second at most; those past it are skipped "
+                                "and counted (0: no limit)",
+     flag_kind::value, "--log-connections-rate", "N",
+     [](Config& c, const given& v) { c.log_connections_rate = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
+     [](const Config& c, bool) { return std::to_string(c.log_connections_rate); }},
 
     {"daemon", "daemonize", "detach from the terminal (needs an absolute pidfile)",
      flag_kind::toggle, "--daemonize", "",

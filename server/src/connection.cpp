@@ -7,8 +7,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "shard.hpp"
@@ -73,8 +75,44 @@ struct connection::connect_handler {
     void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };
 
+namespace {
+
+std::int64_t since_epoch_ns(auto now) noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+}
+
+/// The counter a close is counted under, and its name in the connection log.
+struct close_counter {
+    std::atomic<std::uint64_t> shard_stats::*counter;
+    const char* name;
+};
+close_counter counted_as(close_reason why) noexcept {
+    switch (why) {
+        case close_reason::idle_timeout:
+            return {&shard_stats::closed_idle_timeout, "idle_timeout"};
+        case close_reason::error:
+            return {&shard_stats::closed_error, "error"};
+        case close_reason::upstream_failure:
+            return {&shard_stats::closed_upstream_failure, "upstream_failure"};
+        case close_reason::shutdown:
+            return {&shard_stats::closed_shutdown, "shutdown"};
+        case close_reason::evicted:
+            return {&shard_stats::closed_evicted, "evicted"};
+        case close_reason::refused:  // counted by its refusal reason, never as a close
+        case close_reason::client_eof:
+        case close_reason::none:
+            break;
+    }
+    return {&shard_stats::closed_client_eof, "client_eof"};
+}
+
+}  // namespace
+
 connection::connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept
-    : shard_(owner), client_(std::move(client)), leg_(leg) {
+    : shard_(owner),
+      client_(std::move(client)),
+      leg_(leg),
+      started_ns_(since_epoch_ns(std::chrono::steady_clock::now())) {
     to_target_.from = &client_;
     to_target_.to = leg_ != nullptr ? &leg_->socket : &client_;
     if (leg_ != nullptr) {
@@ -88,28 +126,11 @@ connection::~connection() {
     shard_.forget(*this);
     give_back_lent(to_target_);
     shard_stats& stats = shard_.stats();
-    switch (closing_) {
-        case close_reason::idle_timeout:
-            bump(stats.closed_idle_timeout);
-            break;
-        case close_reason::error:
-            bump(stats.closed_error);
-            break;
-        case close_reason::upstream_failure:
-            bump(stats.closed_upstream_failure);
-            break;
-        case close_reason::shutdown:
-            bump(stats.closed_shutdown);
-            break;
-        case close_reason::evicted:
-            bump(stats.closed_evicted);
-            break;
-        case close_reason::refused:
-            break;  // counted by its refusal reason
-        case close_reason::client_eof:
-        case close_reason::none:
-            bump(stats.closed_client_eof);
-            break;
+    // Before the leg goes: its claim keeps the upstream's name readable.
+    if (closing_ != close_reason::refused) {
+        const close_counter closed = counted_as(closing_);
+        bump(stats.*closed.counter);
+        record_close(closed.name);
     }
     if (leg_ != nullptr) {
         give_back_lent(leg_->to_client);
@@ -123,6 +144,33 @@ connection::~connection() {
         shard_.linger(std::move(client_));
     }
     drop(stats.active);
+}
+
+void connection::record_close(const char* reason) noexcept {
+    const auto duration_us = static_cast<std::uint64_t>(
+        (since_epoch_ns(std::chrono::steady_clock::now()) - started_ns_) / 1000);
+    shard_stats& stats = shard_.stats();
+    record(stats.duration, duration_bounds_us, duration_us);
+    record(stats.bytes_received, byte_bounds, received_);
+    record(stats.bytes_sent, byte_bounds, sent_);
+    connection_log& log = shard_.log();
+    if (!log.enabled()) return;
+    connection_record r;
+    r.closed_at_ns = since_epoch_ns(std::chrono::system_clock::now());
+    r.duration_us = duration_us;
+    r.received = received_;
+    r.sent = sent_;
+    r.client = links.source;
+    r.client_port = client_port_;
+    r.shard = shard_.index();
+    r.reason = reason;
+    if (leg_ != nullptr && leg_->upstream.get() != nullptr) {
+        const std::string& name = leg_->upstream.get()->name;
+        const std::size_t n = std::min(name.size(), r.upstream.size() - 1);
+        std::memcpy(r.upstream.data(), name.data(), n);
+        r.upstream[n] = '\0';
+    }
+    if (!log.offer(r)) bump(stats.connection_log_skipped);
 }
 
 void connection::start() noexcept {
@@ -198,11 +246,13 @@ void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
         if (h.source.ss_family == AF_INET) {
             const auto& in = reinterpret_cast<const sockaddr_in&>(h.source);
             client = asio::ip::address_v4(ntohl(in.sin_addr.s_addr));
+            set_client(client, ntohs(in.sin_port));
         } else {
             const auto& in6 = reinterpret_cast<const sockaddr_in6&>(h.source);
             asio::ip::address_v6::bytes_type b;
             std::memcpy(b.data(), &in6.sin6_addr, b.size());
             client = asio::ip::address_v6(b);
+            set_client(client, ntohs(in6.sin6_port));
         }
         if (leg_ != nullptr) {
             std::memcpy(&leg_->client_source, &h.source, sizeof leg_->client_source);
@@ -323,6 +373,7 @@ void connection::pump(relay& r) noexcept {
             return fail(failure_of(r.from));
         }
         bump(shard_.stats().bytes_in, n);
+        if (r.from == &client_) received_ += n;
         shard_.touch(*this);
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
@@ -375,6 +426,7 @@ void connection::pump_spliced(relay& r) noexcept {
             return fail(failure_of(r.from));
         }
         bump(shard_.stats().bytes_in, static_cast<std::uint64_t>(n));
+        if (r.from == &client_) received_ += static_cast<std::uint64_t>(n);
         shard_.touch(*this);
         moved += static_cast<std::size_t>(n);
         r.filled = static_cast<std::uint32_t>(n);
@@ -400,6 +452,7 @@ bool connection::flush_pipe(relay& r) noexcept {
         }
         r.written += static_cast<std::uint32_t>(n);
         bump(shard_.stats().bytes_out, static_cast<std::uint64_t>(n));
+        if (r.to == &client_) sent_ += static_cast<std::uint64_t>(n);
         bump(shard_.stats().bytes_spliced, static_cast<std::uint64_t>(n));
     }
     return true;
@@ -422,6 +475,7 @@ bool connection::flush(relay& r) noexcept {
         }
         r.written += static_cast<std::uint32_t>(n);
         bump(shard_.stats().bytes_out, n);
+        if (r.to == &client_) sent_ += n;
     }
     return true;
 }

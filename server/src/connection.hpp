@@ -66,8 +66,11 @@ struct shard_links {
     std::uint32_t last_active = 0;    // shard clock tick of the last byte moved
     bool waiting_for_buffer = false;  // on the shard's buffer-wait list, which holds a reference
     on list = on::none;               // which of the shard's timed lists holds it
-    bool holds_source = false;        // counted in the shard's source table under `source`
-    source_key source;
+    bool holds_source = false;        // counted in the shard's source table, as below
+    // The source table's key is `source` cut to `source_bits`, the prefix when it was counted:
+    // kept whole, it also names the client in the connection log at no extra cost per block.
+    std::uint8_t source_bits = 128;
+    source_key source;  // the client's whole address: the peer's, or its PROXY header's
 };
 
 /// A counted reference to a connection. The lifetime rule: every Asio operation, the buffer-wait
@@ -117,6 +120,11 @@ class connection {
     /// Turns the client away after all (a bad PROXY header, no upstream up): counted as `why`,
     /// closed lingering, after the busy line if `busy_line`.
     void refuse(refusal_reason why, bool busy_line = false) noexcept;
+    /// Who the client is, for the connection log: the peer, or what its PROXY header says.
+    void set_client(const asio::ip::address& address, std::uint16_t port) noexcept {
+        links.source = make_source_key(address, 32, 128);
+        client_port_ = port;
+    }
     [[nodiscard]] bool is_closing() const noexcept { return closing_ != close_reason::none; }
 
     shard_links links;
@@ -161,11 +169,17 @@ class connection {
     [[nodiscard]] close_reason failure_of(const socket_type* s) const noexcept {
         return s == &client_ ? close_reason::error : close_reason::upstream_failure;
     }
+    /// Counts the connection into the shard's histograms and, when on, its connection log.
+    void record_close(const char* reason) noexcept;
 
     shard& shard_;
     socket_type client_;
     relay to_target_;  // client -> client (echo) or client -> upstream (proxy)
     upstream_leg* leg_;
+    std::int64_t started_ns_;     // steady clock, for the duration
+    std::uint64_t received_ = 0;  // bytes read from the client
+    std::uint64_t sent_ = 0;      // bytes written to the client
+    std::uint16_t client_port_ = 0;
     std::uint16_t refs_ = 0;
     close_reason closing_ = close_reason::none;
     bool client_cancelled_ = false;       // no operation on the client may start any more

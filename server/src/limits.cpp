@@ -23,10 +23,6 @@ void cut(std::array<std::uint8_t, 16>& bytes, unsigned keep_bits) noexcept {
     }
 }
 
-bool is_v4(const source_key& key) noexcept {
-    return std::equal(v4_mapped.begin(), v4_mapped.end(), key.bytes.begin());
-}
-
 // A per-process seed: a client that chooses its addresses cannot aim them at one probe chain.
 const std::uint64_t hash_seed = [] {
     std::random_device device;
@@ -59,6 +55,20 @@ source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
         cut(key.bytes, v6_prefix);
     }
     return key;
+}
+
+bool is_v4(const source_key& key) noexcept {
+    return std::equal(v4_mapped.begin(), v4_mapped.end(), key.bytes.begin());
+}
+
+source_key cut_source_key(const source_key& whole, unsigned prefix_bits) noexcept {
+    source_key key = whole;
+    cut(key.bytes, prefix_bits);
+    return key;
+}
+
+unsigned source_bits(const source_key& whole, unsigned v4_prefix, unsigned v6_prefix) noexcept {
+    return is_v4(whole) ? 96 + v4_prefix : v6_prefix;
 }
 
 network network::parse(const std::string& text) {

@@ -26,6 +26,13 @@ struct source_key {
 /// `address` cut to `v4_prefix` bits (IPv4, IPv4-mapped) or `v6_prefix` bits (other IPv6).
 source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
                            unsigned v6_prefix) noexcept;
+/// Whether `key` is an IPv4 client's (stored as ::ffff:a.b.c.d).
+[[nodiscard]] bool is_v4(const source_key& key) noexcept;
+/// The source of the client whose whole key (prefixes 32 and 128) is `whole`, cut to
+/// `prefix_bits` of its 128 (an IPv4 client's /N is 96 + N).
+source_key cut_source_key(const source_key& whole, unsigned prefix_bits) noexcept;
+/// The bits of a key that make_source_key keeps for `whole`'s client.
+unsigned source_bits(const source_key& whole, unsigned v4_prefix, unsigned v6_prefix) noexcept;
 /// The source as an operator reads it: "192.0.2.7", "192.0.2.0/24", "2001:db8::/64".
 std::string to_string(const source_key& key, unsigned v4_prefix, unsigned v6_prefix);
 

@@ -71,6 +71,19 @@ class fd_sink final : public spdlog::sinks::base_sink<std::mutex> {
     void sink_it_(const spdlog::details::log_msg& msg) override {
         spdlog::memory_buf_t line;
         formatter_->format(msg, line);
+        write_all({line.data(), line.size()});
+    }
+    void flush_() override {}
+
+  public:
+    /// A line formatted already, written as sink_it_ writes, under the sink's lock.
+    void write_formatted(std::string_view line) {
+        std::lock_guard lock(mutex_);
+        write_all(line);
+    }
+
+  private:
+    void write_all(std::string_view line) noexcept {
         const char* at = line.data();
         std::size_t left = line.size();
         while (left > 0) {
@@ -81,7 +94,6 @@ class fd_sink final : public spdlog::sinks::base_sink<std::mutex> {
             left -= static_cast<std::size_t>(n);
         }
     }
-    void flush_() override {}
 
   private:
     int fd_;
@@ -124,23 +136,29 @@ void append_json_string(std::string_view text, spdlog::memory_buf_t& out) {
 
 /// {"time":"2026-01-02T03:04:05.678Z","level":"info","message":"..."}: one object per line for
 /// log collectors, the message escaped whatever it holds.
+/// The object's members every line has, left open for more.
+void json_head(spdlog::log_clock::time_point time, spdlog::level::level_enum level,
+               std::string_view message, spdlog::memory_buf_t& out) {
+    using namespace std::chrono;
+    const auto since_epoch = time.time_since_epoch();
+    const std::time_t seconds = duration_cast<std::chrono::seconds>(since_epoch).count();
+    const auto millis = duration_cast<milliseconds>(since_epoch).count() % 1000;
+    std::tm utc{};
+    ::gmtime_r(&seconds, &utc);
+    fmt::format_to(std::back_inserter(out),
+                   R"({{"time":"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z","level":")",
+                   utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
+                   utc.tm_sec, millis);
+    const auto name = spdlog::level::to_string_view(level);
+    out.append(name.data(), name.data() + name.size());
+    out.append(std::string_view(R"(","message":)"));
+    append_json_string(message, out);
+}
+
 class json_formatter final : public spdlog::formatter {
   public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& out) override {
-        using namespace std::chrono;
-        const auto since_epoch = msg.time.time_since_epoch();
-        const std::time_t seconds = duration_cast<std::chrono::seconds>(since_epoch).count();
-        const auto millis = duration_cast<milliseconds>(since_epoch).count() % 1000;
-        std::tm utc{};
-        ::gmtime_r(&seconds, &utc);
-        fmt::format_to(std::back_inserter(out),
-                       R"({{"time":"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z","level":")",
-                       utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min,
-                       utc.tm_sec, millis);
-        const auto level = spdlog::level::to_string_view(msg.level);
-        out.append(level.data(), level.data() + level.size());
-        out.append(std::string_view(R"(","message":)"));
-        append_json_string({msg.payload.data(), msg.payload.size()}, out);
+        json_head(msg.time, msg.level, {msg.payload.data(), msg.payload.size()}, out);
         out.append(std::string_view("}\n"));
     }
     [[nodiscard]] std::unique_ptr<spdlog::formatter> clone() const override {
@@ -150,6 +168,21 @@ class json_formatter final : public spdlog::formatter {
 
 // The sink outlives every SIGHUP; spdlog's default logger holds it too.
 std::shared_ptr<fd_sink> sink;
+bool json = false;
+
+/// logfmt's rule: a value with a space, a quote or an equals sign, or none, is quoted.
+void append_text_value(std::string_view value, spdlog::memory_buf_t& out) {
+    if (!value.empty() && value.find_first_of(" \"=\\") == std::string_view::npos) {
+        out.append(value);
+        return;
+    }
+    out.push_back('"');
+    for (const char c : value) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
 
 }  // namespace
 
@@ -161,12 +194,44 @@ void setup(const config::Config& settings) {
             throw std::system_error(last_error(), "cannot open log file " + settings.log_file);
     }
     sink = std::make_shared<fd_sink>(fd, settings.log_file);
-    if (settings.log_fmt == config::log_format::json)
+    json = settings.log_fmt == config::log_format::json;
+    if (json)
         sink->set_formatter(std::make_unique<json_formatter>());
     else
         sink->set_formatter(std::make_unique<spdlog::pattern_formatter>());
     spdlog::set_default_logger(std::make_shared<spdlog::logger>("", sink));
     spdlog::set_level(spdlog::level::from_str(settings.log_level));
+}
+
+void write_fields(std::chrono::system_clock::time_point time, std::string_view message,
+                  std::span<const field> fields) {
+    if (!sink) return;
+    spdlog::memory_buf_t line;
+    if (json) {
+        json_head(time, spdlog::level::info, message, line);
+        for (const auto& f : fields) {
+            line.push_back(',');
+            append_json_string(f.key, line);
+            line.push_back(':');
+            if (f.text)
+                append_json_string(f.value, line);
+            else
+                line.append(f.value);
+        }
+        line.append(std::string_view("}\n"));
+        sink->write_formatted({line.data(), line.size()});
+        return;
+    }
+    line.append(message);
+    for (const auto& f : fields) {
+        line.push_back(' ');
+        line.append(f.key);
+        line.push_back('=');
+        append_text_value(f.value, line);
+    }
+    // Through the sink's own formatter: the same time and level prefix as every other line.
+    sink->log(
+        spdlog::details::log_msg(time, {}, "", spdlog::level::info, {line.data(), line.size()}));
 }
 
 std::error_code reopen() {

@@ -88,6 +88,13 @@ server::server(const config::Config& settings, handover_setup handover)
     sources_ = std::make_unique<source_table>(settings_.max_per_source, reserve + threads);
     accept_rate_ =
         std::make_unique<accept_rate_limiter>(settings_.accept_rate, effective_burst(settings_));
+    connection_log_ = std::make_unique<connection_log>(
+        threads, settings_.log_connections, settings_.log_connections_rate, [this] {
+            std::uint64_t skipped = 0;
+            for (const auto& s : shards_)
+                skipped += s->stats().connection_log_skipped.load(std::memory_order_relaxed);
+            return skipped;
+        });
     const std::size_t buffers_per_shard =
         std::max<std::size_t>(1, settings_.buffer_count / threads);
     // Only a proxy has two sockets to splice between.
@@ -99,9 +106,9 @@ server::server(const config::Config& settings, handover_setup handover)
                             settings_.buffer_size, pipes_per_shard,
                             // As many lingering closes at once as a quarter of the connections.
                             std::max<std::size_t>(16, settings_.max_connections / threads / 4),
-                            *sources_, *accept_rate_};
+                            *sources_, *accept_rate_, *connection_log_};
     for (unsigned i = 0; i < threads; ++i) {
-        shards_.push_back(std::make_unique<shard>(setup));
+        shards_.push_back(std::make_unique<shard>(setup, static_cast<std::uint16_t>(i)));
         if (inherited) {
             shards_.back()->adopt(std::exchange(inherited->data[i], -1));
             continue;
@@ -160,6 +167,7 @@ void server::run() {
     watch_operator_signals();
     admin_->start();
 
+    connection_log_->start();
     std::vector<std::thread> threads;
     for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
     asio::post(control_, [this] {
@@ -170,6 +178,7 @@ void server::run() {
     });
     std::thread control([this] { control_.run(); });
     for (auto& t : threads) t.join();
+    connection_log_->stop();
     // Every shard has drained: the admin endpoint and the signal watch go too.
     asio::post(control_, [this] {
         asio::error_code ignored;
@@ -295,6 +304,9 @@ void server::reload(const config::Config& next) {
         field = value;
     };
     adopt(settings_.log_level, next.log_level, "log.level", quoted);
+    adopt(settings_.log_connections, next.log_connections, "log.connections", boolean);
+    adopt(settings_.log_connections_rate, next.log_connections_rate, "log.connections_rate",
+          number);
     adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle", ms);
     adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
     adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
@@ -353,6 +365,7 @@ void server::reload(const config::Config& next) {
     for (auto& s : shards_) s->update(live_settings_of(settings_));
     sources_->set_limit(settings_.max_per_source);
     accept_rate_->configure(settings_.accept_rate, effective_burst(settings_));
+    connection_log_->configure(settings_.log_connections, settings_.log_connections_rate);
     if (changed.empty()) spdlog::info("reload: no setting changed that applies at run time");
     for (const auto& line : changed) spdlog::info("reload: changed {}", line);
     if (!restart.empty())

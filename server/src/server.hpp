@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "connection.hpp"
+#include "connection_log.hpp"
 #include "handover.hpp"
 #include "history.hpp"
 #include "shard.hpp"
@@ -128,6 +129,7 @@ class server final : private shard_events {
     std::unique_ptr<upstreams> upstreams_;
     std::unique_ptr<source_table> sources_;
     std::unique_ptr<accept_rate_limiter> accept_rate_;
+    std::unique_ptr<connection_log> connection_log_;
     std::vector<std::unique_ptr<shard>> shards_;
     asio::io_context control_{1};  // admin endpoint and signals, on the thread that calls run()
     asio::signal_set signals_;

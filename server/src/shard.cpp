@@ -69,7 +69,7 @@ struct shard::resume_handler {
     void operator()() const noexcept { self->resume_buffer_waiters(); }
 };
 
-shard::shard(const shard_setup& setup)
+shard::shard(const shard_setup& setup, std::uint16_t index)
     : connections_(setup.connections),
       legs_(setup.legs),
       upstreams_(setup.upstream_list),
@@ -77,6 +77,8 @@ shard::shard(const shard_setup& setup)
       on_exhausted_(setup.on_exhausted),
       sources_(setup.sources),
       accept_rate_(setup.accept_rate),
+      log_(setup.log),
+      index_(index),
       acceptor_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
@@ -186,8 +188,10 @@ void shard::admit(socket_type& peer) noexcept {
         give_back_source();
         return refuse(peer, refusal_reason::pool_full);
     }
+    c->set_client(peer_.address(), peer_.port());
     if (counted) {
-        c->links.source = source;
+        c->links.source_bits = static_cast<std::uint8_t>(
+            source_bits(c->links.source, live_.source_prefix_v4, live_.source_prefix_v6));
         c->links.holds_source = true;
     }
     const connection_ref hold(*c);
@@ -213,7 +217,8 @@ std::optional<refusal_reason> shard::admit_proxied(connection& c,
             verdict != source_table::verdict::admitted)
             return verdict == source_table::verdict::over_limit ? refusal_reason::per_source
                                                                 : refusal_reason::pool_full;
-        c.links.source = source;
+        c.links.source_bits = static_cast<std::uint8_t>(
+            source_bits(c.links.source, live_.source_prefix_v4, live_.source_prefix_v6));
         c.links.holds_source = true;
     }
     if (legs_ == nullptr) {

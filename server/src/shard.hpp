@@ -16,6 +16,7 @@
 #include <string>
 
 #include "connection.hpp"
+#include "connection_log.hpp"
 #include "linger.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
@@ -68,6 +69,7 @@ struct shard_setup {
     std::size_t linger_slots;
     source_table& sources;             // counts only while its limit is not 0
     accept_rate_limiter& accept_rate;  // limits only while enabled
+    connection_log& log;               // logs only while enabled
 };
 
 class shard {
@@ -75,7 +77,8 @@ class shard {
     using acceptor_type =
         asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
 
-    explicit shard(const shard_setup& setup);
+    /// Shard number `index` of the server's.
+    shard(const shard_setup& setup, std::uint16_t index);
     ~shard();
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
@@ -103,6 +106,8 @@ class shard {
     [[nodiscard]] shard_stats& stats() noexcept { return stats_; }
     [[nodiscard]] const shard_stats& stats() const noexcept { return stats_; }
     [[nodiscard]] upstreams& upstream_list() noexcept { return *upstreams_; }
+    [[nodiscard]] connection_log& log() noexcept { return log_; }
+    [[nodiscard]] std::uint16_t index() const noexcept { return index_; }
     [[nodiscard]] const live_settings& live() const noexcept { return live_; }
     [[nodiscard]] std::size_t buffer_size() const noexcept { return buffer_size_; }
     [[nodiscard]] std::byte* take_buffer() noexcept {
@@ -142,7 +147,8 @@ class shard {
     /// From the connection's destructor: off every list, and no longer counted for its source.
     void forget(connection& c) noexcept {
         unlink(c);
-        if (c.links.holds_source) sources_.release(c.links.source);
+        if (c.links.holds_source)
+            sources_.release(cut_source_key(c.links.source, c.links.source_bits));
     }
     /// The last reference to `c` is gone: destroy it and return its block.
     void destroy(connection& c) noexcept;
@@ -202,6 +208,8 @@ class shard {
     config::exhausted_policy on_exhausted_;
     source_table& sources_;
     accept_rate_limiter& accept_rate_;
+    connection_log& log_;
+    std::uint16_t index_;
     asio::io_context context_{1};  // one thread: Asio can skip its locks
     acceptor_type acceptor_;
     accept_op_memory accept_memory_;

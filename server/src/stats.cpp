@@ -12,6 +12,9 @@ shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept
     SLABD_SHARD_COUNTERS(SLABD_ADD)
     SLABD_SHARD_GAUGES(SLABD_ADD)
 #undef SLABD_ADD
+#define SLABD_ADD(name, family, label, help, bounds, unit) name += other.name;
+    SLABD_SHARD_HISTOGRAMS(SLABD_ADD)
+#undef SLABD_ADD
     return *this;
 }
 
@@ -31,6 +34,12 @@ shard_snapshot snapshot(const shard_stats& stats) noexcept {
 #define SLABD_COPY(name, family, label, help) s.name = stats.name.load(std::memory_order_relaxed);
     SLABD_SHARD_COUNTERS(SLABD_COPY)
     SLABD_SHARD_GAUGES(SLABD_COPY)
+#undef SLABD_COPY
+#define SLABD_COPY(name, family, label, help, bounds, unit)                        \
+    for (std::size_t i = 0; i < s.name.buckets.size(); ++i)                        \
+        s.name.buckets[i] = stats.name.buckets[i].load(std::memory_order_relaxed); \
+    s.name.sum = stats.name.sum.load(std::memory_order_relaxed);
+    SLABD_SHARD_HISTOGRAMS(SLABD_COPY)
 #undef SLABD_COPY
     return s;
 }
@@ -115,6 +124,43 @@ nlohmann::json admin_json(const admin_snapshot& a) {
     return j;
 }
 
+/// `value` in units of 1/`unit`, as an exact decimal: 100 us in seconds is "0.0001".
+std::string decimal(std::uint64_t value, std::uint64_t unit) {
+    std::string out = std::to_string(value / unit);
+    std::string fraction;
+    for (std::uint64_t rest = value % unit, place = unit / 10; rest != 0 && place != 0;
+         rest %= place, place /= 10)
+        fraction += static_cast<char>('0' + rest / place);
+    return fraction.empty() ? out : out + "." + fraction;
+}
+
+/// {"buckets": [{"le": 0.0001, "count": 3}, ..., {"le": "+Inf", "count": 9}], "sum", "count"}:
+/// cumulative counts, as Prometheus has them.
+template <std::size_t N>
+nlohmann::json histogram_json(const histogram_snapshot<N>& h,
+                              const std::array<std::uint64_t, N>& bounds, std::uint64_t unit) {
+    nlohmann::json buckets = nlohmann::json::array();
+    std::uint64_t below = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+        below += h.buckets[i];
+        buckets.push_back(
+            {{"le", static_cast<double>(bounds[i]) / static_cast<double>(unit)}, {"count", below}});
+    }
+    buckets.push_back({{"le", "+Inf"}, {"count", h.count()}});
+    return {{"buckets", std::move(buckets)},
+            {"sum", static_cast<double>(h.sum) / static_cast<double>(unit)},
+            {"count", h.count()}};
+}
+
+nlohmann::json histograms_json(const shard_snapshot& t) {
+    nlohmann::json j = nlohmann::json::object();
+#define SLABD_HISTOGRAM(name, family, label, help, bounds, unit) \
+    j[#name] = histogram_json(t.name, bounds, unit);
+    SLABD_SHARD_HISTOGRAMS(SLABD_HISTOGRAM)
+#undef SLABD_HISTOGRAM
+    return j;
+}
+
 nlohmann::json shard_json(const shard_snapshot& s) {
     nlohmann::json j;
 #define SLABD_FIELD(name, family, label, help) j[#name] = s.name;
@@ -179,6 +225,8 @@ std::string to_json(const server_snapshot& s) {
          {{"active", t.lingering},
           {"timeouts", t.linger_timeouts},
           {"overflows", t.linger_overflows}}},
+        {"connection_histograms", histograms_json(t)},
+        {"connection_log", {{"skipped", t.connection_log_skipped}}},
         {"upstream_connect_failures", t.upstream_connect_failures},
         {"proxy_protocol",
          {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
@@ -216,6 +264,10 @@ class prometheus_writer {
         out_ += '\n';
     }
     void sample(std::string_view name, std::string_view labels, double value) {
+        sample_text(name, labels, fmt_number(value));
+    }
+    /// A value already written out, such as an exact decimal that a double would round.
+    void sample_text(std::string_view name, std::string_view labels, std::string_view value) {
         out_ += "slabd_";
         out_ += name;
         if (!labels.empty()) {
@@ -224,7 +276,7 @@ class prometheus_writer {
             out_ += '}';
         }
         out_ += ' ';
-        out_ += fmt_number(value);
+        out_ += value;
         out_ += '\n';
     }
     std::string take() { return std::move(out_); }
@@ -315,6 +367,31 @@ std::string to_prometheus(const server_snapshot& s) {
     SLABD_SHARD_GAUGES(SLABD_GAUGE)
 #undef SLABD_COUNTER
 #undef SLABD_GAUGE
+
+    // Histograms, summed over the shards: per-shard buckets would multiply the series for little.
+    const shard_snapshot t = s.total();
+    previous_family = {};
+    auto histogram_metric = [&](std::string_view family, std::string_view label,
+                                std::string_view help, const auto& h, const auto& bounds,
+                                std::uint64_t unit) {
+        const std::string name(family);
+        if (family != previous_family) w.family(name, "histogram", help);
+        previous_family = family;
+        const std::string labels = label.empty() ? "" : std::string(label) + ",";
+        std::uint64_t below = 0;
+        for (std::size_t i = 0; i < bounds.size(); ++i) {
+            below += h.buckets[i];
+            w.sample(name + "_bucket", labels + "le=\"" + decimal(bounds[i], unit) + "\"",
+                     static_cast<double>(below));
+        }
+        w.sample(name + "_bucket", labels + "le=\"+Inf\"", static_cast<double>(h.count()));
+        w.sample_text(name + "_sum", label, decimal(h.sum, unit));
+        w.sample(name + "_count", label, static_cast<double>(h.count()));
+    };
+#define SLABD_HISTOGRAM(name, family, label, help, bounds, unit) \
+    histogram_metric(family, label, help, t.name, bounds, unit);
+    SLABD_SHARD_HISTOGRAMS(SLABD_HISTOGRAM)
+#undef SLABD_HISTOGRAM
 
     w.family("upstream_resolve_failures_total", "counter",
              "Lookups of upstream names that failed (the last addresses were kept)");

@@ -257,6 +257,9 @@ class AdminTest(SlabdTest):
             assert_echo(c, b"through the proxy")
         body = http(server.admin_port, "/metrics")[2]
         self.assertIn("slabd_upstream_active_connections{upstream=", body)
+        # The histograms too: promtool checks their buckets, _sum and _count.
+        self.assertIn("# TYPE slabd_connection_duration_seconds histogram", body)
+        self.assertIn('slabd_connection_bytes_bucket{direction="sent",le="+Inf"}', body)
         check = subprocess.run([promtool, "check", "metrics"], input=body.encode(), capture_output=True, timeout=WAIT)
         self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
         self.stop(server)

@@ -132,6 +132,10 @@ struct Config {
     std::string log_file;
     /// [log] format
     log_format log_fmt = log_format::text;
+    /// [log] connections: one line per closed connection
+    bool log_connections = false;
+    /// [log] connections_rate: connection lines per second at most (0: no limit)
+    std::uint32_t log_connections_rate = 1000;
     /// [daemon] daemonize; implies an absolute pidfile
     bool daemonize = false;
     /// [daemon] pidfile; "" writes none

@@ -75,7 +75,9 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
     X(linger_timeouts, "linger_timeouts", "",                                                     \
       "Lingering closes cut short: the peer kept sending past the linger time")                   \
     X(linger_overflows, "linger_overflows", "",                                                   \
-      "Closes that could not linger because every linger slot was taken")
+      "Closes that could not linger because every linger slot was taken")                         \
+    X(connection_log_skipped, "connection_log_skipped", "",                                       \
+      "Connection log lines not written: past log.connections_rate, or the writer was behind")
 
 #define SLABD_SHARD_GAUGES(X)                               \
     X(active, "connections_active", "", "Connections open") \
@@ -83,6 +85,53 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
       "Splice pipes lent to relays, holding bytes")         \
     X(lingering, "lingering_sockets", "",                   \
       "Closed clients whose socket lingers until the peer is done sending")
+
+// Bucket upper bounds of the per-connection histograms, each in its unit; values past the last
+// land in +Inf. Durations, in microseconds, step 1-2-5 per decade from 100 us (a loopback
+// request-reply) to 5000 s: bounds people read at a glance, three per tenfold. Bytes step by
+// four from 64 B to 1 GiB, binary sizes that line up with buffers and pages; 0 stands alone
+// because a connection that carried nothing (a health check, a port scan) is its own kind.
+// clang-format off
+inline constexpr std::array<std::uint64_t, 24> duration_bounds_us{
+    100, 200, 500, 1'000, 2'000, 5'000, 10'000, 20'000, 50'000, 100'000, 200'000, 500'000,
+    1'000'000, 2'000'000, 5'000'000, 10'000'000, 20'000'000, 50'000'000, 100'000'000,
+    200'000'000, 500'000'000, 1'000'000'000, 2'000'000'000, 5'000'000'000};
+inline constexpr std::array<std::uint64_t, 14> byte_bounds{
+    0, 64, 256, 1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20,
+    64 << 20, 256 << 20, 1 << 30};
+// clang-format on
+
+// Recorded as each served connection closes (not the refused ones, so that a histogram's count
+// is the sum of connections_closed). X(field, metric family, label, help, bounds, units per
+// Prometheus unit); fields of one family stand together, as above.
+#define SLABD_SHARD_HISTOGRAMS(X)                                                              \
+    X(duration, "connection_duration_seconds", "",                                             \
+      "How long connections stayed open, from accept to close", duration_bounds_us, 1'000'000) \
+    X(bytes_received, "connection_bytes", "direction=\"received\"",                            \
+      "Bytes per connection: received from the client, and sent to it", byte_bounds, 1)        \
+    X(bytes_sent, "connection_bytes", "direction=\"sent\"", "", byte_bounds, 1)
+
+/// A histogram's buckets, each counting the values up to its bound and above the one before.
+template <std::size_t Bounds>
+struct histogram_stats {
+    std::array<std::atomic<std::uint64_t>, Bounds + 1> buckets{};  // the last: +Inf
+    std::atomic<std::uint64_t> sum{0};
+};
+template <std::size_t Bounds>
+struct histogram_snapshot {
+    std::array<std::uint64_t, Bounds + 1> buckets{};
+    std::uint64_t sum = 0;
+    [[nodiscard]] std::uint64_t count() const noexcept {
+        std::uint64_t n = 0;
+        for (const auto b : buckets) n += b;
+        return n;
+    }
+    histogram_snapshot& operator+=(const histogram_snapshot& other) noexcept {
+        for (std::size_t i = 0; i < buckets.size(); ++i) buckets[i] += other.buckets[i];
+        sum += other.sum;
+        return *this;
+    }
+};
 
 // The admin endpoint's own counters and gauges: X(field, metric family, type, help). JSON shows
 // them under "admin" by field name; Prometheus as slabd_<family>.
@@ -111,6 +160,9 @@ struct shard_stats {
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
+#define SLABD_DECLARE(name, family, label, help, bounds, unit) histogram_stats<bounds.size()> name;
+    SLABD_SHARD_HISTOGRAMS(SLABD_DECLARE)
+#undef SLABD_DECLARE
 };
 
 /// Adds to a counter owned by the calling thread: cheaper than fetch_add, still race-free.
@@ -120,12 +172,25 @@ inline void bump(std::atomic<std::uint64_t>& counter, std::uint64_t by = 1) noex
 inline void drop(std::atomic<std::uint64_t>& gauge) noexcept {
     gauge.store(gauge.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
+/// Counts `value` into the first bucket whose bound holds it; by the owning thread, as bump().
+template <std::size_t N>
+void record(histogram_stats<N>& h, const std::array<std::uint64_t, N>& bounds,
+            std::uint64_t value) noexcept {
+    std::size_t i = 0;
+    while (i < N && value > bounds[i]) ++i;
+    bump(h.buckets[i]);
+    bump(h.sum, value);
+}
 
 /// A plain copy of one shard's statistics.
 struct shard_snapshot {
 #define SLABD_DECLARE(name, family, label, help) std::uint64_t name = 0;
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
+#undef SLABD_DECLARE
+#define SLABD_DECLARE(name, family, label, help, bounds, unit) \
+    histogram_snapshot<bounds.size()> name;
+    SLABD_SHARD_HISTOGRAMS(SLABD_DECLARE)
 #undef SLABD_DECLARE
     shard_snapshot& operator+=(const shard_snapshot& other) noexcept;
     /// Newcomers refused, whatever the reason.
