@@ -32,19 +32,11 @@ std::size_t stride_for(std::size_t block_size, std::size_t align) {
 }  // namespace
 
 slab_stats& slab_stats::operator+=(const slab_stats& other) noexcept {
-    // Summing classes of different block sizes leaves block_size to the caller.
-    capacity += other.capacity;
-    limit += other.limit;
-    reserved += other.reserved;
-    in_use += other.in_use;
-    free += other.free;
-    high_water += other.high_water;
-    slab_bytes += other.slab_bytes;
-    allocs += other.allocs;
-    failed_allocs += other.failed_allocs;
-    rejected_double_frees += other.rejected_double_frees;
-    rejected_foreign_frees += other.rejected_foreign_frees;
-    rejected_misaligned_frees += other.rejected_misaligned_frees;
+    const std::size_t own_block_size = block_size;
+#define SLABD_ADD(field, metric, label, json, type, help) field += other.field;
+    SLABD_SLAB_STATS(SLABD_ADD)
+#undef SLABD_ADD
+    block_size = own_block_size;
     return *this;
 }
 

@@ -105,7 +105,7 @@ async function poll() {
     rows($("shards").tBodies[0], s.shards, x => [x.shard, x.active, x.accepted, x.refused, x.bytes_in, x.bytes_out, x.accept_errors]);
     $("upstream-section").hidden = s.upstreams.length === 0;
     rows($("upstreams").tBodies[0], s.upstreams, u => [u.name, u.state, u.active, u.connect_failures,
-                                                   u.health.last_check, u.health.last_check_ms.toFixed(1), u.health.transitions]);
+                                                   u.health.last_check, (u.health.last_check_seconds * 1000).toFixed(1), u.health.transitions]);
     set("error", "");
   } catch (e) { set("error", String(e)); }
 }

@@ -8,7 +8,7 @@
 namespace slabd::server {
 
 shard_snapshot& shard_snapshot::operator+=(const shard_snapshot& other) noexcept {
-#define SLABD_ADD(name, family, label, help) name += other.name;
+#define SLABD_ADD(name, family, label, json, help) name += other.name;
     SLABD_SHARD_COUNTERS(SLABD_ADD)
     SLABD_SHARD_GAUGES(SLABD_ADD)
 #undef SLABD_ADD
@@ -31,7 +31,8 @@ std::uint64_t shard_snapshot::refused(refusal_reason why) const noexcept {
 
 shard_snapshot snapshot(const shard_stats& stats) noexcept {
     shard_snapshot s;
-#define SLABD_COPY(name, family, label, help) s.name = stats.name.load(std::memory_order_relaxed);
+#define SLABD_COPY(name, family, label, json, help) \
+    s.name = stats.name.load(std::memory_order_relaxed);
     SLABD_SHARD_COUNTERS(SLABD_COPY)
     SLABD_SHARD_GAUGES(SLABD_COPY)
 #undef SLABD_COPY
@@ -52,58 +53,18 @@ shard_snapshot server_snapshot::total() const noexcept {
 
 namespace {
 
-// The pool's gauges and counters, declared once for /stats and /metrics.
-struct pool_field {
-    const char* key;     // in /stats
-    const char* metric;  // in /metrics
-    const char* type;
-    const char* help;
-    std::uint64_t (*get)(const pool::slab_stats&);
-};
-#define SLABD_POOL_FIELD(field) [](const pool::slab_stats& p) -> std::uint64_t { return p.field; }
-constexpr pool_field pool_fields[] = {
-    {"block_size", "pool_block_size_bytes", "gauge", "Bytes per block, alignment padding included",
-     SLABD_POOL_FIELD(block_size)},
-    {"capacity", "pool_capacity_blocks", "gauge",
-     "Blocks the pool's memory holds now (grown by reload, never shrunk)",
-     SLABD_POOL_FIELD(capacity)},
-    {"limit", "pool_limit_blocks", "gauge",
-     "Blocks that may be in use at once: the admission limit", SLABD_POOL_FIELD(limit)},
-    {"reserved", "pool_reserved_blocks", "gauge",
-     "Blocks the pool may grow to at a reload without a restart", SLABD_POOL_FIELD(reserved)},
-    {"in_use", "pool_in_use_blocks", "gauge", "Blocks handed out", SLABD_POOL_FIELD(in_use)},
-    {"free", "pool_free_blocks", "gauge", "Blocks that may still be handed out under the limit",
-     SLABD_POOL_FIELD(free)},
-    {"high_water", "pool_high_water_blocks", "gauge", "Most blocks in use at once since start",
-     SLABD_POOL_FIELD(high_water)},
-    {"slab_bytes", "pool_slab_bytes", "gauge", "Bytes of the slabs the blocks are carved from",
-     SLABD_POOL_FIELD(slab_bytes)},
-    {"allocs", "pool_allocs_total", "counter", "Blocks handed out since start",
-     SLABD_POOL_FIELD(allocs)},
-    {"failed_allocs", "pool_failed_allocs_total", "counter",
-     "Allocations that found no block under the limit", SLABD_POOL_FIELD(failed_allocs)},
-};
-#undef SLABD_POOL_FIELD
-
 nlohmann::json pool_json(const pool::slab_stats& p) {
     nlohmann::json j = nlohmann::json::object();
-    for (const auto& f : pool_fields) j[f.key] = f.get(p);
-    j["rejected_frees"] = {{"double", p.rejected_double_frees},
-                           {"foreign", p.rejected_foreign_frees},
-                           {"misaligned", p.rejected_misaligned_frees}};
+#define SLABD_POOL_FIELD(field, metric, label, pointer, type, help) \
+    j[nlohmann::json::json_pointer(pointer)] = p.field;
+    SLABD_SLAB_STATS(SLABD_POOL_FIELD)
+#undef SLABD_POOL_FIELD
     return j;
 }
 
 nlohmann::json reload_json(const reload_snapshot& r) {
     return {{"applied", r.applied}, {"rejected", r.rejected},           {"last", r.last},
             {"changed", r.changed}, {"needs_restart", r.needs_restart}, {"error", r.error}};
-}
-
-nlohmann::json refused_json(const shard_snapshot& t) {
-    nlohmann::json j = nlohmann::json::object();
-    for (std::size_t i = 0; i < refusal_reasons; ++i)
-        j[refusal_names[i]] = t.refused(static_cast<refusal_reason>(i));
-    return j;
 }
 
 nlohmann::json limits_json(const limits_snapshot& l) {
@@ -163,7 +124,7 @@ nlohmann::json histograms_json(const shard_snapshot& t) {
 
 nlohmann::json shard_json(const shard_snapshot& s) {
     nlohmann::json j;
-#define SLABD_FIELD(name, family, label, help) j[#name] = s.name;
+#define SLABD_FIELD(name, family, label, json, help) j[#name] = s.name;
     SLABD_SHARD_COUNTERS(SLABD_FIELD)
     SLABD_SHARD_GAUGES(SLABD_FIELD)
 #undef SLABD_FIELD
@@ -182,20 +143,19 @@ std::string to_json(const server_snapshot& s) {
         shards.push_back(std::move(one));
     }
     nlohmann::json upstreams = nlohmann::json::array();
-    for (const auto& u : s.upstreams)
-        upstreams.push_back({{"name", u.name},
-                             {"active", u.active},
-                             {"connect_failures", u.connect_failures},
-                             {"state", u.removed ? "removed"
-                                       : u.down  ? "down"
-                                                 : "up"},
-                             {"health",
-                              {{"down", u.checked_down},
-                               {"last_check", u.last_check},
-                               {"last_check_ms", static_cast<double>(u.last_check_us) / 1000.0},
-                               {"failures_in_row", u.failures_in_row},
-                               {"transitions", u.check_transitions}}}});
-    const nlohmann::json j = {
+    for (const auto& u : s.upstreams) {
+        nlohmann::json one = {{"name", u.name},
+                              {"state", u.removed ? "removed"
+                                        : u.down  ? "down"
+                                                  : "up"},
+                              {"health", {{"last_check", u.last_check}}}};
+#define SLABD_UPSTREAM_FIELD(metric, type, pointer, help, value) \
+    one[nlohmann::json::json_pointer(pointer)] = value;
+        SLABD_UPSTREAM_STATS(SLABD_UPSTREAM_FIELD)
+#undef SLABD_UPSTREAM_FIELD
+        upstreams.push_back(std::move(one));
+    }
+    nlohmann::json j = {
         {"server",
          {{"version", s.version},
           {"mode", s.mode},
@@ -204,32 +164,7 @@ std::string to_json(const server_snapshot& s) {
           {"draining", s.draining}}},
         {"pool", pool_json(s.pool)},
         {"buffers", pool_json(s.buffers)},
-        {"connections",
-         {{"accepted", t.accepted},
-          {"refused", t.refused()},
-          {"refused_by_reason", refused_json(t)},
-          {"paused", t.paused},
-          {"active", t.active},
-          {"accept_errors", t.accept_errors},
-          {"buffer_waits", t.buffer_waits},
-          {"closed",
-           {{"client_eof", t.closed_client_eof},
-            {"idle_timeout", t.closed_idle_timeout},
-            {"error", t.closed_error},
-            {"upstream_failure", t.closed_upstream_failure},
-            {"shutdown", t.closed_shutdown},
-            {"evicted", t.closed_evicted}}}}},
-        {"bytes", {{"in", t.bytes_in}, {"out", t.bytes_out}, {"spliced", t.bytes_spliced}}},
-        {"splice_pipes", {{"in_use", t.splice_pipes_in_use}, {"lost", t.splice_pipes_lost}}},
-        {"linger",
-         {{"active", t.lingering},
-          {"timeouts", t.linger_timeouts},
-          {"overflows", t.linger_overflows}}},
         {"connection_histograms", histograms_json(t)},
-        {"connection_log", {{"skipped", t.connection_log_skipped}}},
-        {"upstream_connect_failures", t.upstream_connect_failures},
-        {"proxy_protocol",
-         {{"headers_received", t.proxy_headers_received}, {"headers_sent", t.proxy_headers_sent}}},
         {"op_memory_overflows", s.op_memory_overflows},
         {"upstream_resolve_failures", s.upstream_resolve_failures},
         {"admin", admin_json(s.admin)},
@@ -240,6 +175,13 @@ std::string to_json(const server_snapshot& s) {
         {"shards", std::move(shards)},
         {"upstreams", std::move(upstreams)},
     };
+    // The shards' totals, each where its declaration says.
+#define SLABD_TOTAL(name, family, label, pointer, help) \
+    j[nlohmann::json::json_pointer(pointer)] = t.name;
+    SLABD_SHARD_COUNTERS(SLABD_TOTAL)
+    SLABD_SHARD_GAUGES(SLABD_TOTAL)
+#undef SLABD_TOTAL
+    j["connections"]["refused"] = t.refused();
     return j.dump();
 }
 
@@ -326,23 +268,21 @@ std::string to_prometheus(const server_snapshot& s) {
     SLABD_ADMIN_STATS(SLABD_ADMIN_METRIC)
 #undef SLABD_ADMIN_METRIC
 
-    for (const auto& f : pool_fields) {
-        w.family(f.metric, f.type, f.help);
-        w.sample(f.metric, "pool=\"connections\"", static_cast<double>(f.get(s.pool)));
-        w.sample(f.metric, "pool=\"buffers\"", static_cast<double>(f.get(s.buffers)));
-    }
-    w.family("pool_rejected_frees_total", "counter",
-             "Frees refused: double, foreign or misaligned pointers");
-    for (const auto& [label, p] :
-         {std::pair{"connections", &s.pool}, std::pair{"buffers", &s.buffers}}) {
-        const std::string pool_label = std::string("pool=\"") + label + "\",kind=";
-        w.sample("pool_rejected_frees_total", pool_label + "\"double\"",
-                 static_cast<double>(p->rejected_double_frees));
-        w.sample("pool_rejected_frees_total", pool_label + "\"foreign\"",
-                 static_cast<double>(p->rejected_foreign_frees));
-        w.sample("pool_rejected_frees_total", pool_label + "\"misaligned\"",
-                 static_cast<double>(p->rejected_misaligned_frees));
-    }
+    // The two pools' fields, one family per metric name, each pool a label.
+    std::string_view pool_family;
+    auto pool_metric = [&](std::string_view family, std::string_view type, std::string_view label,
+                           std::string_view help, std::size_t connections, std::size_t buffers) {
+        const std::string name = std::string(family) + (type == "counter" ? "_total" : "");
+        if (family != pool_family) w.family(name, type, help);
+        pool_family = family;
+        const std::string extra = label.empty() ? "" : "," + std::string(label);
+        w.sample(name, "pool=\"connections\"" + extra, static_cast<double>(connections));
+        w.sample(name, "pool=\"buffers\"" + extra, static_cast<double>(buffers));
+    };
+#define SLABD_POOL_METRIC(field, metric, label, json, type, help) \
+    pool_metric(metric, #type, label, help, s.pool.field, s.buffers.field);
+    SLABD_SLAB_STATS(SLABD_POOL_METRIC)
+#undef SLABD_POOL_METRIC
 
     // Shard counters, generated from the declared list: one family per metric name.
     std::string_view previous_family;
@@ -357,11 +297,11 @@ std::string to_prometheus(const server_snapshot& s) {
             w.sample(name, labels, static_cast<double>(value_of(s.shards[i])));
         }
     };
-#define SLABD_COUNTER(field_name, family, label, help)     \
-    shard_metric(family, "_total", "counter", label, help, \
+#define SLABD_COUNTER(field_name, family, label, json, help) \
+    shard_metric(family, "_total", "counter", label, help,   \
                  [](const shard_snapshot& x) { return x.field_name; });
-#define SLABD_GAUGE(field_name, family, label, help) \
-    shard_metric(family, "", "gauge", label, help,   \
+#define SLABD_GAUGE(field_name, family, label, json, help) \
+    shard_metric(family, "", "gauge", label, help,         \
                  [](const shard_snapshot& x) { return x.field_name; });
     SLABD_SHARD_COUNTERS(SLABD_COUNTER)
     SLABD_SHARD_GAUGES(SLABD_GAUGE)
@@ -398,37 +338,18 @@ std::string to_prometheus(const server_snapshot& s) {
     w.sample("upstream_resolve_failures_total", "",
              static_cast<double>(s.upstream_resolve_failures));
     // Each upstream's metrics, one family each, labelled by the upstream's name.
-    struct upstream_metric {
-        const char* family;
-        const char* type;
-        const char* help;
-        double (*value)(const upstream_snapshot&);
-    };
-    static constexpr upstream_metric upstream_metrics[] = {
-        {"upstream_active_connections", "gauge", "Clients relayed to this upstream now",
-         [](const upstream_snapshot& u) { return static_cast<double>(u.active); }},
-        {"upstream_connect_failures_total", "counter",
-         "Failed or timed-out connects to this upstream",
-         [](const upstream_snapshot& u) { return static_cast<double>(u.connect_failures); }},
-        {"upstream_checked_down", "gauge", "1 while active health checks hold the upstream down",
-         [](const upstream_snapshot& u) { return u.checked_down ? 1.0 : 0.0; }},
-        {"upstream_check_transitions_total", "counter",
-         "Times health checks took the upstream down or brought it up",
-         [](const upstream_snapshot& u) { return static_cast<double>(u.check_transitions); }},
-        {"upstream_last_check_seconds", "gauge", "How long the last health check took",
-         [](const upstream_snapshot& u) { return static_cast<double>(u.last_check_us) / 1e6; }},
-        {"upstream_up", "gauge",
-         "0 while the upstream is held down by health checks or marked failed and skipped",
-         [](const upstream_snapshot& u) { return u.down ? 0.0 : 1.0; }},
-        {"upstream_removed", "gauge", "1 while a removed upstream's relays finish",
-         [](const upstream_snapshot& u) { return u.removed ? 1.0 : 0.0; }},
-    };
     if (!s.upstreams.empty()) {
-        for (const auto& m : upstream_metrics) {
-            w.family(m.family, m.type, m.help);
-            for (const auto& u : s.upstreams)
-                w.sample(m.family, "upstream=\"" + label_value(u.name) + "\"", m.value(u));
-        }
+#define SLABD_UPSTREAM_METRIC(metric, type, pointer, help, value)                         \
+    {                                                                                     \
+        const std::string name =                                                          \
+            std::string(metric) + (#type == std::string_view("counter") ? "_total" : ""); \
+        w.family(name, #type, help);                                                      \
+        for (const auto& u : s.upstreams)                                                 \
+            w.sample(name, "upstream=\"" + label_value(u.name) + "\"",                    \
+                     static_cast<double>(value));                                         \
+    }
+        SLABD_UPSTREAM_STATS(SLABD_UPSTREAM_METRIC)
+#undef SLABD_UPSTREAM_METRIC
     }
     w.family("reloads_total", "counter",
              "Reloads (SIGHUP) by outcome: applied, or rejected and nothing changed");

@@ -29,22 +29,43 @@ __extension__ using uint128 = unsigned __int128;  // __extension__: -Wpedantic k
 /// Why a free() was refused; `ok` when the block went back on the free list.
 enum class free_result : std::uint8_t { ok, double_free, foreign, misaligned };
 
+// A slab's counters and gauges, declared once: the snapshot below and every view of it (the
+// server's /stats and /metrics, generated from this list) come from here.
+// X(field, metric family, label, JSON pointer in the pool's object, type, help).
+// clang-format off
+#define SLABD_SLAB_STATS(X)                                                                       \
+    X(block_size, "pool_block_size_bytes", "", "/block_size", gauge,                              \
+      "Bytes per block, alignment padding included")                                              \
+    X(capacity, "pool_capacity_blocks", "", "/capacity", gauge,                                   \
+      "Blocks the pool's memory holds now (grown by reload, never shrunk)")                       \
+    X(limit, "pool_limit_blocks", "", "/limit", gauge,                                            \
+      "Blocks that may be in use at once: the admission limit")                                   \
+    X(reserved, "pool_reserved_blocks", "", "/reserved", gauge,                                   \
+      "Blocks the pool may grow to at a reload without a restart")                                \
+    X(in_use, "pool_in_use_blocks", "", "/in_use", gauge, "Blocks handed out")                    \
+    X(free, "pool_free_blocks", "", "/free", gauge,                                               \
+      "Blocks that may still be handed out under the limit")                                      \
+    X(high_water, "pool_high_water_blocks", "", "/high_water", gauge,                             \
+      "Most blocks in use at once since start")                                                   \
+    X(slab_bytes, "pool_slab_bytes", "", "/slab_bytes", gauge,                                    \
+      "Bytes of the slabs the blocks are carved from")                                            \
+    X(allocs, "pool_allocs", "", "/allocs", counter, "Blocks handed out since start")             \
+    X(failed_allocs, "pool_failed_allocs", "", "/failed_allocs", counter,                         \
+      "Allocations that found no block under the limit")                                          \
+    X(rejected_double_frees, "pool_rejected_frees", "kind=\"double\"", "/rejected_frees/double",  \
+      counter, "Frees refused: double, foreign or misaligned pointers")                           \
+    X(rejected_foreign_frees, "pool_rejected_frees", "kind=\"foreign\"",                          \
+      "/rejected_frees/foreign", counter, "")                                                     \
+    X(rejected_misaligned_frees, "pool_rejected_frees", "kind=\"misaligned\"",                    \
+      "/rejected_frees/misaligned", counter, "")
+// clang-format on
+
 /// A snapshot of one slab's (or several slabs' summed) counters and gauges.
 struct slab_stats {
-    std::size_t block_size = 0;  ///< bytes per block, alignment padding included
-    std::size_t capacity = 0;    ///< blocks the memory holds now (grows, never shrinks)
-    std::size_t limit = 0;       ///< blocks that may be in use at once (the admission limit)
-    std::size_t reserved = 0;    ///< blocks the reserved address range can grow to
-    std::size_t in_use = 0;
-    std::size_t free = 0;        ///< blocks that may still be handed out: limit - in_use, or 0
-    std::size_t high_water = 0;  ///< most blocks ever in use at once
-    std::size_t slab_bytes = 0;  ///< bytes of the region(s) the blocks were carved from
-    std::uint64_t allocs = 0;
-    std::uint64_t failed_allocs = 0;
-    std::uint64_t rejected_double_frees = 0;
-    std::uint64_t rejected_foreign_frees = 0;
-    std::uint64_t rejected_misaligned_frees = 0;
-
+#define SLABD_DECLARE(field, metric, label, json, type, help) std::size_t field = 0;
+    SLABD_SLAB_STATS(SLABD_DECLARE)
+#undef SLABD_DECLARE
+    /// Sums every field but block_size, which summing slabs of different sizes leaves alone.
     slab_stats& operator+=(const slab_stats& other) noexcept;
 };
 

@@ -25,7 +25,7 @@ namespace slabd::server {
 // clang-format on
 #define SLABD_REFUSAL_COUNTER(X, reason)                                 \
     X(refused_##reason, "connections_refused", "reason=\"" #reason "\"", \
-      "Connections refused, by reason")
+      "/connections/refused_by_reason/" #reason, "Connections refused, by reason")
 
 enum class refusal_reason : std::uint8_t {
 #define SLABD_ENUMERATOR(X, reason) reason,
@@ -42,49 +42,58 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
 #undef SLABD_NAME
 };
 
-// X(field, metric family, label, help). Counters only grow; gauges go up and down. Fields of
-// one family stand together, so the Prometheus text writes each family's HELP and TYPE once.
+// X(field, metric family, label, JSON pointer of the total in /stats, help). Counters only grow;
+// gauges go up and down. Fields of one family stand together, so the Prometheus text writes each
+// family's HELP and TYPE once. Each shard's object in /stats "shards" names them by field.
+// clang-format off
 #define SLABD_SHARD_COUNTERS(X)                                                                   \
-    X(accepted, "connections_accepted", "",                                                       \
+    X(accepted, "connections_accepted", "", "/connections/accepted",                             \
       "Connections accepted and given a pool block (under accept_proxy: once their PROXY header " \
       "came)")                                                                                    \
     SLABD_REFUSAL_REASONS(SLABD_REFUSAL_COUNTER, X)                                               \
-    X(paused, "accept_pauses", "", "Times accepting paused because the connection pool was full") \
+    X(paused, "accept_pauses", "", "/connections/paused",                                         \
+      "Times accepting paused because the connection pool was full")                              \
     X(closed_client_eof, "connections_closed", "reason=\"client_eof\"",                           \
-      "Connections closed, by reason")                                                            \
-    X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"", "")                   \
-    X(closed_error, "connections_closed", "reason=\"error\"", "")                                 \
-    X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"", "")           \
-    X(closed_shutdown, "connections_closed", "reason=\"shutdown\"", "")                           \
-    X(closed_evicted, "connections_closed", "reason=\"evicted\"", "")                             \
-    X(bytes_in, "bytes_read", "", "Bytes read from clients and upstreams")                        \
-    X(bytes_out, "bytes_written", "", "Bytes written to clients and upstreams")                   \
-    X(bytes_spliced, "bytes_spliced", "",                                                         \
+      "/connections/closed/client_eof", "Connections closed, by reason")                          \
+    X(closed_idle_timeout, "connections_closed", "reason=\"idle_timeout\"",                       \
+      "/connections/closed/idle_timeout", "")                                                     \
+    X(closed_error, "connections_closed", "reason=\"error\"", "/connections/closed/error", "")    \
+    X(closed_upstream_failure, "connections_closed", "reason=\"upstream_failure\"",               \
+      "/connections/closed/upstream_failure", "")                                                 \
+    X(closed_shutdown, "connections_closed", "reason=\"shutdown\"",                               \
+      "/connections/closed/shutdown", "")                                                         \
+    X(closed_evicted, "connections_closed", "reason=\"evicted\"", "/connections/closed/evicted",  \
+      "")                                                                                         \
+    X(bytes_in, "bytes_read", "", "/bytes/in", "Bytes read from clients and upstreams")          \
+    X(bytes_out, "bytes_written", "", "/bytes/out", "Bytes written to clients and upstreams")     \
+    X(bytes_spliced, "bytes_spliced", "", "/bytes/spliced",                                       \
       "Bytes relayed zero-copy with splice(2), of those written")                                 \
-    X(splice_pipes_lost, "splice_pipes_lost", "",                                                 \
+    X(splice_pipes_lost, "splice_pipes_lost", "", "/splice_pipes/lost",                           \
       "Splice pipes dropped because no replacement could be made")                                \
-    X(accept_errors, "accept_errors", "",                                                         \
+    X(accept_errors, "accept_errors", "", "/connections/accept_errors",                           \
       "accept() failures (EMFILE, ENFILE, ENOBUFS...), each backed off")                          \
-    X(upstream_connect_failures, "proxy_connect_failures", "",                                    \
+    X(upstream_connect_failures, "proxy_connect_failures", "", "/upstream_connect_failures",      \
       "Upstream connects that failed or timed out")                                               \
-    X(proxy_headers_received, "proxy_headers_received", "",                                       \
+    X(proxy_headers_received, "proxy_headers_received", "", "/proxy_protocol/headers_received",   \
       "PROXY protocol headers taken from trusted load balancers")                                 \
-    X(proxy_headers_sent, "proxy_headers_sent", "", "PROXY protocol headers sent to upstreams")   \
-    X(buffer_waits, "buffer_waits", "",                                                           \
+    X(proxy_headers_sent, "proxy_headers_sent", "", "/proxy_protocol/headers_sent",               \
+      "PROXY protocol headers sent to upstreams")                                                 \
+    X(buffer_waits, "buffer_waits", "", "/connections/buffer_waits",                              \
       "Times a connection stopped reading because the buffer pool was empty")                     \
-    X(linger_timeouts, "linger_timeouts", "",                                                     \
+    X(linger_timeouts, "linger_timeouts", "", "/linger/timeouts",                                 \
       "Lingering closes cut short: the peer kept sending past the linger time")                   \
-    X(linger_overflows, "linger_overflows", "",                                                   \
+    X(linger_overflows, "linger_overflows", "", "/linger/overflows",                              \
       "Closes that could not linger because every linger slot was taken")                         \
-    X(connection_log_skipped, "connection_log_skipped", "",                                       \
+    X(connection_log_skipped, "connection_log_skipped", "", "/connection_log/skipped",            \
       "Connection log lines not written: past log.connections_rate, or the writer was behind")
 
-#define SLABD_SHARD_GAUGES(X)                               \
-    X(active, "connections_active", "", "Connections open") \
-    X(splice_pipes_in_use, "splice_pipes_in_use", "",       \
-      "Splice pipes lent to relays, holding bytes")         \
-    X(lingering, "lingering_sockets", "",                   \
+#define SLABD_SHARD_GAUGES(X)                                                                     \
+    X(active, "connections_active", "", "/connections/active", "Connections open")                \
+    X(splice_pipes_in_use, "splice_pipes_in_use", "", "/splice_pipes/in_use",                     \
+      "Splice pipes lent to relays, holding bytes")                                               \
+    X(lingering, "lingering_sockets", "", "/linger/active",                                       \
       "Closed clients whose socket lingers until the peer is done sending")
+// clang-format on
 
 // Bucket upper bounds of the per-connection histograms, each in its unit; values past the last
 // land in +Inf. Durations, in microseconds, step 1-2-5 per decade from 100 us (a loopback
@@ -156,7 +165,7 @@ struct admin_snapshot {
 /// One shard's statistics. Written only by the shard's thread (relaxed load+store, no
 /// read-modify-write), read by the admin thread.
 struct shard_stats {
-#define SLABD_DECLARE(name, family, label, help) std::atomic<std::uint64_t> name{0};
+#define SLABD_DECLARE(name, family, label, json, help) std::atomic<std::uint64_t> name{0};
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
@@ -184,7 +193,7 @@ void record(histogram_stats<N>& h, const std::array<std::uint64_t, N>& bounds,
 
 /// A plain copy of one shard's statistics.
 struct shard_snapshot {
-#define SLABD_DECLARE(name, family, label, help) std::uint64_t name = 0;
+#define SLABD_DECLARE(name, family, label, json, help) std::uint64_t name = 0;
     SLABD_SHARD_COUNTERS(SLABD_DECLARE)
     SLABD_SHARD_GAUGES(SLABD_DECLARE)
 #undef SLABD_DECLARE
@@ -217,6 +226,29 @@ struct upstream_snapshot {
     std::uint64_t check_transitions = 0;
     std::uint32_t failures_in_row = 0;
 };
+
+// What /stats and /metrics show of each upstream besides its name, state and last check's
+// outcome, declared once: X(metric family, type, JSON pointer in the upstream's object, help,
+// value), the value an expression of the upstream_snapshot `u`; /metrics labels each by upstream.
+// clang-format off
+#define SLABD_UPSTREAM_STATS(X)                                                                   \
+    X("upstream_active_connections", gauge, "/active", "Clients relayed to this upstream now",    \
+      u.active)                                                                                   \
+    X("upstream_connect_failures", counter, "/connect_failures",                                  \
+      "Failed or timed-out connects to this upstream", u.connect_failures)                        \
+    X("upstream_up", gauge, "/up",                                                                \
+      "0 while the upstream is held down by health checks or marked failed and skipped", !u.down) \
+    X("upstream_removed", gauge, "/removed", "1 while a removed upstream's relays finish",        \
+      u.removed)                                                                                  \
+    X("upstream_checked_down", gauge, "/health/down",                                             \
+      "1 while active health checks hold the upstream down", u.checked_down)                      \
+    X("upstream_check_failures_in_row", gauge, "/health/failures_in_row",                         \
+      "Failed health checks and client connects since the last success", u.failures_in_row)       \
+    X("upstream_check_transitions", counter, "/health/transitions",                               \
+      "Times health checks took the upstream down or brought it up", u.check_transitions)         \
+    X("upstream_last_check_seconds", gauge, "/health/last_check_seconds",                         \
+      "How long the last health check took", static_cast<double>(u.last_check_us) / 1e6)
+// clang-format on
 
 /// The outcome of the reloads (SIGHUP) so far, as /stats shows it.
 struct reload_snapshot {
