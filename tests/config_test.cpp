@@ -811,3 +811,14 @@ TEST_CASE("differing_settings names every setting that differs, in the settings'
     CHECK(all.size() == 42);
     CHECK(std::set<std::string>(all.begin(), all.end()).size() == all.size());
 }
+
+TEST_CASE("setting_literal: one setting's value as the file spells it, the token redacted") {
+    slabd::config::Config c;
+    c.idle_timeout = std::chrono::seconds(90);
+    c.admin_token = "sesame";
+    CHECK(slabd::config::setting_literal(c, "timeouts.idle") == "\"90s\"");
+    CHECK(slabd::config::setting_literal(c, "pool.max_connections") == "10000");
+    CHECK(slabd::config::setting_literal(c, "admin.token").find("sesame") == std::string::npos);
+    CHECK(slabd::config::setting_literal(c, "timeouts.idl").empty());
+    CHECK(slabd::config::setting_literal(c, "timeouts").empty());
+}

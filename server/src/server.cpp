@@ -265,96 +265,63 @@ void server::start_successor() {
     }
 }
 
-namespace {
-
-std::string ms(std::chrono::milliseconds d) {
-    return std::to_string(d.count()) + "ms";
-}
-std::string quoted(const std::string& s) {
-    // Control characters (a health check's "\r\n") escaped: a log line stays one line.
-    std::string out = "\"";
-    for (const char c : s) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-            out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
-        else
-            out += c;
-    }
-    return out + '"';
-}
-std::string number(std::uint64_t n) {
-    return std::to_string(n);
-}
-std::string boolean(bool b) {
-    return b ? "true" : "false";
-}
-std::string list(const std::vector<std::string>& items) {
-    std::string out = "[";
-    for (const auto& item : items) out += (out.size() > 1 ? ", " : "") + quoted(item);
-    return out + "]";
-}
-
-}  // namespace
-
 void server::reload(const config::Config& next) {
     ++reloads_;
     std::vector<std::string> changed;
-    const auto adopt = [&changed](auto& field, const auto& value, const char* name, auto show) {
+    // Each change is logged as the file spells the values (the settings list's own formatting),
+    // so a log line reads like the config it came from.
+    const auto adopt = [this, &changed](auto& field, const auto& value, std::string_view name) {
         if (field == value) return;
-        changed.push_back(std::string(name) + " " + show(field) + " -> " + show(value));
+        const std::string before = config::setting_literal(settings_, name);
         field = value;
+        changed.push_back(std::string(name) + " " + before + " -> " +
+                          config::setting_literal(settings_, name));
     };
-    adopt(settings_.log_level, next.log_level, "log.level", quoted);
-    adopt(settings_.log_connections, next.log_connections, "log.connections", boolean);
-    adopt(settings_.log_connections_rate, next.log_connections_rate, "log.connections_rate",
-          number);
-    adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle", ms);
-    adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect", ms);
-    adopt(settings_.busy_message, next.busy_message, "pool.busy_message", quoted);
-    adopt(settings_.evict_idle_after, next.evict_idle_after, "pool.evict_idle_after", ms);
+    adopt(settings_.log_level, next.log_level, "log.level");
+    adopt(settings_.log_connections, next.log_connections, "log.connections");
+    adopt(settings_.log_connections_rate, next.log_connections_rate, "log.connections_rate");
+    adopt(settings_.idle_timeout, next.idle_timeout, "timeouts.idle");
+    adopt(settings_.connect_timeout, next.connect_timeout, "timeouts.connect");
+    adopt(settings_.busy_message, next.busy_message, "pool.busy_message");
+    adopt(settings_.evict_idle_after, next.evict_idle_after, "pool.evict_idle_after");
     // Past the reservation the pool cannot grow in place: that stays a restart.
     if (next.max_connections != settings_.max_connections && resize_pool(next.max_connections))
-        adopt(settings_.max_connections, next.max_connections, "pool.max_connections", number);
+        adopt(settings_.max_connections, next.max_connections, "pool.max_connections");
     // Turned on, the per-source limit counts newcomers from then on; connections already open
     // are not counted. Sources keep the key they were counted under, so a new prefix is safe.
-    adopt(settings_.max_per_source, next.max_per_source, "limits.max_per_source", number);
-    adopt(settings_.source_prefix_v4, next.source_prefix_v4, "limits.source_prefix_v4", number);
-    adopt(settings_.source_prefix_v6, next.source_prefix_v6, "limits.source_prefix_v6", number);
-    adopt(settings_.accept_rate, next.accept_rate, "limits.accept_rate", number);
-    adopt(settings_.accept_burst, next.accept_burst, "limits.accept_burst", number);
+    adopt(settings_.max_per_source, next.max_per_source, "limits.max_per_source");
+    adopt(settings_.source_prefix_v4, next.source_prefix_v4, "limits.source_prefix_v4");
+    adopt(settings_.source_prefix_v6, next.source_prefix_v6, "limits.source_prefix_v6");
+    adopt(settings_.accept_rate, next.accept_rate, "limits.accept_rate");
+    adopt(settings_.accept_burst, next.accept_burst, "limits.accept_burst");
     // PROXY protocol: each connection reads these once, as it starts or connects.
-    adopt(settings_.accept_proxy, next.accept_proxy, "server.accept_proxy", boolean);
-    adopt(settings_.trusted_sources, next.trusted_sources, "server.trusted_sources", list);
-    adopt(settings_.proxy_header_timeout, next.proxy_header_timeout, "timeouts.proxy_header", ms);
+    adopt(settings_.accept_proxy, next.accept_proxy, "server.accept_proxy");
+    adopt(settings_.trusted_sources, next.trusted_sources, "server.trusted_sources");
+    adopt(settings_.proxy_header_timeout, next.proxy_header_timeout, "timeouts.proxy_header");
     if (next.mode == settings_.mode)
-        adopt(settings_.send_proxy, next.send_proxy, "proxy.send_proxy",
-              [](config::proxy_header_version v) {
-                  return quoted(std::string(config::to_string(v)));
-              });
+        adopt(settings_.send_proxy, next.send_proxy, "proxy.send_proxy");
     if (upstreams_ != nullptr && next.mode == config::server_mode::proxy) {
-        adopt(settings_.balance, next.balance, "proxy.balance",
-              [](config::balance_policy b) { return quoted(std::string(config::to_string(b))); });
-        adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout",
-              ms);
+        adopt(settings_.balance, next.balance, "proxy.balance");
+        adopt(settings_.upstream_fail_timeout, next.upstream_fail_timeout, "proxy.fail_timeout");
         upstreams_->set_policy(settings_.balance, settings_.upstream_fail_timeout);
-        adopt(settings_.resolve_interval, next.resolve_interval, "proxy.resolve_interval", ms);
+        adopt(settings_.resolve_interval, next.resolve_interval, "proxy.resolve_interval");
         const auto what = replace_upstreams(
             resolver_->configure(next.upstreams, settings_.resolve_interval, false), "reload");
         for (const auto& name : what.added) changed.push_back("proxy.upstreams: added " + name);
         for (const auto& name : what.removed)
             changed.push_back("proxy.upstreams: removed " + name + " (its relays finish)");
         if (what.no_room.empty()) settings_.upstreams = next.upstreams;
-        adopt(settings_.check_interval, next.check_interval, "health_check.interval", ms);
-        adopt(settings_.check_timeout, next.check_timeout, "health_check.timeout", ms);
-        adopt(settings_.check_rise, next.check_rise, "health_check.rise", number);
-        adopt(settings_.check_fall, next.check_fall, "health_check.fall", number);
-        adopt(settings_.check_send, next.check_send, "health_check.send", quoted);
-        adopt(settings_.check_expect, next.check_expect, "health_check.expect", quoted);
+        adopt(settings_.check_interval, next.check_interval, "health_check.interval");
+        adopt(settings_.check_timeout, next.check_timeout, "health_check.timeout");
+        adopt(settings_.check_rise, next.check_rise, "health_check.rise");
+        adopt(settings_.check_fall, next.check_fall, "health_check.fall");
+        adopt(settings_.check_send, next.check_send, "health_check.send");
+        adopt(settings_.check_expect, next.check_expect, "health_check.expect");
         health_->update(health_check_of(settings_));
     }
     // Read only on this thread, by the admin endpoint (ready_headroom is not: snapshot() reads
     // it, and snapshot() may be called from any thread).
-    adopt(settings_.admin_token, next.admin_token, "admin.token",
-          [](const std::string&) { return std::string("<redacted>"); });
+    adopt(settings_.admin_token, next.admin_token, "admin.token");
 
     // Whatever still differs after adopting the above applies only at the next start.
     const std::vector<std::string> restart = config::differing_settings(settings_, next);

@@ -179,7 +179,7 @@ class DaemonTest(harness.SlabdTest):
         daemon.write_config('[timeouts]\nidle = "1s"\n[log]\nlevel = "debug"\n'
                             '[pool]\nmax_connections = 7\nbuffer_count = 7\n')
         daemon.signal(signal.SIGHUP)
-        daemon.wait_log("reload: changed timeouts.idle 300000ms -> 1000ms", "the reload")
+        daemon.wait_log('reload: changed timeouts.idle "5m" -> "1s"', "the reload")
         daemon.logs_seen.append(read_text(rotated))
         log = read_text(daemon.log)
         self.assertIn('reload: changed log.level "info" -> "debug"', log)

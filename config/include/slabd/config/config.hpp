@@ -175,6 +175,10 @@ struct setting_value {
 /// Every setting in to_toml's order; redacted: the token hidden.
 std::vector<setting_value> setting_values(const Config& config, bool redact_secrets = true);
 
+/// The value of setting `name` ("table.key") as the file spells it, the token redacted; empty
+/// for a name that is no setting.
+std::string setting_literal(const Config& config, std::string_view name);
+
 /// The settings whose values differ between `a` and `b`, as "table.key", in the settings' order
 /// (secrets compared, never shown: the names only).
 std::vector<std::string> differing_settings(const Config& a, const Config& b);
