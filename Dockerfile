@@ -24,7 +24,7 @@ RUN ./scripts/install-deps.sh run \
 
 COPY . .
 
-# The release preset (RelWithDebInfo) with the unit tests on: one tree, so the tests link the same
+# The release preset (-O2, no debug info) with the unit tests on: one tree, so the tests link the same
 # optimised pool/config/server objects as slabd. Only the binaries and the unit tests are built
 # (the target unit_tests), not the integration or fuzz-corpus binaries.
 RUN cmake --preset release -DSLABD_BUILD_TESTS=ON >/dev/null \
@@ -34,8 +34,8 @@ RUN cmake --preset release -DSLABD_BUILD_TESTS=ON >/dev/null \
 RUN ctest --test-dir build/release -L unit -j "$(nproc)" --output-on-failure --timeout 120 \
  && echo "unit tests run: $(ctest --test-dir build/release -N -L unit | tail -n 1)"
 
-# Installed stripped: the debug info is 30 of slabd's 31 MB (the unstripped binaries stay in the
-# build stage: podman build --target build).
+# Installed stripped of their symbol tables (the unstripped binaries stay in the build stage:
+# podman build --target build).
 # The image's config: deploy/slabd.toml, every key documented, with one change: the data port
 # listens on every interface of the container, since a published port (-p) arrives on the
 # container's network interface, not its loopback. The admin endpoint stays on the container's

@@ -120,8 +120,8 @@ build_baseline() {
     git worktree add --detach "$tree" "$sha" >&2
   fi
   [[ -f $dir/CMakeCache.txt ]] ||
-    cmake -S "$tree" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLABD_BUILD_TESTS=OFF \
-      -DSLABD_BUILD_BENCH=OFF >&2
+    cmake -S "$tree" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+      -DSLABD_BUILD_TESTS=OFF -DSLABD_BUILD_BENCH=OFF >&2
   cmake --build "$dir" --target slabd >&2
   baseline_slabd=$dir/server/slabd
   baseline_kind=slabd@$sha

@@ -62,8 +62,7 @@ an admin HTTP endpoint, reload and restart without refusing anyone. Includes sla
 generator.")
 set(CPACK_PACKAGING_INSTALL_PREFIX "${CMAKE_INSTALL_PREFIX}")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
-# The release build carries debug information (RelWithDebInfo): 32 MB for slabd alone. The
-# package ships the binaries stripped; build/package keeps the unstripped ones for a core dump.
+# Stripped of their symbol tables too (the release build has no debug information).
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 # Runtime dependencies are read from the binaries' own needs (dpkg-shlibdeps); adduser creates
