@@ -202,7 +202,9 @@ class shard {
     config::exhausted_policy on_exhausted_;
     source_table& sources_;
     accept_rate_limiter& accept_rate_;
-    asio::io_context context_{1};  // one thread: Asio can skip its locks
+    // One thread runs it and only it touches the sockets, so the reactor needs no per-descriptor
+    // locks; post() from other threads (drain, reload) stays safe.
+    asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     acceptor_type acceptor_;
     accept_op_memory accept_memory_;
     io_op_memory resume_memory_;
