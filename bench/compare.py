@@ -22,7 +22,8 @@ import re
 import statistics
 import sys
 
-NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections"}
+NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections",
+           "load_cpu_s"}
 
 
 def parse_slabd_load(path):
@@ -127,6 +128,9 @@ def derive(row):
         row["bytes_per_conn"] = (row["rss_held_kb"] - row["rss_before_kb"]) * 1024 / row["connections"]
     else:
         row["cpu_us_per_op"] = cpu_s * 1e6 / row["ops"]
+        if row.get("load_cpu_s") is not None:
+            # The load's whole run (connects and its end included) over the messages it counted.
+            row["load_us_per_op"] = row["load_cpu_s"] * 1e6 / row["ops"]
     return None
 
 
@@ -160,7 +164,7 @@ def progress_figure(row):
 # ---- report -------------------------------------------------------------------------------
 
 MEDIANS = ("rate", "p50_us", "p99_us", "cpu_util", "cpu_us_per_op", "cpu_s_per_gb", "held",
-           "rss_before_kb", "rss_held_kb", "bytes_per_conn")
+           "rss_before_kb", "rss_held_kb", "bytes_per_conn", "load_us_per_op")
 SPREADS = ("cpu_us_per_op", "cpu_s_per_gb")
 
 
@@ -280,9 +284,11 @@ def client_ratios(rows, runs):
 
 
 def client_table(rows):
-    out = ["| workload | client | throughput | rate / epoll-client | ratio min–max | server CPU µs / msg |"
-           " server CPU | saturated | outcome |", "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    out = ["| workload | client | throughput | rate / epoll-client | ratio min–max | client CPU µs / msg |"
+           " server CPU µs / msg | server CPU | saturated | outcome |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for group, members in groups(rows):
+        ref = next((r for r in members if r["server"] == "epoll-client" and r["status"] == "ok"), {})
         for r in members:
             ok = r["status"] == "ok"
             ratio_cell = spread_cell = "–"
@@ -292,8 +298,9 @@ def client_table(rows):
                 spread_cell = spread(r, "rate_ratio", ".2f")
             elif r["server"] == "epoll-client" and ok:
                 ratio_cell = "1.00x"
+            load = fmt(r.get("load_us_per_op"), ".2f") + ratio(r.get("load_us_per_op"), ref.get("load_us_per_op"))
             cells = [group, r["server"], f"{r['rate']:,.0f} {r['unit']}" if ok else "–", ratio_cell,
-                     spread_cell, fmt(r.get("cpu_us_per_op"), ".2f") if ok else "–",
+                     spread_cell, load if ok else "–", fmt(r.get("cpu_us_per_op"), ".2f") if ok else "–",
                      fmt(r.get("cpu_util"), ".0%") if ok else "–", saturated(r), outcome(r)]
             out.append("| " + " | ".join(cells) + " |")
     return out
@@ -345,7 +352,8 @@ TABLES = [
      "the same threads and 100 connections. Rate / epoll-client: the median over the rounds of "
      "slabd-load's rate over the C client's in the same round; the target is 0.95x or more. A "
      "server that is not saturated leaves the clients as the limit, which is what this table "
-     "compares.",
+     "compares. Client CPU: the client process's user+system time over its whole run per message "
+     "counted, in brackets against the C client's; less noisy than the rate on a shared machine.",
      client_table),
     ("hold", "Memory per idle connection",
      "slabd-load hold (16 B proof echo, then idle) against the server on core 0; VmRSS from "

@@ -389,15 +389,27 @@ start_server() { # KIND CORE PORT [UPSTREAM]
 # CPU ticks and the wall time over the run, as KEY=VALUEs for record, or $load_failed when the
 # load could not be judged by its own output.
 
+# The user+system seconds of this script's reaped children so far (bash's `times`), which take in
+# a load's own time once it has been waited for, through timeout and taskset.
+# Not in a command substitution: that subshell's `times` would count its own children.
+children_cpu_s() { # sets $children_cpu
+  times >"$tmp/times"
+  children_cpu=$(awk 'END { split($0, f, /[ ms]+/); print f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$tmp/times")
+}
+
 measure() {
-  local pid=$1 core=$2 out=$3 limit=$4 before t0 t1
+  local pid=$1 core=$2 out=$3 limit=$4 before t0 t1 load0
   shift 4
   before=$(cpu_ticks "$pid")
+  children_cpu_s
+  load0=$children_cpu
   t0=$EPOCHREALTIME
   spawn "$core" "$out" "$limit" "$@"
   finish "$spawned"
   t1=$EPOCHREALTIME
   measured "$pid" "$before" "$t0" "$t1" "$limit"
+  children_cpu_s
+  cpu_fields+=("load_cpu_s=$(awk "BEGIN { print $children_cpu - $load0 }")")
 }
 
 measured() { # PID CPU-TICKS-BEFORE T0 T1 LIMIT, after finish
