@@ -418,7 +418,7 @@ bool connection::flush(relay& r) noexcept {
     while (r.written < r.filled) {
         asio::error_code ec;
         const std::size_t n =
-            r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
+            write_now(r.to->native_handle(), r.buffer + r.written, r.filled - r.written, ec);
         if (ec == asio::error::would_block) {
             wait_write(r);
             return false;

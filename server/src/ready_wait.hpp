@@ -14,6 +14,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -92,8 +94,10 @@ inline std::size_t read_noting_rest(int fd, std::byte* buffer, std::size_t capac
     message.msg_control = control;
     message.msg_controllen = sizeof control;
     drained = false;
-    ssize_t n = 0;
-    do n = ::recvmsg(fd, &message, 0);
+    // syscall(2), not recvmsg(3): glibc's wrapper is a cancellation point, whose bookkeeping
+    // cost as much as the rest of the wrapper per message, and slabd never cancels a thread.
+    long n = 0;
+    do n = ::syscall(SYS_recvmsg, fd, &message, 0);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
         ec = n == 0 ? asio::error_code(asio::error::eof)
@@ -108,6 +112,20 @@ inline std::size_t read_noting_rest(int fd, std::byte* buffer, std::size_t capac
         std::memcpy(&unread, CMSG_DATA(c), sizeof unread);
         drained = unread == 0;
     }
+    return static_cast<std::size_t>(n);
+}
+
+/// send(2) of `size` bytes with MSG_NOSIGNAL, through syscall(2) for the same reason as the read.
+inline std::size_t write_now(int fd, const std::byte* data, std::size_t size,
+                             asio::error_code& ec) noexcept {
+    long n = 0;
+    do n = ::syscall(SYS_sendto, fd, data, size, MSG_NOSIGNAL, nullptr, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        ec.assign(errno, asio::error::get_system_category());
+        return 0;
+    }
+    ec.clear();
     return static_cast<std::size_t>(n);
 }
 
