@@ -22,7 +22,8 @@ import re
 import statistics
 import sys
 
-NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections"}
+NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections",
+           "load_cpu_s"}
 
 
 def parse_slabd_load(path):
@@ -79,8 +80,25 @@ def parse_iperf3(path):
             "unit": "Gbit/s"}, None
 
 
+def parse_epoll_client(path):
+    text = open(path).read()
+    m = re.search(r"msgs/s ([\d.]+) msgs (\d+) seconds [\d.]+ mismatches (\d+) errors (\d+)", text)
+    if not m:
+        return {}, "epoll-client printed no result"
+    row = {"ops": int(m.group(2)), "rate": float(m.group(1)), "unit": "msgs/s",
+           "p50_us": None, "p99_us": None}
+    problem = None
+    if int(m.group(3)) or int(m.group(4)):
+        problem = f"epoll-client: {m.group(3)} mismatches, {m.group(4)} errors"
+    return row, problem
+
+
 PARSERS = {"slabd-load": parse_slabd_load, "hold": parse_slabd_load, "wrk": parse_wrk,
-           "iperf3": parse_iperf3}
+           "iperf3": parse_iperf3, "epoll-client": parse_epoll_client}
+
+# A server whose CPU over the run stays under this share of its core was not the limit: the
+# load (or the rest of the machine) was, and its row says less about the server than it seems.
+SATURATED = 0.90
 
 
 def derive(row):
@@ -110,6 +128,9 @@ def derive(row):
         row["bytes_per_conn"] = (row["rss_held_kb"] - row["rss_before_kb"]) * 1024 / row["connections"]
     else:
         row["cpu_us_per_op"] = cpu_s * 1e6 / row["ops"]
+        if row.get("load_cpu_s") is not None:
+            # The load's whole run (connects and its end included) over the messages it counted.
+            row["load_us_per_op"] = row["load_cpu_s"] * 1e6 / row["ops"]
     return None
 
 
@@ -143,7 +164,7 @@ def progress_figure(row):
 # ---- report -------------------------------------------------------------------------------
 
 MEDIANS = ("rate", "p50_us", "p99_us", "cpu_util", "cpu_us_per_op", "cpu_s_per_gb", "held",
-           "rss_before_kb", "rss_held_kb", "bytes_per_conn")
+           "rss_before_kb", "rss_held_kb", "bytes_per_conn", "load_us_per_op")
 SPREADS = ("cpu_us_per_op", "cpu_s_per_gb")
 
 
@@ -207,11 +228,19 @@ def groups(rows):
     return [(g, [r for r in rows if r["group"] == g]) for g in order]
 
 
+def saturated(row):
+    """Whether the server's core was the limit (the median CPU over the run's wall time)."""
+    util = row.get("cpu_util")
+    if row["status"] != "ok" or row.get("limit") or util is None:
+        return "–"
+    return "yes" if util >= SATURATED else f"**no** (under {SATURATED:.0%})"
+
+
 def load_table(rows, group_title, cpu_title, util_title="server CPU"):
     """Throughput against the group's best; CPU per operation against the group's lowest,
     leaving out the rows marked limit (their CPU is another process's, e.g. the backend's)."""
     out = [f"| {group_title} | server | throughput | p50 µs | p99 µs | {cpu_title} | CPU min–max |"
-           f" {util_title} | outcome |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+           f" {util_title} | saturated | outcome |", "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for group, members in groups(rows):
         top = best(members, "rate", max)
         low = best([r for r in members if not r.get("limit")], "cpu_us_per_op", min)
@@ -225,7 +254,54 @@ def load_table(rows, group_title, cpu_title, util_title="server CPU"):
                      cpu if ok else "–",
                      spread(r, "cpu_us_per_op", ".2f") if ok else "–",
                      fmt(r.get("cpu_util"), ".0%") if ok else "–",
+                     saturated(r),
                      outcome(r)]
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+# slabd-load is held to this share of the C epoll client's rate.
+CLIENT_TARGET = 0.95
+
+
+def client_ratios(rows, runs):
+    """Adds to each slabd-load row of the client table the ratio of its rate to the C client's:
+    per round (both ran against the same server process), then the median and the spread."""
+    for row in rows:
+        if row["table"] != "client" or row["server"] != "slabd-load" or row["status"] != "ok":
+            continue
+        ratios = []
+        for r in runs:
+            if (r["table"], r["group"], r["server"]) != ("client", row["group"], "slabd-load"):
+                continue
+            ref = next((c for c in runs if c["table"] == "client" and c["group"] == row["group"]
+                        and c["server"] == "epoll-client" and c["run"] == r["run"]), None)
+            if ref and ref["status"] == "ok" and r["status"] == "ok" and ref["rate"]:
+                ratios.append(r["rate"] / ref["rate"])
+        if ratios:
+            row["rate_ratio"] = statistics.median(ratios)
+            row["rate_ratio_min"], row["rate_ratio_max"] = min(ratios), max(ratios)
+
+
+def client_table(rows):
+    out = ["| workload | client | throughput | rate / epoll-client | ratio min–max | client CPU µs / msg |"
+           " server CPU µs / msg | server CPU | saturated | outcome |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for group, members in groups(rows):
+        ref = next((r for r in members if r["server"] == "epoll-client" and r["status"] == "ok"), {})
+        for r in members:
+            ok = r["status"] == "ok"
+            ratio_cell = spread_cell = "–"
+            if r.get("rate_ratio") is not None:
+                flag = "" if r["rate_ratio"] >= CLIENT_TARGET else f" **under {CLIENT_TARGET}**"
+                ratio_cell = f"{r['rate_ratio']:.2f}x{flag}"
+                spread_cell = spread(r, "rate_ratio", ".2f")
+            elif r["server"] == "epoll-client" and ok:
+                ratio_cell = "1.00x"
+            load = fmt(r.get("load_us_per_op"), ".2f") + ratio(r.get("load_us_per_op"), ref.get("load_us_per_op"))
+            cells = [group, r["server"], f"{r['rate']:,.0f} {r['unit']}" if ok else "–", ratio_cell,
+                     spread_cell, load if ok else "–", fmt(r.get("cpu_us_per_op"), ".2f") if ok else "–",
+                     fmt(r.get("cpu_util"), ".0%") if ok else "–", saturated(r), outcome(r)]
             out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -267,8 +343,18 @@ TABLES = [
      "Server on core 0, slabd-load on core 1 (except the unpinned-client group). Server CPU: "
      "utime+stime from /proc/PID/stat over the load run, per message (rr) or per connection "
      "(churn); the CPU column is that time over the run's wall time, 100% = the server's core "
-     "saturated. Ratios: throughput to the group's best, CPU per op to the group's lowest.",
+     "saturated (the saturated column flags a row under 90%: its load was the limit). Ratios: "
+     "throughput to the group's best, CPU per op to the group's lowest.",
      lambda rows: load_table(rows, "workload", "server CPU µs / op")),
+    ("client", "The load client against a minimal C epoll client",
+     "slabd-load and bench/peers/epoll_client.c (one level-triggered epoll loop per thread, every "
+     "echoed byte checked) in turn against the same server process on core 0, both on core 1 with "
+     "the same threads and 100 connections. Rate / epoll-client: the median over the rounds of "
+     "slabd-load's rate over the C client's in the same round; the target is 0.95x or more. A "
+     "server that is not saturated leaves the clients as the limit, which is what this table "
+     "compares. Client CPU: the client process's user+system time over its whole run per message "
+     "counted, in brackets against the C client's; less noisy than the rate on a shared machine.",
+     client_table),
     ("hold", "Memory per idle connection",
      "slabd-load hold (16 B proof echo, then idle) against the server on core 0; VmRSS from "
      "/proc/PID/status before the run and once every connection is open.",
@@ -308,6 +394,7 @@ def report(runs_path, out_path, args):
     meta = dict(arg.partition("=")[::2] for arg in args)
     runs = [json.loads(line) for line in open(runs_path)]
     rows = table_rows(runs)
+    client_ratios(rows, runs)
     json.dump({"meta": meta, "rows": rows, "runs": runs}, open(out_path, "w"), indent=1)
 
     print("# slabd side-by-side benchmark\n")

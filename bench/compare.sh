@@ -12,13 +12,18 @@
 # one run each per round, so that a slow drift of the machine reaches them all alike. The
 # memory rows run once (they are not noisy). --quick: 1 s runs, one run per row unless
 # --repeat says otherwise, and no 10,000-connection rows, to check the script itself.
-# --only: the tables to run, of echo, growth, proxy and bulk (default all). A change to slabd is
+# --only: the tables to run, of echo, client, growth, proxy and bulk (default all). A change to slabd is
 # judged against what came before it: --baseline REV builds slabd as of git revision REV (in a
 # worktree under build/) and runs it as the server "slabd@REV" beside slabd in every echo
 # group; --limits adds "slabd+limits", slabd with every [limits] key on but set so high that
 # nobody is refused, which prices the admission checks themselves; --connection-log adds
 # "slabd+connlog", slabd with log.connections on at its default rate, logging to
 # build/release/connlog-PORT.log, which prices the connection log.
+# A server's row counts only if the load saturated it: every load row shows the server's CPU
+# over the run's wall time and flags a row under 90% (the load, or the machine, was the limit).
+# The client table checks the load itself: slabd-load beside a minimal C epoll client
+# (bench/peers/epoll_client.c), with the same threads and connections against the same server
+# process in each round, and the ratio of their rates (the median of the rounds' ratios).
 # Markdown tables go to stdout, progress to stderr, every run as JSON to
 # build/release/compare.json. Exit status 1 when any run failed.
 #
@@ -44,7 +49,7 @@ usage() {
 duration=
 repeat=
 quick=0
-only=echo,growth,proxy,bulk
+only=echo,client,growth,proxy,bulk
 baseline=
 limits=0
 connection_log=0
@@ -68,7 +73,7 @@ repeat=${repeat:-3}
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration wants a whole number of seconds, got '$duration'"
 [[ $repeat =~ ^[1-9][0-9]*$ ]] || die "--repeat wants a whole number of runs, got '$repeat'"
 for table in ${only//,/ }; do
-  [[ $table =~ ^(echo|growth|proxy|bulk)$ ]] || die "--only: '$table' is not one of echo, growth, proxy, bulk"
+  [[ $table =~ ^(echo|client|growth|proxy|bulk)$ ]] || die "--only: '$table' is not one of echo, client, growth, proxy, bulk"
 done
 (($(nproc) >= 2)) || die "needs 2 cores (server on core 0, load on core 1); this machine has $(nproc)"
 
@@ -79,6 +84,7 @@ ulimit -n 20000 2>/dev/null || die "needs 20,000 file descriptors per process; t
 slabd=build/release/server/slabd
 slabd_load=build/release/loadtest/slabd-load
 epoll_echo=build/release/bench/epoll-echo
+epoll_client=build/release/bench/epoll-client
 asio_echo=build/release/bench/asio-classic-echo
 stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
 out_json=build/release/compare.json
@@ -106,7 +112,7 @@ build() {
   ./scripts/install-deps.sh bench >&2
   # The release preset leaves the benchmarks out (scripts/run.sh needs none of their libraries).
   cmake --preset release -DSLABD_BUILD_BENCH=ON >&2
-  cmake --build --preset release --target slabd slabd-load epoll-echo asio-classic-echo >&2
+  cmake --build --preset release --target slabd slabd-load epoll-echo epoll-client asio-classic-echo >&2
 }
 
 # slabd as of $baseline, built like the release preset from a worktree of that revision; sets
@@ -390,15 +396,27 @@ start_server() { # KIND CORE PORT [UPSTREAM]
 # CPU ticks and the wall time over the run, as KEY=VALUEs for record, or $load_failed when the
 # load could not be judged by its own output.
 
+# The user+system seconds of this script's reaped children so far (bash's `times`), which take in
+# a load's own time once it has been waited for, through timeout and taskset.
+# Not in a command substitution: that subshell's `times` would count its own children.
+children_cpu_s() { # sets $children_cpu
+  times >"$tmp/times"
+  children_cpu=$(awk 'END { split($0, f, /[ ms]+/); print f[1] * 60 + f[2] + f[3] * 60 + f[4] }' "$tmp/times")
+}
+
 measure() {
-  local pid=$1 core=$2 out=$3 limit=$4 before t0 t1
+  local pid=$1 core=$2 out=$3 limit=$4 before t0 t1 load0
   shift 4
   before=$(cpu_ticks "$pid")
+  children_cpu_s
+  load0=$children_cpu
   t0=$EPOCHREALTIME
   spawn "$core" "$out" "$limit" "$@"
   finish "$spawned"
   t1=$EPOCHREALTIME
   measured "$pid" "$before" "$t0" "$t1" "$limit"
+  children_cpu_s
+  cpu_fields+=("load_cpu_s=$(awk "BEGIN { print $children_cpu - $load0 }")")
 }
 
 measured() { # PID CPU-TICKS-BEFORE T0 T1 LIMIT, after finish
@@ -525,6 +543,48 @@ echo_table() {
   for kind in "${echo_servers[@]}"; do
     if ((quick)); then skip_row hold hold "$kind"; else hold_row "$kind"; fi
   done
+}
+
+# The client table: one server process per round, and both clients against it in turn (which goes
+# first alternates by round), so that a ratio compares the clients and not two servers or two
+# moments of the machine.
+client_pair() { # THREADS SERVER_KIND
+  local threads=$1 kind=$2 group port pid out first second c
+  group="rr 64 B x 100, $threads client thread$( ((threads == 1)) || echo s) on core 1, $kind"
+  say "client / $group$(run_label)"
+  take_port
+  port=$taken
+  if ! start_server "$kind" 0 "$port"; then
+    for c in epoll-client slabd-load; do
+      record "table=client" "group=$group" "server=$c" "parser=$c" "failed=$server_error"
+    done
+    return
+  fi
+  pid=$server_pid out=$tmp/client-$port
+  first=epoll-client second=slabd-load
+  ((run % 2)) || { first=slabd-load second=epoll-client; }
+  for c in "$first" "$second"; do
+    if [[ $c == epoll-client ]]; then
+      measure "$pid" 1 "$out-$c" $((duration + 30)) "$epoll_client" 127.0.0.1 "$port" 100 64 \
+        "$duration" "$threads"
+    else
+      measure "$pid" 1 "$out-$c" $((duration + 30)) "$slabd_load" rr -c 100 -s 64 \
+        --threads "$threads" --target "127.0.0.1:$port" -d "$duration" --json "$out-$c.json"
+    fi
+    finish_row "$out-$c" "table=client" "group=$group" "server=$c" "parser=$c"
+  done
+  stop "$pid"
+}
+
+client_round() {
+  local threads kind
+  for kind in epoll-echo slabd; do
+    for threads in 1 2; do client_pair "$threads" "$kind"; done
+  done
+}
+
+client_table() {
+  rounds client_round
 }
 
 growth_table() {

@@ -80,6 +80,7 @@ void connection::connect() noexcept {
         if (!ec) socket_.bind({plan_.sources[id_ % plan_.sources.size()], 0}, ec);
     }
     if (ec) return finish(outcome::connect_error);
+    note_unread_bytes(socket_.native_handle());
     ++pending_;
     socket_.async_connect(plan_.target, [this](const asio::error_code& e) {
         --pending_;
@@ -326,22 +327,22 @@ void connection::wait_readable() noexcept {
     if (read_waiting_) return;
     read_waiting_ = true;
     ++pending_;
-    // A read, not a readiness wait: Asio 1.22 re-arms epoll (epoll_ctl) for every async_wait,
-    // while after a short read it queues the next read without any system call.
-    socket_.async_read_some(asio::buffer(rx_.data(), rx_.size()),
-                            [this](const asio::error_code& ec, std::size_t n) {
-                                --pending_;
-                                on_readable(ec, n);
-                            });
+    // Every caller has just drained the socket (receive), so the wait can stay registered.
+    read_wait_.start(owner_.reactor(), socket_);
 }
 
-void connection::on_readable(const asio::error_code& ec, std::size_t n) noexcept {
+void connection::on_read_ready(const asio::error_code& ec) noexcept {
+    --pending_;
+    on_readable(ec);
+}
+
+void connection::on_readable(const asio::error_code& ec) noexcept {
     read_waiting_ = false;
     if (phase_ == phase::closing) return settle();
     now_ = now_ns();
     moved_ = false;
-    // A full buffer may have left more behind.
-    if (take(ec, n) && n == rx_.size()) receive();
+    if (ec) return finish(classify(ec));
+    receive();
     proceed();
 }
 
@@ -361,9 +362,11 @@ void connection::proceed() noexcept {
 void connection::receive() noexcept {
     for (;;) {
         asio::error_code ec;
-        const std::size_t n = socket_.read_some(asio::buffer(rx_.data(), rx_.size()), ec);
-        // A short read emptied the socket: the next byte completes the pending read.
-        if (ec == asio::error::would_block || !take(ec, n) || n < rx_.size()) return;
+        bool drained = false;
+        const std::size_t n =
+            read_noting_rest(socket_.native_handle(), rx_.data(), rx_.size(), ec, drained);
+        // Nothing left, not even a FIN: the next byte raises a new edge for the wait.
+        if (ec == asio::error::would_block || !take(ec, n) || drained) return;
     }
 }
 

@@ -13,6 +13,7 @@
 #include <span>
 
 #include "plan.hpp"
+#include "ready_wait.hpp"
 #include "tally.hpp"
 
 namespace slabd::load {
@@ -43,7 +44,8 @@ class connection {
     void connect() noexcept;
     void connect_at(std::int64_t at) noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
-    void on_readable(const asio::error_code& ec, std::size_t n) noexcept;
+    void on_read_ready(const asio::error_code& ec) noexcept;
+    void on_readable(const asio::error_code& ec) noexcept;
     void on_writable(const asio::error_code& ec) noexcept;
     void on_pace(const asio::error_code& ec) noexcept;
 
@@ -75,6 +77,7 @@ class connection {
     tally& tally_;
     const std::uint32_t index_;
     socket_type socket_;
+    ready_wait<connection, &connection::on_read_ready> read_wait_{*this};
     timer_type timer_;  // the ramp slot, rate mode's pacing, churn's back-off: never two at once
     std::unique_ptr<std::byte[]> memory_;
     std::span<std::byte> tx_;

@@ -16,21 +16,12 @@ std::uint64_t mix(std::uint64_t x) noexcept {  // splitmix64's finaliser
     return x ^ (x >> 31);
 }
 
-/// Walks the stream of `key` from `offset` over `n` bytes as (word, first byte in it, byte count)
-/// pieces; `visit` returns false to stop early.
-template <typename Visit>
-bool walk(std::uint64_t key, std::size_t offset, std::size_t n, Visit&& visit) noexcept {
-    std::uint64_t word = key + (offset / 8) * step;
-    std::size_t skip = offset % 8;
-    std::size_t done = 0;
-    while (done < n) {
-        const std::size_t take = std::min<std::size_t>(8 - skip, n - done);
-        if (!visit(word, skip, take, done)) return false;
-        done += take;
-        skip = 0;
-        word += step;
-    }
-    return true;
+/// Byte `b` (0-7) of a word as the stream lays it out: the word's native byte order, as memcpy
+/// copies it.
+std::byte byte_of(std::uint64_t word, std::size_t b) noexcept {
+    std::byte bytes[8];
+    std::memcpy(bytes, &word, 8);
+    return bytes[b];
 }
 
 }  // namespace
@@ -39,24 +30,36 @@ std::uint64_t message_key(std::uint64_t conn, std::uint64_t seq) noexcept {
     return mix(mix(conn) + seq);
 }
 
+// Both run a whole word at a time where the span covers one (every word of a message but its
+// ends): per byte and through memcmp, the check cost more than the rest of a 64-byte exchange.
 void fill_pattern(std::uint64_t key, std::size_t offset, std::span<std::byte> out) noexcept {
-    walk(key, offset, out.size(),
-         [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
-             std::byte bytes[8];
-             std::memcpy(bytes, &word, 8);
-             std::memcpy(out.data() + at, bytes + skip, take);
-             return true;
-         });
+    std::uint64_t word = key + (offset / 8) * step;
+    std::size_t at = 0;
+    for (std::size_t b = offset % 8; b != 0 && b < 8 && at < out.size(); ++b) {
+        out[at++] = byte_of(word, b);
+        if (b == 7) word += step;
+    }
+    for (; at + 8 <= out.size(); at += 8, word += step) std::memcpy(out.data() + at, &word, 8);
+    for (std::size_t b = 0; at < out.size(); ++b) out[at++] = byte_of(word, b);
 }
 
 bool matches_pattern(std::uint64_t key, std::size_t offset,
                      std::span<const std::byte> in) noexcept {
-    return walk(key, offset, in.size(),
-                [&](std::uint64_t word, std::size_t skip, std::size_t take, std::size_t at) {
-                    std::byte bytes[8];
-                    std::memcpy(bytes, &word, 8);
-                    return std::memcmp(in.data() + at, bytes + skip, take) == 0;
-                });
+    std::uint64_t word = key + (offset / 8) * step;
+    std::size_t at = 0;
+    for (std::size_t b = offset % 8; b != 0 && b < 8 && at < in.size(); ++b) {
+        if (in[at++] != byte_of(word, b)) return false;
+        if (b == 7) word += step;
+    }
+    std::uint64_t differ = 0;
+    for (; at + 8 <= in.size(); at += 8, word += step) {
+        std::uint64_t got = 0;
+        std::memcpy(&got, in.data() + at, 8);
+        differ |= got ^ word;
+    }
+    for (std::size_t b = 0; at < in.size(); ++b)
+        if (in[at++] != byte_of(word, b)) return false;
+    return differ == 0;
 }
 
 }  // namespace slabd::load

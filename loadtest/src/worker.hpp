@@ -34,6 +34,7 @@ class worker {
 
     // Used by this worker's connections, on its thread.
     [[nodiscard]] asio::io_context& context() noexcept { return context_; }
+    [[nodiscard]] reactor_type& reactor() noexcept { return reactor_; }
     [[nodiscard]] const plan& the_plan() const noexcept { return plan_; }
     [[nodiscard]] tally& counts() noexcept { return tally_; }
     [[nodiscard]] live_gauges& gauges() noexcept { return gauges_; }
@@ -46,7 +47,10 @@ class worker {
     void publish();
 
     const plan& plan_;
-    asio::io_context context_{1};  // one thread: Asio can skip its locks
+    // One thread runs it and only it touches the sockets, so the reactor needs no per-descriptor
+    // locks; request_end's post() from the main thread stays safe.
+    asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+    reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
     live_gauges& gauges_;
     tally tally_;
     std::vector<std::unique_ptr<connection>> connections_;

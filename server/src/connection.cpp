@@ -365,7 +365,12 @@ void connection::pump(relay& r) noexcept {
             }
         }
         asio::error_code ec;
-        const std::size_t n = r.from->read_some(asio::buffer(r.buffer, capacity), ec);
+        // Echo notes whether the read drained the socket, so that its wait stays registered.
+        bool drained = false;
+        const std::size_t n =
+            leg_ == nullptr
+                ? read_noting_rest(r.from->native_handle(), r.buffer, capacity, ec, drained)
+                : r.from->read_some(asio::buffer(r.buffer, capacity), ec);
         if (ec) {
             give_back_lent(r);
             if (ec == asio::error::would_block) return wait_read(r);
@@ -378,11 +383,13 @@ void connection::pump(relay& r) noexcept {
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
         if (!flush(r)) return;
-        if (n < capacity) {
-            // A short read emptied the socket: the next byte raises a new edge.
+        // A short read emptied the socket (async_wait re-arms epoll, so a FIN that came with the
+        // last bytes shows at once), unless echo's read saw more behind it.
+        if (n < capacity && (leg_ != nullptr || drained)) {
             give_back_lent(r);
             return wait_read(r);
         }
+        if (n < capacity) continue;
         if (r.from != r.to && shard_.pipes().enabled()) [[unlikely]] {
             // A full buffer means a bulk transfer; between two sockets the rest of it need not
             // pass through user space. With every pipe lent, this burst goes on copying.
@@ -464,7 +471,7 @@ bool connection::flush(relay& r) noexcept {
     while (r.written < r.filled) {
         asio::error_code ec;
         const std::size_t n =
-            r.to->write_some(asio::buffer(r.buffer + r.written, r.filled - r.written), ec);
+            write_now(r.to->native_handle(), r.buffer + r.written, r.filled - r.written, ec);
         if (ec == asio::error::would_block) {
             wait_write(r);
             return false;
@@ -502,6 +509,12 @@ void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
 }
 
 void connection::wait_read(relay& r) noexcept {
+    // Echo: every caller has just drained the client, its FIN included, so the wait can stay
+    // registered (ready_wait.hpp). A proxy leaves it to async_wait, whose re-arm of epoll also
+    // shows a reset that came with the last bytes read, with no write on that socket to tell.
+    if (leg_ == nullptr)
+        return async_wait_readable(shard_.reactor(), *r.from,
+                                   ready_handler{connection_ref(*this), &r, false});
     r.from->async_wait(socket_type::wait_read, ready_handler{connection_ref(*this), &r, false});
 }
 

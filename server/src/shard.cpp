@@ -105,6 +105,7 @@ void shard::listen(const asio::ip::tcp::endpoint& at) {
         throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
     acceptor_.bind(at);
     acceptor_.listen(asio::socket_base::max_listen_connections);
+    note_unread_bytes(acceptor_.native_handle());  // inherited by every accepted socket
     // refuse_at_fd_limit accepts on the descriptor directly and must never block there.
     acceptor_.non_blocking(true);
 }
@@ -116,6 +117,7 @@ void shard::adopt(int fd) {
         throw std::system_error(errno, std::generic_category(), "a listener taken over");
     acceptor_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
     acceptor_.non_blocking(true);
+    note_unread_bytes(fd);
 }
 
 void shard::run() {

@@ -20,6 +20,7 @@
 #include "linger.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
+#include "ready_wait.hpp"
 #include "slabd/config/config.hpp"
 #include "slabd/pool/slab.hpp"
 #include "slabd/server/stats.hpp"
@@ -103,6 +104,8 @@ class shard {
 
     // Used by connections, on this shard's thread only.
     [[nodiscard]] asio::io_context& context() noexcept { return context_; }
+    /// The io_context's epoll reactor, for async_wait_readable.
+    [[nodiscard]] reactor_type& reactor() noexcept { return reactor_; }
     [[nodiscard]] shard_stats& stats() noexcept { return stats_; }
     [[nodiscard]] const shard_stats& stats() const noexcept { return stats_; }
     [[nodiscard]] upstreams& upstream_list() noexcept { return *upstreams_; }
@@ -210,7 +213,10 @@ class shard {
     accept_rate_limiter& accept_rate_;
     connection_log& log_;
     std::uint16_t index_;
-    asio::io_context context_{1};  // one thread: Asio can skip its locks
+    // One thread runs it and only it touches the sockets, so the reactor needs no per-descriptor
+    // locks; post() from other threads (drain, reload) stays safe.
+    asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+    reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
     acceptor_type acceptor_;
     accept_op_memory accept_memory_;
     io_op_memory resume_memory_;
