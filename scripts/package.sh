@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh package
+# Progress and errors go to stderr: stdout is only the .deb's path, for a caller to take.
 cmake --preset package >/dev/null
-cmake --build --preset package -j "$(nproc)"
-(cd build/package && cpack -G DEB >/dev/null)
+cmake --build --preset package -j "$(nproc)" >&2
+(cd build/package && cpack -G DEB >&2)
 ls build/package/slabd_*.deb
