@@ -155,7 +155,7 @@ TEST_CASE("/ is a self-contained HTML page that polls /stats") {
 
 TEST_CASE("/stats/history and /stats/slab: token-guarded views, a bad query is a 400") {
     const slabd::server::admin_views views{
-        [](std::int64_t since) { return "{\"since\":" + std::to_string(since) + "}"; },
+        [](std::uint64_t since) { return "{\"since\":" + std::to_string(since) + "}"; },
         [] { return std::string("{\"capacity\":4}"); }};
     const auto ask = [&](std::string_view target, std::string_view auth = {}) {
         slabd::config::Config c;

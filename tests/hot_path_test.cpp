@@ -245,10 +245,10 @@ TEST_CASE("connection log on: logged closes allocate nothing, the writer's lines
 TEST_CASE("recording a history sample allocates nothing, the ring's wrap included") {
     slabd::server::history ring(4);
     const std::array<slabd::server::history::shard_sample, 4> shards{};
-    const std::array<slabd::server::history::upstream_state, 3> upstreams{};
+    const std::array<slabd::server::history::upstream_sample, 3> upstreams{};
     const std::uint64_t before = allocation_count();
     for (std::int64_t t = 1; t <= 2 * static_cast<std::int64_t>(slabd::server::history::depth); ++t)
-        ring.record({t, 1, 2, 3, 4}, shards, upstreams);
+        ring.record({0, t, 1, 2, 3, 4}, shards, upstreams);
     CHECK(allocation_count() - before == 0);
     CHECK(ring.size() == slabd::server::history::depth);
 }

@@ -132,6 +132,9 @@ TEST_CASE("missing or mistyped fields show '-' instead of failing") {
             R"({"pool": 3, "connections": [], "shards": {}, "upstreams": 7})",
             R"({"pool": {"in_use": "four", "limit": 0}, "shards": [null, 1, {}]})",
             R"({"server": {"version": 2, "uptime_seconds": -5}, "upstreams": [null, {"health": 1}]})",
+            // Out of any count's range: negative, or past what a double holds exactly.
+            R"({"pool": {"in_use": -3, "limit": 100, "high_water": -1e6}})",
+            R"({"pool": {"in_use": 1e30, "limit": 100, "high_water": 5}, "server": {"uptime_seconds": 1e30}})",
         }) {
         CAPTURE(text);
         const auto now = json::parse(text);

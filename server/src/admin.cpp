@@ -299,7 +299,7 @@ asio::awaitable<void> serve(session_ptr s, std::shared_ptr<admin::session_pool> 
         }
         const admin_request& request = s->assembler.request();
         const bool stats_page = request.target == "/stats" || request.target.starts_with("/stats?");
-        const admin_views views{[&owner](std::int64_t since) { return owner.history_json(since); },
+        const admin_views views{[&owner](std::uint64_t since) { return owner.history_json(since); },
                                 [&owner] { return owner.slab_map_json(); }};
         const admin_response response =
             route(request, owner.snapshot(stats_page), owner.settings(), views);

@@ -30,9 +30,9 @@ struct admin_response {
 };
 
 /// What routes show besides the snapshot, computed only for the route that asks: the history
-/// (GET /stats/history?since=UNIX_MS) and the slab map (GET /stats/slab).
+/// (GET /stats/history?since=SEQ) and the slab map (GET /stats/slab).
 struct admin_views {
-    std::function<std::string(std::int64_t since_unix_ms)> history;
+    std::function<std::string(std::uint64_t since_seq)> history;
     std::function<std::string()> slab_map;
 };
 

@@ -112,7 +112,9 @@ async function poll() {
 // The namespace is taken from an inline <svg>: no URL in the page, not even one never fetched.
 const NS = $("slab-map").namespaceURI, W = 600, H = 120;
 const COLORS = ["#2a6fb0", "#d33", "#e90", "#3a7", "#85c", "#0aa", "#a52", "#c4c", "#777"];
-const hist = {reasons: [], upstreams: [], depth: 600, samples: []};
+// Samples are placed and rated by their number (seq), one per interval: the wall clock, which
+// only labels them, may step.
+const hist = {reasons: [], upstreams: [], depth: 600, interval: 1000, samples: []};
 function svgEl(tag, attrs) {
   const e = document.createElementNS(NS, tag);
   for (const k in attrs) e.setAttribute(k, attrs[k]);
@@ -121,7 +123,7 @@ function svgEl(tag, attrs) {
 // Each series is drawn as a polyline that also carries its numbers (data-values), so what the
 // page shows can be read back exactly.
 function chart(id, series, floor) {
-  const svg = $(id), times = hist.samples.map(x => x.t);
+  const svg = $(id), times = hist.samples.map(x => x.seq);
   const top = Math.max(floor || 1, ...series.flatMap(x => x.values));
   const t0 = times.length ? times[0] : 0, span = Math.max(1, (times[times.length - 1] || 0) - t0);
   svg.replaceChildren(svgEl("text", {x: 4, y: 11}));
@@ -142,7 +144,7 @@ function chart(id, series, floor) {
 // Per second between consecutive samples; the first sample has no predecessor and shows 0.
 function rate(pick) {
   return hist.samples.map((x, k) => k === 0 ? 0 :
-    Math.max(0, Math.round((pick(x) - pick(hist.samples[k - 1])) * 1000 / Math.max(1, x.t - hist.samples[k - 1].t))));
+    Math.max(0, Math.round((pick(x) - pick(hist.samples[k - 1])) * 1000 / (hist.interval * (x.seq - hist.samples[k - 1].seq)))));
 }
 function drawHistory() {
   const S = hist.samples;
@@ -158,23 +160,25 @@ function drawHistory() {
   const named = hist.upstreams.map((name, i) => ({name, i})).filter(u => u.name !== "");
   $("upstream-history").hidden = named.length === 0;
   if (named.length) {
-    const svg = $("chart-upstreams"), row = H / named.length, t0 = S[0].t, span = Math.max(1, S[S.length - 1].t - t0);
+    const svg = $("chart-upstreams"), row = H / named.length, t0 = S[0].seq, span = Math.max(1, S[S.length - 1].seq - t0);
     const fill = {up: "#3a7", down: "#d33", removed: "#bbb"};
     svg.replaceChildren(...named.flatMap((u, n) => S.map((x, k) => {
-      const state = x.upstreams[u.i] || "none", next = k + 1 < S.length ? S[k + 1].t : x.t + 1000;
-      const r = svgEl("rect", {x: ((x.t - t0) * W / span).toFixed(1), y: (n * row + 1).toFixed(1),
-                               width: Math.max(0.5, (next - x.t) * W / span).toFixed(1), height: Math.max(1, row - 2).toFixed(1),
+      const state = x.upstreams[u.i] || "none", next = k + 1 < S.length ? S[k + 1].seq : x.seq + 1;
+      const r = svgEl("rect", {x: ((x.seq - t0) * W / span).toFixed(1), y: (n * row + 1).toFixed(1),
+                               width: Math.max(0.5, (next - x.seq) * W / span).toFixed(1), height: Math.max(1, row - 2).toFixed(1),
                                fill: fill[state] || "none", "data-upstream": u.name, "data-state": state});
       return r;
     })));
   }
 }
 async function pollHistory() {
-  const last = hist.samples.length ? hist.samples[hist.samples.length - 1].t : 0;
+  const last = hist.samples.length ? hist.samples[hist.samples.length - 1].seq : 0;
   const r = await fetch("/stats/history?since=" + last, {headers, cache: "no-store"});
   if (!r.ok) throw new Error("/stats/history answered " + r.status);
   const h = await r.json();
-  hist.reasons = h.reasons; hist.upstreams = h.upstreams; hist.depth = h.depth;
+  hist.reasons = h.reasons; hist.upstreams = h.upstreams; hist.depth = h.depth; hist.interval = h.interval_ms;
+  // A restarted daemon numbers from 1 again: start over rather than mix two processes' samples.
+  if (h.last_seq < last) { hist.samples = []; return pollHistory(); }
   hist.samples.push(...h.samples);
   hist.samples.splice(0, Math.max(0, hist.samples.length - hist.depth));
   if (hist.samples.length) drawHistory();
@@ -207,7 +211,9 @@ async function tick() {
   await poll();
   try { await pollHistory(); await pollSlab(); } catch (e) { set("error", String(e)); }
 }
-tick(); setInterval(tick, 1000);
+// The next poll is scheduled when this one ends, so that a slow one is never overtaken.
+async function loop() { await tick(); setTimeout(loop, 1000); }
+loop();
 </script></body></html>
 )html";
 }

@@ -69,9 +69,10 @@ admin_response route(const admin_request& request, const server_snapshot& snapsh
     if (path == "/stats") return {200, "application/json", to_json(snapshot), {}};
     if (path == "/stats/history") {
         const auto since = query_number(request.target, "since");
-        if (!since) return {400, text, "bad query: /stats/history?since=UNIX_MILLISECONDS\n", {}};
+        if (!since)
+            return {400, text, "bad query: /stats/history?since=SEQ (a sample's seq)\n", {}};
         if (!views.history) return {503, text, "no history kept\n", {}};
-        return {200, "application/json", views.history(*since), {}};
+        return {200, "application/json", views.history(static_cast<std::uint64_t>(*since)), {}};
     }
     if (path == "/stats/slab") {
         if (!views.slab_map) return {503, text, "no slab map\n", {}};

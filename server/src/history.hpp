@@ -20,7 +20,7 @@ class history {
   public:
     static constexpr std::size_t depth = 600;          // samples kept: 10 minutes at one a second
     static constexpr std::size_t interval_ms = 1000;   // between samples
-    static constexpr std::size_t upstream_slots = 32;  // the first 32 upstream slots are kept
+    static constexpr std::size_t upstream_slots = 64;  // every slot (upstreams::max_slots)
 
     /// What an upstream slot was doing at a sample.
     enum class upstream_state : std::uint8_t { none, up, down, removed };
@@ -37,8 +37,21 @@ class history {
         std::uint64_t buffers_in_use = 0;
     };
 
+    /// An upstream slot at one sample. A slot is reused by a later upstream: the generation
+    /// (upstreams' count of the slot's tenants) tells whose state it was.
+    struct upstream_sample {
+        upstream_state state = upstream_state::none;
+        std::uint64_t generation = 0;
+    };
+    /// An upstream slot as it is now, for naming the samples that belong to its tenant.
+    struct upstream_now {
+        std::string name;  // "" for an empty slot
+        std::uint64_t generation = 0;
+    };
+
     /// The whole server at one sample, besides its shards' and upstreams'.
     struct sample {
+        std::uint64_t seq = 0;  // numbered by record(): the cursor, since the wall clock may step
         std::int64_t unix_ms = 0;
         std::uint64_t pool_in_use = 0;
         std::uint64_t pool_capacity = 0;
@@ -48,25 +61,28 @@ class history {
 
     explicit history(std::size_t shards);
 
-    /// Keeps one sample, overwriting the oldest once `depth` are kept. `shards` must hold one
-    /// entry per shard; `upstreams` at most `upstream_slots`, by slot.
-    void record(const sample& server, std::span<const shard_sample> shards,
-                std::span<const upstream_state> upstreams) noexcept;
+    /// Keeps one sample, numbered next (its `seq` is set here), overwriting the oldest once
+    /// `depth` are kept. `shards` must hold one entry per shard; `upstreams` at most
+    /// `upstream_slots`, by slot.
+    void record(sample server, std::span<const shard_sample> shards,
+                std::span<const upstream_sample> upstreams) noexcept;
 
-    /// Samples kept, oldest first, taken after `since_unix_ms` (0: all), as the JSON of
-    /// GET /stats/history. `upstream_names` names the slots as they are now ("" for an empty one).
-    [[nodiscard]] std::string to_json(std::int64_t since_unix_ms,
-                                      std::span<const std::string> upstream_names) const;
+    /// Samples kept, oldest first, numbered after `since_seq` (0: all), as the JSON of
+    /// GET /stats/history. `upstreams` are the slots as they are now: a sample's state for a slot
+    /// shows only if it was the current tenant's ("none" before it came).
+    [[nodiscard]] std::string to_json(std::uint64_t since_seq,
+                                      std::span<const upstream_now> upstreams) const;
 
     [[nodiscard]] std::size_t size() const noexcept { return count_; }
 
   private:
     std::size_t shards_;
-    std::vector<sample> samples_;                  // depth
-    std::vector<shard_sample> shard_samples_;      // depth x shards
-    std::vector<upstream_state> upstream_states_;  // depth x upstream_slots
-    std::size_t next_ = 0;                         // the slot the next sample goes to
+    std::vector<sample> samples_;                    // depth
+    std::vector<shard_sample> shard_samples_;        // depth x shards
+    std::vector<upstream_sample> upstream_samples_;  // depth x upstream_slots
+    std::size_t next_ = 0;                           // the slot the next sample goes to
     std::size_t count_ = 0;
+    std::uint64_t recorded_ = 0;  // samples recorded so far: the last one's seq
 };
 
 }  // namespace slabd::server

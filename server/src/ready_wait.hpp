@@ -25,6 +25,18 @@
 
 #include "socket.hpp"
 
+// This leans on Asio 1.22's reactor internals (reactor_op, start_op's signature, the socket's
+// reactor data) and on its epoll reactor registering sockets edge-triggered: another Asio, or
+// another reactor, must be checked against them before this builds.
+#include <asio/version.hpp>
+#if ASIO_VERSION < 102200 || ASIO_VERSION >= 102300
+#error \
+    "ready_wait.hpp is written against Asio 1.22's reactor internals: check them for this version"
+#endif
+#if !defined(ASIO_HAS_EPOLL) || defined(ASIO_HAS_IO_URING_AS_DEFAULT)
+#error "ready_wait.hpp needs Asio's epoll reactor (edge-triggered registration)"
+#endif
+
 namespace slabd::server {
 
 /// The reactor an io_context's sockets are registered with; looked up once, not per wait.

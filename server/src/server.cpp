@@ -170,6 +170,7 @@ void server::run() {
     connection_log_->start();
     std::vector<std::thread> threads;
     for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
+    static_assert(history::upstream_slots >= upstreams::max_slots, "history keeps every slot");
     asio::post(control_, [this] {
         serve_handovers();
         if (health_ != nullptr) health_->start();
@@ -467,7 +468,8 @@ void server::sample_history() {
         for (std::size_t i = 0; i < slots; ++i) {
             const auto& u = upstreams_->at(i);
             const auto status = u.status.load(std::memory_order_relaxed);
-            history_upstreams_[i] =
+            history_upstreams_[i].generation = u.generation;
+            history_upstreams_[i].state =
                 status == upstreams::state::empty     ? history::upstream_state::none
                 : status == upstreams::state::retired ? history::upstream_state::removed
                 : u.checked_down.load(std::memory_order_relaxed) || upstreams_->is_down(u)
@@ -483,22 +485,27 @@ void server::sample_history() {
     });
 }
 
-std::string server::history_json(std::int64_t since_unix_ms) const {
-    std::vector<std::string> names;
+std::string server::history_json(std::uint64_t since) const {
+    std::vector<history::upstream_now> now;
     if (upstreams_ != nullptr) {
         for (std::size_t i = 0; i < std::min(upstreams_->slots_used(), history::upstream_slots);
              ++i) {
             const auto& u = upstreams_->at(i);
-            names.push_back(u.status.load(std::memory_order_acquire) == upstreams::state::empty
-                                ? std::string()
-                                : u.name);
+            const bool empty = u.status.load(std::memory_order_acquire) == upstreams::state::empty;
+            now.push_back({empty ? std::string() : u.name, u.generation});
         }
     }
-    return history_->to_json(since_unix_ms, names);
+    return history_->to_json(since, now);
 }
 
-std::string server::slab_map_json() const {
-    return ::slabd::server::slab_map_json(connections_.map(slab_map_cells), connections_.limit());
+std::string server::slab_map_json() {
+    const auto now = std::chrono::steady_clock::now();
+    if (slab_map_.empty() || now - slab_map_at_ >= std::chrono::seconds(1)) {
+        slab_map_ =
+            ::slabd::server::slab_map_json(connections_.map(slab_map_cells), connections_.limit());
+        slab_map_at_ = now;
+    }
+    return slab_map_;
 }
 
 namespace {

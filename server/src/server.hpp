@@ -81,10 +81,12 @@ class server final : private shard_events {
 
     [[nodiscard]] const connection_pool& connections() const noexcept { return connections_; }
 
-    /// On the control thread: the body of GET /stats/history (samples after `since_unix_ms`).
-    [[nodiscard]] std::string history_json(std::int64_t since_unix_ms) const;
-    /// The body of GET /stats/slab: the connection pool's blocks, at most slab_map_cells cells.
-    [[nodiscard]] std::string slab_map_json() const;
+    /// On the control thread: the body of GET /stats/history (samples numbered after `since`).
+    [[nodiscard]] std::string history_json(std::uint64_t since) const;
+    /// On the control thread: the body of GET /stats/slab, the connection pool's blocks in at
+    /// most slab_map_cells cells. Taken at most once a second: the scan holds the pool's lock,
+    /// which every shard takes to accept and close, for a time that grows with the pool.
+    [[nodiscard]] std::string slab_map_json();
     static constexpr std::size_t slab_map_cells = 4096;
 
   private:
@@ -144,8 +146,10 @@ class server final : private shard_events {
     // Control thread only. The per-sample scratch is sized here so that sampling allocates nothing.
     std::unique_ptr<history> history_;  // made once the number of shards is known
     std::vector<history::shard_sample> history_shards_;
-    std::array<history::upstream_state, history::upstream_slots> history_upstreams_{};
+    std::array<history::upstream_sample, history::upstream_slots> history_upstreams_{};
     asio::steady_timer history_timer_;
+    std::string slab_map_;  // the last slab map's JSON and when it was taken
+    std::chrono::steady_clock::time_point slab_map_at_{};
     std::unique_ptr<health_checker> health_;       // proxy mode only; runs on control_
     std::unique_ptr<upstream_resolver> resolver_;  // proxy mode only; runs on control_
     std::uint64_t upstream_epoch_ = 0;  // numbers each change of the upstream set, for its fence

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <initializer_list>
 #include <iostream>
@@ -44,14 +45,19 @@ std::string text(const json* j) {
     return j != nullptr && j->is_string() ? j->get<std::string>() : "-";
 }
 
-std::string count(const json* j) {
-    if (j == nullptr || !j->is_number()) return "-";
-    return j->is_number_float() ? fmt::format("{:.1f}", j->get<double>()) : j->dump();
-}
-
+// Every figure /stats reports is a count or a duration: one that is negative, not finite or past
+// 2^53 is not slabd's, and shows as "-" rather than reach the integer conversions that draw bars.
 std::optional<double> number(const json* j) {
     if (j == nullptr || !j->is_number()) return std::nullopt;
-    return j->get<double>();
+    const double v = j->get<double>();
+    if (!std::isfinite(v) || v < 0 || v > 9007199254740992.0) return std::nullopt;
+    return v;
+}
+
+std::string count(const json* j) {
+    const auto v = number(j);
+    if (!v) return "-";
+    return j->is_number_float() ? fmt::format("{:.1f}", *v) : j->dump();
 }
 
 bool is_true(const json* j) {
