@@ -25,11 +25,14 @@ data = array.array("I", range(size // 4 + 1)).tobytes()[:size]
 l = socket.create_server(("127.0.0.1", 0), backlog=128)
 print(l.getsockname()[1], flush=True)
 conns = []
+# print() writes the text and its newline separately: two threads at once made "readyready".
+say = threading.Lock()
 def serve(c):
     c.sendall(data)
     while struct.unpack("i", fcntl.ioctl(c.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]:
         time.sleep(0.01)
-    print("ready", flush=True)
+    with say:
+        print("ready", flush=True)
 l.settimeout(60)
 while True:
     c, _ = l.accept()
