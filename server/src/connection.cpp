@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "new_socket.hpp"
 #include "shard.hpp"
 
 namespace slabd::server {
@@ -174,11 +175,8 @@ void connection::record_close(const char* reason) noexcept {
 }
 
 void connection::start() noexcept {
-    asio::error_code ec;
-    client_.non_blocking(true, ec);
-    if (ec) return fail(close_reason::error);
-    client_.set_option(asio::ip::tcp::no_delay(true), ec);
-    // Read at once, as pump does: the header usually came with the connection.
+    // The client is non-blocking and has TCP_NODELAY since accept (new_socket.hpp). Read at once,
+    // as pump does: the header usually came with the connection.
     if (shard_.live().accept_proxy) return read_proxy_header();
     begin();
 }
@@ -314,6 +312,9 @@ void connection::connect_next_upstream() noexcept {
     leg_->upstream.claim(*up);
     asio::error_code ec;
     leg_->socket.close(ec);
+    // No descriptor left is this process's failure, not the upstream's: it stays up.
+    if (!open_for_connect(leg_->socket, up->endpoint, ec)) [[unlikely]]
+        return fail(close_reason::error);
     shard_.link_connecting(*this);  // each attempt gets the full connect timeout
     leg_->socket.async_connect(up->endpoint, connect_handler{connection_ref(*this)});
 }
@@ -330,10 +331,6 @@ void connection::on_connected(const asio::error_code& ec) noexcept {
         return connect_next_upstream();
     }
     shard_.upstream_list().mark_ok(up);
-    asio::error_code opt_ec;
-    leg_->socket.non_blocking(true, opt_ec);
-    if (opt_ec) return fail(close_reason::upstream_failure);
-    leg_->socket.set_option(asio::ip::tcp::no_delay(true), opt_ec);
     if (shard_.live().send_proxy != config::proxy_header_version::off && !send_proxy_header())
         [[unlikely]]
         return fail(close_reason::upstream_failure);

@@ -58,8 +58,7 @@ void linger_pool::linger(socket_type&& socket, std::uint32_t now) noexcept {
         return close_now(socket);
     }
     bump(stats_.lingering);
-    asio::error_code ignored;
-    s->socket.non_blocking(true, ignored);
+    asio::error_code ignored;  // the socket is non-blocking since accept
     s->socket.shutdown(socket_type::shutdown_send, ignored);
     s->prev = tail_;
     (tail_ != nullptr ? tail_->next : head_) = s;

@@ -15,7 +15,7 @@ inline std::atomic<std::uint64_t> op_memory_overflows{0};
 
 /// Room for one pending Asio operation of at most `Capacity` bytes. Not thread-safe: one
 /// connection, one thread. Sizes seen with Asio 1.22 on x86-64: a socket wait or a connect with
-/// our handlers 88-96 B, a move-accept 168 B.
+/// our handlers 88-96 B.
 template <std::size_t Capacity>
 class op_memory {
   public:
@@ -42,10 +42,8 @@ class op_memory {
     bool in_use_ = false;
 };
 
-/// Storage for a relay's socket wait or an upstream connect.
+/// Storage for a relay's or a listener's socket wait, a posted handler or an upstream connect.
 using io_op_memory = op_memory<112>;
-/// Storage for a listener's pending accept, which carries the new socket.
-using accept_op_memory = op_memory<176>;
 
 /// The allocator Asio finds through a handler's get_allocator().
 template <typename T, typename Memory>

@@ -44,12 +44,19 @@ using reactor_type = asio::detail::reactor;
 
 namespace detail {
 
-/// The socket's reactor state, which basic_socket keeps protected.
-struct socket_internals : socket_type {
-    static reactor_type::per_descriptor_data& reactor_data(socket_type& s) noexcept {
-        return (s.*(&socket_internals::impl_)).get_implementation().reactor_data_;
+/// A socket's or a listener's implementation (its reactor data and state bits), which Asio's
+/// I/O objects keep protected.
+template <typename IoObject>
+struct internals : IoObject {
+    static auto& of(IoObject& io) noexcept {
+        return (io.*(&internals::impl_)).get_implementation();
     }
 };
+
+template <typename IoObject>
+reactor_type::per_descriptor_data& reactor_data(IoObject& io) noexcept {
+    return internals<IoObject>::of(io).reactor_data_;
+}
 
 /// Completes with the first read event (or error, or cancellation) after it starts; reads
 /// nothing. Its memory comes from the handler's allocator, as an Asio operation's would.
@@ -141,16 +148,16 @@ inline std::size_t write_now(int fd, const std::byte* data, std::size_t size,
     return static_cast<std::size_t>(n);
 }
 
-/// Calls `handler(ec)` once `socket` is readable. Only for a socket just drained, FIN included
-/// (read_noting_rest said so, or a read returned EAGAIN): readiness that came before the wait
-/// raises no new edge.
-template <typename Handler>
-void async_wait_readable(reactor_type& reactor, socket_type& socket, Handler handler) noexcept {
+/// Calls `handler(ec)` once `socket` (or a listener) is readable. Only for a socket just drained,
+/// FIN included (read_noting_rest said so, or a read returned EAGAIN), or a listener whose accept
+/// returned EAGAIN: readiness that came before the wait raises no new edge.
+template <typename IoObject, typename Handler>
+void async_wait_readable(reactor_type& reactor, IoObject& socket, Handler handler) noexcept {
     using op_type = detail::ready_op<Handler>;
     auto allocator = handler.get_allocator();
     auto* op = new (allocator.allocate(sizeof(op_type))) op_type(std::move(handler));
-    reactor.start_op(reactor_type::read_op, socket.native_handle(),
-                     detail::socket_internals::reactor_data(socket), op, false, true);
+    reactor.start_op(reactor_type::read_op, socket.native_handle(), detail::reactor_data(socket),
+                     op, false, true);
     op->starting = false;
 }
 

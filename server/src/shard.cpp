@@ -1,5 +1,7 @@
 #include "shard.hpp"
 
+#include "new_socket.hpp"
+
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,6 +23,9 @@ constexpr std::chrono::milliseconds max_backoff{1000};
 constexpr std::chrono::milliseconds linger_time{2000};
 // Refusals at the descriptor limit per accept error, so that a storm cannot starve the shard.
 constexpr int max_fd_limit_refusals = 64;
+// Newcomers accepted in a row before the shard's other handlers run (HAProxy's
+// tune.maxaccept defaults to 64 per listener too).
+constexpr int accept_batch = 64;
 
 std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
     return static_cast<std::uint32_t>((d + tick_period - std::chrono::milliseconds{1}) /
@@ -44,20 +49,12 @@ bool is_descriptor_limit(const asio::error_code& ec) noexcept {
 
 }  // namespace
 
+// Serves a listener's wait for a newcomer and the next round of a long backlog, one at a time.
 struct shard::accept_handler {
     shard* self;
-    using allocator_type = op_allocator<std::byte, accept_op_memory>;
+    using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
-    void operator()(const asio::error_code& ec, socket_type peer) const noexcept {
-        self->on_accept(ec, std::move(peer));
-    }
-};
-
-struct shard::wait_handler {
-    shard* self;
-    using allocator_type = op_allocator<std::byte, accept_op_memory>;
-    allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
-    void operator()(const asio::error_code& ec) const noexcept {
+    void operator()(const asio::error_code& ec = {}) const noexcept {
         if (!ec && !self->draining_) self->accept();
     }
 };
@@ -79,7 +76,7 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
       accept_rate_(setup.accept_rate),
       log_(setup.log),
       index_(index),
-      acceptor_(context_.get_executor()),
+      listener_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
       grace_timer_(context_),
@@ -98,16 +95,17 @@ shard::~shard() {
 }
 
 void shard::listen(const asio::ip::tcp::endpoint& at) {
-    acceptor_.open(at.protocol());
-    acceptor_.set_option(acceptor_type::reuse_address(true));
+    listener_.open(at.protocol());
+    listener_.set_option(socket_type::reuse_address(true));
     const int one = 1;
-    if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    if (::setsockopt(listener_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
-    acceptor_.bind(at);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    note_unread_bytes(acceptor_.native_handle());  // inherited by every accepted socket
-    // refuse_at_fd_limit accepts on the descriptor directly and must never block there.
-    acceptor_.non_blocking(true);
+    listener_.bind(at);
+    if (::listen(listener_.native_handle(), SOMAXCONN) != 0)
+        throw std::system_error(errno, std::generic_category(), "listen");
+    set_inherited_options(listener_.native_handle());
+    // accept() drains the backlog until EAGAIN, so it must never block there.
+    listener_.non_blocking(true);
 }
 
 void shard::adopt(int fd) {
@@ -115,9 +113,9 @@ void shard::adopt(int fd) {
     socklen_t size = sizeof address;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0)
         throw std::system_error(errno, std::generic_category(), "a listener taken over");
-    acceptor_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
-    acceptor_.non_blocking(true);
-    note_unread_bytes(fd);
+    listener_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
+    listener_.non_blocking(true);
+    set_inherited_options(fd);
 }
 
 void shard::run() {
@@ -127,17 +125,22 @@ void shard::run() {
 }
 
 void shard::accept() noexcept {
-    acceptor_.async_accept(peer_, accept_handler{this});
-}
-
-void shard::on_accept(const asio::error_code& ec, socket_type peer) noexcept {
-    if (ec) {
-        if (ec == asio::error::operation_aborted || draining_) return;
-        return on_accept_error(ec);
+    for (int i = 0; i < accept_batch; ++i) {
+        socket_type peer(context_);
+        asio::error_code ec;
+        if (!accept_into(listener_, peer, peer_, ec)) {
+            // The listener is registered edge-triggered, and only an empty backlog guarantees
+            // that the next newcomer raises an edge: waiting is free then, and only then.
+            if (ec == asio::error::would_block)
+                return async_wait_readable(reactor_, listener_, accept_handler{this});
+            return on_accept_error(ec);
+        }
+        backoff_ = std::chrono::milliseconds{0};
+        admit(peer);
+        if (paused_) return;
     }
-    backoff_ = std::chrono::milliseconds{0};
-    admit(peer);
-    if (!paused_) accept();
+    // A long backlog: the connections already accepted get their turn before the next round.
+    asio::post(context_, accept_handler{this});
 }
 
 void shard::admit(socket_type& peer) noexcept {
@@ -315,8 +318,7 @@ void shard::refuse(socket_type& peer, refusal_reason why) noexcept {
 }
 
 void shard::send_busy_line(socket_type& peer) noexcept {
-    asio::error_code ignored;
-    peer.non_blocking(true, ignored);
+    asio::error_code ignored;  // the peer is non-blocking since accept
     const std::string& busy = live_.busy_message;
     if (!busy.empty())
         peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
@@ -332,7 +334,7 @@ void shard::on_accept_error(const asio::error_code& ec) noexcept {
 void shard::wait_for_newcomer() noexcept {
     // At the descriptor limit accept() fails even on an empty backlog, so wait for a newcomer
     // first: accepting again at once would spin.
-    acceptor_.async_wait(acceptor_type::wait_read, wait_handler{this});
+    listener_.async_wait(socket_type::wait_read, accept_handler{this});
 }
 
 bool shard::refuse_at_fd_limit() noexcept {
@@ -343,7 +345,7 @@ bool shard::refuse_at_fd_limit() noexcept {
     for (int i = 0; i < max_fd_limit_refusals; ++i) {
         ::close(std::exchange(reserve_fd_, -1));
         const int fd =
-            ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         const int accept_errno = errno;
         if (fd >= 0) {
             count_refusal(refusal_reason::fd_limit);
@@ -556,7 +558,7 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         if (draining_) return;
         draining_ = true;
         asio::error_code ignored;
-        acceptor_.close(ignored);
+        listener_.close(ignored);
         backoff_timer_.cancel();
         rate_timer_.cancel();
         // Not served yet, and now never will be: the header would only start a drained connection.

@@ -75,9 +75,6 @@ struct shard_setup {
 
 class shard {
   public:
-    using acceptor_type =
-        asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type>;
-
     /// Shard number `index` of the server's.
     shard(const shard_setup& setup, std::uint16_t index);
     ~shard();
@@ -89,10 +86,10 @@ class shard {
     /// Accepts on `fd`, a listener taken over from the process before this one. Throws.
     void adopt(int fd);
     [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const {
-        return acceptor_.local_endpoint();
+        return listener_.local_endpoint();
     }
     /// The listener, for a process that takes over.
-    [[nodiscard]] int native_listener() noexcept { return acceptor_.native_handle(); }
+    [[nodiscard]] int native_listener() noexcept { return listener_.native_handle(); }
     /// Starts accepting and the clock, then runs the io_context until the shard has drained.
     void run();
     /// Thread-safe: stop accepting, give open connections `grace`, then close the rest.
@@ -163,7 +160,6 @@ class shard {
 
   private:
     struct accept_handler;
-    struct wait_handler;
     struct resume_handler;
     struct list {
         connection* head = nullptr;
@@ -171,7 +167,6 @@ class shard {
     };
 
     void accept() noexcept;
-    void on_accept(const asio::error_code& ec, socket_type peer) noexcept;
     void admit(socket_type& peer) noexcept;
     /// The limits checked before a block is taken; false when `peer` was refused or parked.
     /// `counted`: the source was counted in the table and must be given back.
@@ -217,8 +212,10 @@ class shard {
     // locks; post() from other threads (drain, reload) stays safe.
     asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
-    acceptor_type acceptor_;
-    accept_op_memory accept_memory_;
+    // A socket, not an acceptor: new_socket.hpp accepts on it, and a wait for a newcomer needs the
+    // socket's reactor data, which Asio's acceptor keeps private.
+    socket_type listener_;
+    io_op_memory accept_memory_;
     io_op_memory resume_memory_;
     asio::steady_timer tick_timer_;
     asio::steady_timer backoff_timer_;
