@@ -22,7 +22,7 @@ import re
 import statistics
 import sys
 
-NUMERIC = {"run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections",
+NUMERIC = {"cpu_cap", "run", "rc", "cpu_ticks", "clk_tck", "wall_s", "rss_before_kb", "rss_held_kb", "connections",
            "load_cpu_s"}
 
 
@@ -119,7 +119,8 @@ def derive(row):
         return f"{row['parser']} completed nothing"
     cpu_s = row["cpu_ticks"] / row["clk_tck"]
     row["cpu_s"] = cpu_s
-    row["cpu_util"] = cpu_s / row["wall_s"] if row["wall_s"] else None
+    # A server held to a CPU quota is saturated when it uses all of it.
+    row["cpu_util"] = cpu_s / row["wall_s"] / row.get("cpu_cap", 1) if row["wall_s"] else None
     if row["parser"] == "iperf3":
         row["cpu_s_per_gb"] = cpu_s / (row["ops"] / 1e9)
     elif row["parser"] == "hold":
@@ -172,7 +173,8 @@ def combine(runs):
     """One table row from its runs. Strict: a single failed run fails the row, since medians of
     the rest would hide that one server cannot always complete the load."""
     first = runs[0]
-    row = {k: first[k] for k in ("table", "group", "server", "parser", "limit", "unit") if k in first}
+    row = {k: first[k] for k in ("table", "group", "server", "parser", "limit", "unit", "cpu_cap")
+           if k in first}
     row["runs"] = len(runs)
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:
@@ -236,6 +238,12 @@ def saturated(row):
     return "yes" if util >= SATURATED else f"**no** (under {SATURATED:.0%})"
 
 
+def util(row):
+    """The server's CPU over the run's wall time; of its quota, when it had one."""
+    cap = row.get("cpu_cap")
+    return fmt(row.get("cpu_util"), ".0%") + (f" of its {cap:.0%} quota" if cap else "")
+
+
 def load_table(rows, group_title, cpu_title, util_title="server CPU"):
     """Throughput against the group's best; CPU per operation against the group's lowest,
     leaving out the rows marked limit (their CPU is another process's, e.g. the backend's)."""
@@ -253,7 +261,7 @@ def load_table(rows, group_title, cpu_title, util_title="server CPU"):
                      fmt(r.get("p99_us"), ",.0f") if ok else "–",
                      cpu if ok else "–",
                      spread(r, "cpu_us_per_op", ".2f") if ok else "–",
-                     fmt(r.get("cpu_util"), ".0%") if ok else "–",
+                     util(r) if ok else "–",
                      saturated(r),
                      outcome(r)]
             out.append("| " + " | ".join(cells) + " |")

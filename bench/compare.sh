@@ -187,6 +187,7 @@ stop() {
 
 cleanup() {
   ((${#children[@]} == 0)) || stop "${children[@]}"
+  [[ -z $cap_cgroup ]] || rmdir "$cap_cgroup" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -383,6 +384,9 @@ start_server() { # KIND CORE PORT [UPSTREAM]
   local pid=$spawned
   if wait_listening "$pid" "$port"; then
     server_pid=$pid
+    # Every thread of the process goes (cgroup.procs, not tasks); epoll-echo and the classic
+    # Asio server fork nothing.
+    [[ -z $server_cap ]] || echo "$pid" >"$cap_cgroup/cgroup.procs"
     return 0
   fi
   if running "$pid"; then server_error="not listening on $port after 10 s"; else server_error="exited"; fi
@@ -440,7 +444,7 @@ run_row() { # TABLE GROUP KIND LOAD_CORE PARSER LIMIT CMD...
   local table=$1 group=$2 kind=$3 core=$4 parser=$5 limit=$6 out
   shift 6
   say "$table / $group / $kind$(run_label)"
-  local fields=("table=$table" "group=$group" "server=$kind" "parser=$parser")
+  local fields=("table=$table" "group=$group" "server=$kind" "parser=$parser" ${server_cap:+"cpu_cap=$server_cap"})
   take_port
   local port=$taken
   if ! start_server "$kind" 0 "$port" "${upstream:-}"; then
@@ -534,11 +538,51 @@ two_client_threads() {
   slabd_load_row echo "rr 64 B x 100, 2 client threads unpinned" epoll-echo "" rr -c 100 -s 64 --threads 2
 }
 
+# A saturated churn row needs a server slower than its client, and on loopback the connecting
+# side does most of the work: the handshake of both ends (SYN, SYN-ACK, ACK and the accept queue)
+# runs in the softirq of whoever sent the packet, so mostly on the client's core, which tops
+# out at about 14,000 connections a second with the server's core three quarters idle. So the
+# server gets a CPU quota (a cgroup, 15% of a core in 10 ms periods): a server that uses its
+# whole quota is saturated, and CPU per connection compares like for like. Its rows show CPU
+# use as a share of the quota.
+cap_cgroup=
+server_cap=
+setup_cap_cgroup() { # sets $cap_cgroup, or returns 1 with $cap_error set
+  local v1=/sys/fs/cgroup/cpu v2=/sys/fs/cgroup
+  if [[ -w $v1/cgroup.procs && -f $v1/cpu.cfs_quota_us ]]; then
+    cap_cgroup=$v1/slabd-compare-$$
+    mkdir "$cap_cgroup" && echo 10000 >"$cap_cgroup/cpu.cfs_period_us" &&
+      echo $((cap_percent * 100)) >"$cap_cgroup/cpu.cfs_quota_us" && return 0
+  elif [[ -f $v2/cgroup.controllers && -w $v2/cgroup.subtree_control ]] &&
+    grep -qw cpu "$v2/cgroup.controllers" && { grep -qw cpu "$v2/cgroup.subtree_control" ||
+      echo +cpu >"$v2/cgroup.subtree_control"; } 2>/dev/null; then
+    cap_cgroup=$v2/slabd-compare-$$
+    mkdir "$cap_cgroup" && echo "$((cap_percent * 100)) 10000" >"$cap_cgroup/cpu.max" && return 0
+  fi
+  [[ -z $cap_cgroup ]] || rmdir "$cap_cgroup" 2>/dev/null || true
+  cap_cgroup=
+  cap_error="no writable cgroup CPU controller (needs root, cgroup v1 cpu or v2 with +cpu)"
+  return 1
+}
+cap_percent=15
+
+capped_churn() {
+  local group="churn x 50, server held to $cap_percent% of its core" kind
+  if [[ -z $cap_cgroup ]] && ! setup_cap_cgroup; then
+    for kind in "${echo_servers[@]}"; do record "table=echo" "group=$group" "server=$kind" "skipped=$cap_error"; done
+    return
+  fi
+  server_cap=0.$cap_percent
+  rounds each_echo_server echo "$group" churn -c 50 -s 64
+  server_cap=
+}
+
 echo_table() {
   local kind
   rounds each_echo_server echo "rr 64 B x 1" rr -c 1 -s 64
   rounds each_echo_server echo "rr 64 B x 100" rr -c 100 -s 64
   rounds each_echo_server echo "churn x 50" churn -c 50 -s 64
+  capped_churn
   rounds two_client_threads
   for kind in "${echo_servers[@]}"; do
     if ((quick)); then skip_row hold hold "$kind"; else hold_row "$kind"; fi
