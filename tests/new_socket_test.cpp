@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
 
 #include <asio/io_context.hpp>
 
@@ -39,6 +40,8 @@ TEST_CASE(
 
     socket_type client(context);
     client.connect(listener.local_endpoint());
+    pollfd ready{listener.native_handle(), POLLIN, 0};
+    REQUIRE(::poll(&ready, 1, 5000) == 1);  // the handshake's last ACK may still be in flight
     REQUIRE(slabd::server::accept_into(listener, peer, from, ec));
     CHECK(from == client.local_endpoint());
     const int fd = peer.native_handle();

@@ -101,9 +101,10 @@ void shard::listen(const asio::ip::tcp::endpoint& at) {
     if (::setsockopt(listener_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
         throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
     listener_.bind(at);
+    // Before listen: a socket inherits what its listener had when its handshake completed.
+    set_inherited_options(listener_.native_handle());
     if (::listen(listener_.native_handle(), SOMAXCONN) != 0)
         throw std::system_error(errno, std::generic_category(), "listen");
-    set_inherited_options(listener_.native_handle());
     // accept() drains the backlog until EAGAIN, so it must never block there.
     listener_.non_blocking(true);
 }
@@ -116,6 +117,9 @@ void shard::adopt(int fd) {
     listener_.assign(address.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd);
     listener_.non_blocking(true);
     set_inherited_options(fd);
+    // The backlog may hold clients that completed their handshake before, without TCP_NODELAY
+    // if the process before this one did not set it on the listener.
+    backlog_may_lack_nodelay_ = true;
 }
 
 void shard::run() {
@@ -131,11 +135,15 @@ void shard::accept() noexcept {
         if (!accept_into(listener_, peer, peer_, ec)) {
             // The listener is registered edge-triggered, and only an empty backlog guarantees
             // that the next newcomer raises an edge: waiting is free then, and only then.
-            if (ec == asio::error::would_block)
+            if (ec == asio::error::would_block) {
+                backlog_may_lack_nodelay_ = false;
                 return async_wait_readable(reactor_, listener_, accept_handler{this});
+            }
             return on_accept_error(ec);
         }
         backoff_ = std::chrono::milliseconds{0};
+        if (backlog_may_lack_nodelay_) [[unlikely]]
+            peer.set_option(asio::ip::tcp::no_delay(true), ec);
         admit(peer);
         if (paused_) return;
     }
@@ -558,7 +566,9 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         if (draining_) return;
         draining_ = true;
         asio::error_code ignored;
-        listener_.close(ignored);
+        // Released, not closed: a process that took over has the same listener, so only
+        // EPOLL_CTL_DEL (which release does) stops its newcomers waking this one.
+        if (const int fd = listener_.release(ignored); fd >= 0) ::close(fd);
         backoff_timer_.cancel();
         rate_timer_.cancel();
         // Not served yet, and now never will be: the header would only start a drained connection.

@@ -223,6 +223,7 @@ class shard {
     asio::steady_timer rate_timer_;  // pause policy over the rate: when the next token is due
     asio::ip::tcp::endpoint peer_;   // the newcomer's address, filled in by accept
     std::chrono::milliseconds backoff_{0};
+    bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
     int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
     std::size_t buffer_size_;
     pool::slab buffers_;
