@@ -432,7 +432,9 @@ admin_snapshot admin::stats() const noexcept {
 
 void admin::stop() {
     asio::error_code ignored;
-    acceptor_.close(ignored);
+    // Released, not closed: after a handover the next process holds the same listener, and only
+    // EPOLL_CTL_DEL (which release does) stops its newcomers waking this one (as shard.cpp).
+    if (const int fd = acceptor_.release(ignored); fd >= 0) ::close(fd);
     sessions_->stopped = true;
     sessions_->reopen_timer.cancel();
     sessions_->close_spare();
