@@ -21,6 +21,9 @@
 # build/release/connlog-PORT.log, which prices the connection log.
 # A server's row counts only if the load saturated it: every load row shows the server's CPU
 # over the run's wall time and flags a row under 90% (the load, or the machine, was the limit).
+# One client core cannot saturate a server with churn, so the echo table runs churn a second
+# time with the server held to 15% of its core by a cgroup CPU quota (as root; skipped where no
+# cgroup is writable), its CPU shown against the quota; each churn group keeps one server port.
 # The client table checks the load itself: slabd-load beside a minimal C epoll client
 # (bench/peers/epoll_client.c), with the same threads and connections against the same server
 # process in each round, and the ratio of their rates (the median of the rounds' ratios).
