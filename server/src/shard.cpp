@@ -81,6 +81,7 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
       backoff_timer_(context_),
       grace_timer_(context_),
       rate_timer_(context_),
+      closes_seen_timer_(context_),
       reserve_fd_(open_reserve()),
       buffer_size_(setup.buffer_size),
       buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
@@ -145,20 +146,22 @@ void shard::accept() noexcept {
         if (backlog_may_lack_nodelay_) [[unlikely]]
             peer.set_option(asio::ip::tcp::no_delay(true), ec);
         admit(peer);
-        if (paused_) return;
+        if (parked_) return;
     }
     // A long backlog: the connections already accepted get their turn before the next round.
     asio::post(context_, accept_handler{this});
 }
 
 void shard::admit(socket_type& peer) noexcept {
+    // A parked newcomer's token is its own: whatever becomes of it, the next one pays for its own.
+    const bool rate_token_held = std::exchange(rate_token_held_, false);
     // Only a trusted load balancer may say who its client is; the header itself comes later.
     if (live_.accept_proxy && !trusted(live_.trusted_sources, peer_.address())) [[unlikely]]
         return refuse(peer, refusal_reason::proxy_untrusted);
     source_key source;
     bool counted = false;
-    if ((sources_.limit() != 0 || accept_rate_.enabled()) && !within_limits(peer, source, counted))
-        [[unlikely]]
+    if ((sources_.limit() != 0 || accept_rate_.enabled()) &&
+        !within_limits(peer, source, counted, rate_token_held)) [[unlikely]]
         return;
     // Owned by the connection once it exists (its destructor gives it back); until then, here.
     const auto give_back_source = [&] {
@@ -169,7 +172,7 @@ void shard::admit(socket_type& peer) noexcept {
     upstream_leg* leg = legs_ != nullptr ? legs_->create(context_) : nullptr;
     if (legs_ != nullptr && leg == nullptr) [[unlikely]] {
         give_back_source();
-        return refuse(peer, refusal_reason::pool_full);
+        return refuse_for_room(peer, refusal_reason::pool_full, accept_rate_.enabled());
     }
     connection* c = connections_.create(*this, std::move(peer), leg);
     // evict-idle closes a connection whose block returns once its last operation has run: the
@@ -189,7 +192,7 @@ void shard::admit(socket_type& peer) noexcept {
             // address: no accept is in flight while paused).
             if (leg != nullptr) legs_->destroy(leg);
             give_back_source();
-            park(peer);
+            park(peer, parked_until::block_freed);
             rate_token_held_ = accept_rate_.enabled();
             if (on_exhausted_ == config::exhausted_policy::pause) bump(stats_.paused);
             return;
@@ -199,8 +202,9 @@ void shard::admit(socket_type& peer) noexcept {
     if (c == nullptr) [[unlikely]] {
         if (leg != nullptr) legs_->destroy(leg);
         give_back_source();
-        return refuse(peer, refusal_reason::pool_full);
+        return refuse_for_room(peer, refusal_reason::pool_full, accept_rate_.enabled());
     }
+    closes_seen_since_admitting_ = false;
     c->set_client(peer_.address(), peer_.port());
     if (counted) {
         c->links.source_bits = static_cast<std::uint8_t>(
@@ -241,7 +245,8 @@ std::optional<refusal_reason> shard::admit_proxied(connection& c,
     return std::nullopt;
 }
 
-bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) noexcept {
+bool shard::within_limits(socket_type& peer, source_key& source, bool& counted,
+                          bool rate_token_held) noexcept {
     // The source first: a client over its own limit must not spend the rate everyone shares.
     // Under accept_proxy the peer is the load balancer: the client's source is counted once its
     // header names it (admit_proxied).
@@ -251,20 +256,21 @@ bool shard::within_limits(socket_type& peer, source_key& source, bool& counted) 
         // fills it) refuses too, for want of room: failing open would let a client past its limit.
         if (const auto verdict = sources_.acquire(source);
             verdict != source_table::verdict::admitted) [[unlikely]] {
-            refuse(peer, verdict == source_table::verdict::over_limit ? refusal_reason::per_source
-                                                                      : refusal_reason::pool_full);
+            if (verdict == source_table::verdict::over_limit)
+                refuse_for_room(peer, refusal_reason::per_source, rate_token_held);
+            else
+                refuse(peer, refusal_reason::pool_full);
             return false;
         }
         counted = true;
     }
-    // A newcomer parked for a block kept the token it took before; it does not pay twice.
-    if (accept_rate_.enabled() && !std::exchange(rate_token_held_, false) &&
+    // A newcomer parked for room kept the token it took before; it does not pay twice.
+    if (accept_rate_.enabled() && !rate_token_held &&
         !accept_rate_.try_take(accept_rate_limiter::clock::now())) {
         if (std::exchange(counted, false)) sources_.release(source);
         if (on_exhausted_ == config::exhausted_policy::pause) {
             // Hold this one and stop accepting: the backlog keeps the rest until a token is due.
-            park(peer);
-            paused_for_rate_ = true;
+            park(peer, parked_until::rate_token);
             wait_for_rate();
         } else {
             refuse(peer, refusal_reason::rate_limited);
@@ -285,16 +291,15 @@ bool shard::evict_idle_connection() noexcept {
     return true;
 }
 
-void shard::park(socket_type& peer) noexcept {
+void shard::park(socket_type& peer, parked_until until) noexcept {
     parked_.emplace(std::move(peer));
-    paused_ = true;
+    parked_until_ = until;
 }
 
 void shard::wait_for_rate() noexcept {
     rate_timer_.expires_after(accept_rate_.until_next(accept_rate_limiter::clock::now()));
     rate_timer_.async_wait([this](const asio::error_code& ec) {
-        if (ec || draining_ || !paused_for_rate_) return;
-        paused_for_rate_ = false;
+        if (ec || draining_ || parked_until_ != parked_until::rate_token) return;
         admit_parked();
     });
 }
@@ -302,9 +307,35 @@ void shard::wait_for_rate() noexcept {
 void shard::admit_parked() noexcept {
     socket_type peer = std::move(*parked_);
     parked_.reset();
-    paused_ = false;
+    parked_until_ = parked_until::nothing;
     admit(peer);
-    if (!paused_) accept();
+    if (!parked_) accept();
+}
+
+template <class Then>
+void shard::after_closes_seen(Then then) noexcept {
+    // Accepting runs up to accept_batch newcomers in a row, each served at once, while the
+    // events of the shard's other sockets wait: clients that have hung up meanwhile still hold
+    // their room. An expired timer fires only after the event loop's next epoll_wait, and Asio
+    // runs it after the first handler of each socket event that wait returned: an echo client's
+    // EOF frees its block, descriptor and source share there. (A proxied client's half-close
+    // does not: its block waits for the upstream's FIN, as the bytes in flight must.)
+    closes_seen_timer_.expires_after(asio::steady_timer::duration::zero());
+    closes_seen_timer_.async_wait([this, then](const asio::error_code& ec) {
+        if (ec || draining_) return;
+        closes_seen_since_admitting_ = true;
+        then();
+    });
+}
+
+void shard::refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept {
+    if (closes_seen_since_admitting_) return refuse(peer, why);
+    bump(stats_.held_for_closes);
+    park(peer, parked_until::closes_seen);
+    rate_token_held_ = took_rate_token;
+    after_closes_seen([this] {
+        if (parked_until_ == parked_until::closes_seen) admit_parked();
+    });
 }
 
 void shard::count_refusal(refusal_reason why) noexcept {
@@ -335,7 +366,13 @@ void shard::send_busy_line(socket_type& peer) noexcept {
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
     bump(stats_.accept_errors);
     events_.accept_failed(ec);
-    if (is_descriptor_limit(ec) && refuse_at_fd_limit()) return wait_for_newcomer();
+    if (is_descriptor_limit(ec)) {
+        if (!closes_seen_since_admitting_) {
+            bump(stats_.held_for_closes);
+            return after_closes_seen([this] { accept(); });
+        }
+        if (refuse_at_fd_limit()) return wait_for_newcomer();
+    }
     back_off();
 }
 
@@ -397,7 +434,7 @@ void shard::update(live_settings next) {
 }
 
 void shard::resume_accepting() noexcept {
-    if (!paused_ || paused_for_rate_ || draining_) return;
+    if (parked_until_ != parked_until::block_freed || draining_) return;
     events_.paused(-1);
     admit_parked();
 }
@@ -571,6 +608,7 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
         if (const int fd = listener_.release(ignored); fd >= 0) ::close(fd);
         backoff_timer_.cancel();
         rate_timer_.cancel();
+        closes_seen_timer_.cancel();
         // Not served yet, and now never will be: the header would only start a drained connection.
         while (awaiting_header_.head != nullptr) {
             connection& c = *awaiting_header_.head;
@@ -582,8 +620,8 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
             refuse(*parked_, refusal_reason::draining);
             parked_.reset();
             rate_token_held_ = false;
-            paused_ = false;
-            if (!std::exchange(paused_for_rate_, false)) events_.paused(-1);
+            if (std::exchange(parked_until_, parked_until::nothing) == parked_until::block_freed)
+                events_.paused(-1);
         }
         grace_timer_.expires_after(grace);
         grace_timer_.async_wait([this](const asio::error_code& ec) {
@@ -617,6 +655,7 @@ void shard::finish_drain_if_empty() noexcept {
     grace_timer_.cancel();
     backoff_timer_.cancel();
     rate_timer_.cancel();
+    closes_seen_timer_.cancel();
 }
 
 }  // namespace slabd::server

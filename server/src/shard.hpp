@@ -170,11 +170,24 @@ class shard {
     void admit(socket_type& peer) noexcept;
     /// The limits checked before a block is taken; false when `peer` was refused or parked.
     /// `counted`: the source was counted in the table and must be given back.
-    bool within_limits(socket_type& peer, source_key& source, bool& counted) noexcept;
-    void park(socket_type& peer) noexcept;
+    /// `rate_token_held`: a parked newcomer that took its rate token before it was parked.
+    bool within_limits(socket_type& peer, source_key& source, bool& counted,
+                       bool rate_token_held) noexcept;
+    /// What a parked newcomer waits for before it goes through admit() again.
+    enum class parked_until : std::uint8_t { nothing, block_freed, rate_token, closes_seen };
+    void park(socket_type& peer, parked_until until) noexcept;
     /// Takes the parked newcomer back through admit() and accepts again unless it parks anew.
     void admit_parked() noexcept;
     void wait_for_rate() noexcept;
+    /// Refuses `peer` for want of room (a block, its source's share) that a client which has hung
+    /// up may still hold. If the shard has admitted someone since its event loop last ran, parks
+    /// `peer` and tries it again after one pass (after_closes_seen); `took_rate_token`: it keeps
+    /// the token it took for that try.
+    void refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept;
+    /// Runs `then` after one pass of the event loop, that is after the first handler of each
+    /// socket event pending now: enough for an echo client's hang-up to free its room.
+    template <class Then>
+    void after_closes_seen(Then then) noexcept;
     /// evict-idle: closes the longest-silent connection if it has been silent long enough.
     bool evict_idle_connection() noexcept;
     void refuse(socket_type& peer, refusal_reason why) noexcept;
@@ -221,7 +234,8 @@ class shard {
     asio::steady_timer backoff_timer_;
     asio::steady_timer grace_timer_;
     asio::steady_timer rate_timer_;  // pause policy over the rate: when the next token is due
-    asio::ip::tcp::endpoint peer_;   // the newcomer's address, filled in by accept
+    asio::steady_timer closes_seen_timer_;  // already due: fires after one pass of the event loop
+    asio::ip::tcp::endpoint peer_;          // the newcomer's address, filled in by accept
     std::chrono::milliseconds backoff_{0};
     bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
     int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
@@ -239,10 +253,13 @@ class shard {
     list awaiting_header_;
     connection* waiters_head_ = nullptr;
     connection* waiters_tail_ = nullptr;
-    std::optional<socket_type> parked_;  // pause policy: the newcomer that found the pool full
-    bool paused_ = false;
-    bool paused_for_rate_ = false;  // parked_ waits for a rate token, not for a block
-    bool rate_token_held_ = false;  // parked_ waits for a block with its rate token taken
+    std::optional<socket_type> parked_;  // a newcomer held back, accepting paused meanwhile
+    parked_until parked_until_ = parked_until::nothing;
+    bool rate_token_held_ = false;  // parked_ waits with its rate token taken
+    // The event loop has run (after_closes_seen) since the shard last admitted a newcomer: the
+    // hang-ups of the clients it served have been seen, in the order the kernel queued them, so
+    // a newcomer that finds no room now is refused without a second look.
+    bool closes_seen_since_admitting_ = false;
     bool draining_ = false;
     bool resume_posted_ = false;  // resume_buffer_waiters is queued
     std::atomic<bool> wake_posted_{false};

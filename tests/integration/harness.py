@@ -10,6 +10,7 @@ shared machine.
 """
 
 import array
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -153,6 +154,32 @@ class Slabd:
     def signal(self, signo):
         if self.running():
             os.kill(self.pid, signo)
+
+    @contextlib.contextmanager
+    def stopped(self):
+        """SIGSTOP for the block's length: what the kernel queues meanwhile waits for slabd, in the
+        order it was queued (epoll's ready list is first in, first out), until SIGCONT."""
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + WAIT
+            while any(state not in ("T", "t") for state in self._thread_states()):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"slabd did not stop on SIGSTOP:\n{self.output()}")
+                time.sleep(0.001)
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+
+    def _thread_states(self):
+        states = []
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{task}/stat") as f:
+                    # The state follows the command name, in parentheses and maybe with spaces.
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass  # a thread that has just exited
+        return states
 
     def wait_exit(self, timeout=WAIT):
         """The exit code, once slabd has exited and its output has been collected."""

@@ -62,6 +62,35 @@ class CapacityTest(harness.SlabdTest):
         self.assertEqual(s["connections"]["refused"], 1)
         self.stop(server)
 
+    def test_a_newcomer_gets_the_block_of_a_client_that_hung_up_before_it_was_seen(self):
+        # One thread and a stopped slabd: when it goes on, epoll hands it the newcomer before the
+        # hang-up that frees a block, in the order the kernel queued them.
+        server = self.start("--threads", "1", "--max-connections", "2", "--busy-message", "busy")
+        leaving, staying = self.connect_all(server, 2)
+        assert_echo(leaving, b"leaving\n")
+        assert_echo(staying, b"staying\n")
+        with server.stopped():
+            newcomer = server.connect()
+            self.addCleanup(newcomer.close)
+            newcomer.sendall(b"newcomer\n")
+            leaving.close()
+        self.assertEqual(newcomer.recv(64), b"newcomer\n",
+                         "served, not refused: the pool was full only of a client already gone")
+        s = server.stats()
+        self.assertEqual(s["connections"]["held_for_closes"], 1, "held while the hang-up was seen")
+        self.assertEqual(s["connections"]["refused"], 0)
+        self.assertEqual(s["connections"]["accepted"], 3)
+        self.assertEqual(s["pool"]["in_use"], 2)
+        # Full for real, the next newcomer is refused after the same one look.
+        with server.connect() as extra:
+            self.assertEqual(recv_to_eof(extra), b"busy\n")
+        s = server.stats()
+        self.assertEqual(s["connections"]["held_for_closes"], 2)
+        self.assertEqual(s["connections"]["refused_by_reason"]["pool_full"], 1)
+        assert_echo(staying, b"untouched\n")
+        assert_echo(newcomer, b"untouched\n")
+        self.stop(server)
+
     def test_pause_holds_newcomers_until_blocks_free(self):
         server = self.start("--threads", "2", "--max-connections", str(CAPACITY), "--on-exhausted", "pause")
         socks = self.connect_all(server, CAPACITY + EXTRA)

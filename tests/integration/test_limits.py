@@ -92,6 +92,27 @@ class LimitsTest(harness.SlabdTest):
             assert_echo(c, b"untouched\n")
         self.stop(server)
 
+    def test_a_newcomer_takes_the_share_of_a_client_from_its_source_that_hung_up(self):
+        # As in test_capacity: one thread, stopped, sees the newcomer before the hang-up.
+        server = self.start("--threads", "1", "--max-per-source", "2", "--busy-message", "busy")
+        leaving, staying = self.open_from(server, "127.0.0.7", 2)
+        assert_echo(leaving, b"leaving\n")
+        assert_echo(staying, b"staying\n")
+        with server.stopped():
+            newcomer = self.open_from(server, "127.0.0.7", 1)[0]
+            newcomer.sendall(b"newcomer\n")
+            leaving.close()
+        self.assertEqual(newcomer.recv(64), b"newcomer\n",
+                         "served, not refused: its source's share was held by a client already gone")
+        s = server.stats()
+        self.assertEqual(s["connections"]["held_for_closes"], 1, "held while the hang-up was seen")
+        self.assertEqual(s["connections"]["refused"], 0)
+        extra = self.open_from(server, "127.0.0.7", 1)[0]
+        self.assertEqual(recv_to_eof(extra), b"busy\n")
+        self.assertEqual(server.stats()["connections"]["refused_by_reason"]["per_source"], 1)
+        assert_echo(staying, b"untouched\n")
+        self.stop(server)
+
     def test_a_prefix_counts_as_one_source(self):
         config = self.write_config("[limits]\nmax_per_source = 3\nsource_prefix_v4 = 24\n")
         server = self.start("--config", config)

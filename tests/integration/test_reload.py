@@ -149,7 +149,9 @@ class ReloadTest(harness.SlabdTest):
             return p["capacity"], p["limit"], p["reserved"], p["in_use"]
 
         held = self.hold(server, 90)
-        churn = Churn(server.port)  # one client at a time: never past 91 of 100
+        # One client at a time: never past 91 of 100, as a shard sees a client's hang-up before it
+        # refuses the next for want of a block (shard::refuse_for_room).
+        churn = Churn(server.port)
         churn.start()
         server.wait_stats(lambda s: s["connections"]["accepted"] > 150, "churn")
         self.assertEqual(pool()[:3], (100, 100, 1000))
