@@ -35,6 +35,15 @@ TEST_CASE("a source is the address cut to its prefix; IPv4-mapped IPv6 is the IP
     CHECK(to_string(key_of("::1", 32, 128), 32, 128) == "::1");
 }
 
+TEST_CASE("a socket address gives the key its address gives, prefixes 32 and 128") {
+    for (const char* address : {"192.0.2.7", "127.0.0.1", "0.0.0.0", "255.255.255.255", "::1",
+                                "2001:db8::1", "::ffff:192.0.2.7", "fe80::1", "::"}) {
+        CAPTURE(address);
+        const asio::ip::tcp::endpoint client(make_address(address), 4242);
+        CHECK(whole_source_key(client) == key_of(address, 32, 128));
+    }
+}
+
 TEST_CASE("the source table admits up to the limit per source and gives back exactly") {
     source_table table(3, 100);
     const auto a = key_of("10.0.0.1");

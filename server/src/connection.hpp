@@ -125,6 +125,10 @@ class connection {
         links.source = make_source_key(address, 32, 128);
         client_port_ = port;
     }
+    void set_client(const asio::ip::tcp::endpoint& client) noexcept {
+        links.source = whole_source_key(client);
+        client_port_ = client.port();
+    }
     [[nodiscard]] bool is_closing() const noexcept { return closing_ != close_reason::none; }
 
     shard_links links;

@@ -1,6 +1,8 @@
 #include "limits.hpp"
 
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <bit>
@@ -53,6 +55,21 @@ source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
     } else {
         key.bytes = address.to_v6().to_bytes();
         cut(key.bytes, v6_prefix);
+    }
+    return key;
+}
+
+source_key whole_source_key(const asio::ip::tcp::endpoint& client) noexcept {
+    source_key key;
+    const sockaddr* address = client.data();
+    if (address->sa_family == AF_INET) {
+        std::copy(v4_mapped.begin(), v4_mapped.end(), key.bytes.begin());
+        std::memcpy(key.bytes.data() + v4_mapped.size(),
+                    &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, 4);
+    } else {
+        // An IPv4-mapped address is already spelled as its IPv4 client's key.
+        std::memcpy(key.bytes.data(), &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr,
+                    key.bytes.size());
     }
     return key;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
 
 #include <array>
 #include <atomic>
@@ -26,6 +27,9 @@ struct source_key {
 /// `address` cut to `v4_prefix` bits (IPv4, IPv4-mapped) or `v6_prefix` bits (other IPv6).
 source_key make_source_key(const asio::ip::address& address, unsigned v4_prefix,
                            unsigned v6_prefix) noexcept;
+/// make_source_key(client's address, 32, 128), read straight from the socket address: one per
+/// accept, so no asio::ip::address is built for it.
+source_key whole_source_key(const asio::ip::tcp::endpoint& client) noexcept;
 /// Whether `key` is an IPv4 client's (stored as ::ffff:a.b.c.d).
 [[nodiscard]] bool is_v4(const source_key& key) noexcept;
 /// The source of the client whose whole key (prefixes 32 and 128) is `whole`, cut to

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cerrno>
 
 namespace slabd::server {
@@ -82,6 +83,7 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
       grace_timer_(context_),
       rate_timer_(context_),
       closes_seen_timer_(context_),
+      newcomer_(context_.get_executor()),
       reserve_fd_(open_reserve()),
       buffer_size_(setup.buffer_size),
       buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
@@ -131,9 +133,9 @@ void shard::run() {
 
 void shard::accept() noexcept {
     for (int i = 0; i < accept_batch; ++i) {
-        socket_type peer(context_);
+        assert(!newcomer_.is_open());
         asio::error_code ec;
-        if (!accept_into(listener_, peer, peer_, ec)) {
+        if (!accept_into(listener_, newcomer_, peer_, ec)) {
             // The listener is registered edge-triggered, and only an empty backlog guarantees
             // that the next newcomer raises an edge: waiting is free then, and only then.
             if (ec == asio::error::would_block) {
@@ -144,8 +146,8 @@ void shard::accept() noexcept {
         }
         backoff_ = std::chrono::milliseconds{0};
         if (backlog_may_lack_nodelay_) [[unlikely]]
-            peer.set_option(asio::ip::tcp::no_delay(true), ec);
-        admit(peer);
+            newcomer_.set_option(asio::ip::tcp::no_delay(true), ec);
+        admit(newcomer_);
         if (parked_) return;
     }
     // A long backlog: the connections already accepted get their turn before the next round.
@@ -205,7 +207,7 @@ void shard::admit(socket_type& peer) noexcept {
         return refuse_for_room(peer, refusal_reason::pool_full, accept_rate_.enabled());
     }
     closes_seen_since_admitting_ = false;
-    c->set_client(peer_.address(), peer_.port());
+    c->set_client(peer_);
     if (counted) {
         c->links.source_bits = static_cast<std::uint8_t>(
             source_bits(c->links.source, live_.source_prefix_v4, live_.source_prefix_v6));

@@ -221,9 +221,12 @@ class shard {
     accept_rate_limiter& accept_rate_;
     connection_log& log_;
     std::uint16_t index_;
-    // One thread runs it and only it touches the sockets, so the reactor needs no per-descriptor
-    // locks; post() from other threads (drain, reload) stays safe.
-    asio::io_context context_{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+    // One thread runs it and only it opens, closes and uses the sockets and timers (before it
+    // runs, the constructor; after, the destructor), so the reactor needs no locks, neither per
+    // descriptor nor for registration and timers; post() from other threads (drain, reload)
+    // stays safe with the scheduler's lock.
+    asio::io_context context_{
+        static_cast<int>(ASIO_CONCURRENCY_HINT_ID | ASIO_CONCURRENCY_HINT_LOCKING_SCHEDULER)};
     reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
     // A socket, not an acceptor: new_socket.hpp accepts on it, and a wait for a newcomer needs the
     // socket's reactor data, which Asio's acceptor keeps private.
@@ -236,6 +239,10 @@ class shard {
     asio::steady_timer rate_timer_;  // pause policy over the rate: when the next token is due
     asio::steady_timer closes_seen_timer_;  // already due: fires after one pass of the event loop
     asio::ip::tcp::endpoint peer_;          // the newcomer's address, filled in by accept
+    // The socket each accept fills. admit() always moves it on (to a connection, the parked slot
+    // or the lingering pool), so it is closed between accepts and is reused as it is: a socket
+    // constructed per accept looked Asio's socket service up, under a lock, each time.
+    socket_type newcomer_;
     std::chrono::milliseconds backoff_{0};
     bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
     int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
