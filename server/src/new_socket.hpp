@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -60,18 +61,21 @@ inline bool adopt_nonblocking(socket_type& socket, const asio::ip::tcp& protocol
 /// an empty backlog; a newcomer that reset while queued is skipped, as Asio skips it.
 inline bool accept_into(socket_type& listener, socket_type& peer, asio::ip::tcp::endpoint& from,
                         asio::error_code& ec) noexcept {
-    int fd = -1;
+    long fd = -1;
     socklen_t size = 0;
+    // syscall(2), not accept4(3), for the reason read_noting_rest gives: glibc's wrapper is a
+    // cancellation point, whose bookkeeping is about 36 instructions per accept.
     do {
         size = static_cast<socklen_t>(from.capacity());
-        fd = ::accept4(listener.native_handle(), from.data(), &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = ::syscall(SYS_accept4, listener.native_handle(), from.data(), &size,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     } while (fd < 0 && (errno == EINTR || errno == ECONNABORTED || errno == EPROTO));
     if (fd < 0) {
         ec.assign(errno, asio::error::get_system_category());
         return false;
     }
     from.resize(size);
-    return detail::adopt_nonblocking(peer, from.protocol(), fd, ec);
+    return detail::adopt_nonblocking(peer, from.protocol(), static_cast<int>(fd), ec);
 }
 
 /// Opens `socket` (closed before the call) for a connect to `to`: non-blocking, with

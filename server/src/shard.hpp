@@ -240,8 +240,8 @@ class shard {
     asio::steady_timer closes_seen_timer_;  // already due: fires after one pass of the event loop
     asio::ip::tcp::endpoint peer_;          // the newcomer's address, filled in by accept
     // The socket each accept fills. admit() always moves it on (to a connection, the parked slot
-    // or the lingering pool), so it is closed between accepts and is reused as it is: a socket
-    // constructed per accept looked Asio's socket service up, under a lock, each time.
+    // or the lingering pool) or closes it, so it is closed between accepts and reused as it is: a
+    // socket constructed per accept looked Asio's socket service up, under a lock, each time.
     socket_type newcomer_;
     std::chrono::milliseconds backoff_{0};
     bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
