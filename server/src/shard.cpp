@@ -368,13 +368,7 @@ void shard::send_busy_line(socket_type& peer) noexcept {
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
     bump(stats_.accept_errors);
     events_.accept_failed(ec);
-    if (is_descriptor_limit(ec)) {
-        if (!closes_seen_since_admitting_) {
-            bump(stats_.held_for_closes);
-            return after_closes_seen([this] { accept(); });
-        }
-        if (refuse_at_fd_limit()) return wait_for_newcomer();
-    }
+    if (is_descriptor_limit(ec) && refuse_at_fd_limit()) return wait_for_newcomer();
     back_off();
 }
 

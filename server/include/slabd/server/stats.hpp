@@ -54,7 +54,7 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
     X(paused, "accept_pauses", "", "/connections/paused",                                         \
       "Times accepting paused because the connection pool was full")                              \
     X(held_for_closes, "accept_holds_for_closes", "", "/connections/held_for_closes",             \
-      "Newcomers that found no room (block, descriptor, source share) held for one pass of the "  \
+      "Newcomers that found no room (a block, their source's share) held for one pass of the "    \
       "event loop, so that clients that hung up give theirs back first")                          \
     X(closed_client_eof, "connections_closed", "reason=\"client_eof\"",                           \
       "/connections/closed/client_eof", "Connections closed, by reason")                          \
