@@ -314,29 +314,22 @@ void shard::admit_parked() noexcept {
     if (!parked_) accept();
 }
 
-template <class Then>
-void shard::after_closes_seen(Then then) noexcept {
-    // Accepting runs up to accept_batch newcomers in a row, each served at once, while the
-    // events of the shard's other sockets wait: clients that have hung up meanwhile still hold
-    // their room. An expired timer fires only after the event loop's next epoll_wait, and Asio
-    // runs it after the first handler of each socket event that wait returned: an echo client's
-    // EOF frees its block, descriptor and source share there. (A proxied client's half-close
-    // does not: its block waits for the upstream's FIN, as the bytes in flight must.)
-    closes_seen_timer_.expires_after(asio::steady_timer::duration::zero());
-    closes_seen_timer_.async_wait([this, then](const asio::error_code& ec) {
-        if (ec || draining_) return;
-        closes_seen_since_admitting_ = true;
-        then();
-    });
-}
-
 void shard::refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept {
     if (closes_seen_since_admitting_) return refuse(peer, why);
     bump(stats_.held_for_closes);
     park(peer, parked_until::closes_seen);
     rate_token_held_ = took_rate_token;
-    after_closes_seen([this] {
-        if (parked_until_ == parked_until::closes_seen) admit_parked();
+    // Accepting runs up to accept_batch newcomers in a row, each served at once, while the
+    // events of the shard's other sockets wait: clients that have hung up meanwhile still hold
+    // their room. An expired timer fires only after the event loop's next epoll_wait, and Asio
+    // runs it after the first handler of each socket event that wait returned: an echo client's
+    // EOF frees its block and source share there. (A proxied client's half-close does not: its
+    // block waits for the upstream's FIN, as the bytes in flight must.)
+    closes_seen_timer_.expires_after(asio::steady_timer::duration::zero());
+    closes_seen_timer_.async_wait([this](const asio::error_code& ec) {
+        if (ec || draining_ || parked_until_ != parked_until::closes_seen) return;
+        closes_seen_since_admitting_ = true;
+        admit_parked();
     });
 }
 

@@ -181,13 +181,9 @@ class shard {
     void wait_for_rate() noexcept;
     /// Refuses `peer` for want of room (a block, its source's share) that a client which has hung
     /// up may still hold. If the shard has admitted someone since its event loop last ran, parks
-    /// `peer` and tries it again after one pass (after_closes_seen); `took_rate_token`: it keeps
-    /// the token it took for that try.
+    /// `peer` and tries it again after one pass; `took_rate_token`: it keeps the token it took
+    /// for that try.
     void refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept;
-    /// Runs `then` after one pass of the event loop, that is after the first handler of each
-    /// socket event pending now: enough for an echo client's hang-up to free its room.
-    template <class Then>
-    void after_closes_seen(Then then) noexcept;
     /// evict-idle: closes the longest-silent connection if it has been silent long enough.
     bool evict_idle_connection() noexcept;
     void refuse(socket_type& peer, refusal_reason why) noexcept;
@@ -263,7 +259,7 @@ class shard {
     std::optional<socket_type> parked_;  // a newcomer held back, accepting paused meanwhile
     parked_until parked_until_ = parked_until::nothing;
     bool rate_token_held_ = false;  // parked_ waits with its rate token taken
-    // The event loop has run (after_closes_seen) since the shard last admitted a newcomer: the
+    // The event loop has run (refuse_for_room) since the shard last admitted a newcomer: the
     // hang-ups of the clients it served have been seen, in the order the kernel queued them, so
     // a newcomer that finds no room now is refused without a second look.
     bool closes_seen_since_admitting_ = false;

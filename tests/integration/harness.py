@@ -170,6 +170,15 @@ class Slabd:
         finally:
             os.kill(self.pid, signal.SIGCONT)
 
+    def newcomer_behind_a_hang_up(self, leaving, connect):
+        """While stopped, a newcomer (`connect()`, sending "newcomer\\n") and then `leaving` hung
+        up: slabd's next epoll_wait returns the newcomer first. Returns the newcomer."""
+        with self.stopped():
+            newcomer = connect()
+            newcomer.sendall(b"newcomer\n")
+            leaving.close()
+        return newcomer
+
     def _thread_states(self):
         states = []
         for task in os.listdir(f"/proc/{self.pid}/task"):

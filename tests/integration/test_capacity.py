@@ -69,11 +69,8 @@ class CapacityTest(harness.SlabdTest):
         leaving, staying = self.connect_all(server, 2)
         assert_echo(leaving, b"leaving\n")
         assert_echo(staying, b"staying\n")
-        with server.stopped():
-            newcomer = server.connect()
-            self.addCleanup(newcomer.close)
-            newcomer.sendall(b"newcomer\n")
-            leaving.close()
+        newcomer = server.newcomer_behind_a_hang_up(leaving, server.connect)
+        self.addCleanup(newcomer.close)
         self.assertEqual(newcomer.recv(64), b"newcomer\n",
                          "served, not refused: the pool was full only of a client already gone")
         s = server.stats()

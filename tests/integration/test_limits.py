@@ -98,10 +98,8 @@ class LimitsTest(harness.SlabdTest):
         leaving, staying = self.open_from(server, "127.0.0.7", 2)
         assert_echo(leaving, b"leaving\n")
         assert_echo(staying, b"staying\n")
-        with server.stopped():
-            newcomer = self.open_from(server, "127.0.0.7", 1)[0]
-            newcomer.sendall(b"newcomer\n")
-            leaving.close()
+        newcomer = server.newcomer_behind_a_hang_up(
+            leaving, lambda: self.open_from(server, "127.0.0.7", 1)[0])
         self.assertEqual(newcomer.recv(64), b"newcomer\n",
                          "served, not refused: its source's share was held by a client already gone")
         s = server.stats()
