@@ -1,6 +1,5 @@
 #include "admin.hpp"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -20,6 +19,7 @@
 #include <system_error>
 
 #include "admin_request.hpp"
+#include "descriptor_reserve.hpp"
 #include "server.hpp"
 #include "slabd/pool/object_pool.hpp"
 
@@ -118,17 +118,16 @@ struct session {
 //   no spare, the oldest waiting session is evicted to free a descriptor; both only when a client
 //   is in the listener's queue (at the limit accept fails even with none). The spare is reopened
 //   when a session ends, before each accept and on a retry timer: the data plane competes for
-//   freed descriptors, so a failed reopen is normal and retried later, never in a loop.
+//   freed descriptors, so a failed reopen is normal and retried later, never in a loop. While it
+//   is spent the shards accept no client, only refuse (decision 28): no client keeps its slot.
 // - Failed accepts back off 50 ms (at most 20 a second, so no spin) and are logged at most once
 //   a second with a count. The 10 s header timeout stays; writes get the same bound.
 struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {
-    explicit session_pool(asio::io_context& context)
-        : spare(::open("/dev/null", O_RDONLY | O_CLOEXEC)), reopen_timer(context) {}
-    ~session_pool() { close_spare(); }
+    explicit session_pool(asio::io_context& context) : reopen_timer(context) {}
     session_pool(const session_pool&) = delete;
     session_pool& operator=(const session_pool&) = delete;
 
-    int spare;  // the reserved descriptor, or -1 while it is lent out
+    descriptor_reserve spare;
     pool::object_pool<session> blocks{2 * admin_limits::max_sessions};
     std::size_t admitted =
         0;  // the rest is control-thread only; the atomics are read by snapshot()
@@ -188,19 +187,13 @@ struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {
     }
 
     bool release_spare() {
-        if (spare < 0) return false;
-        close_spare();
+        if (!spare.spend()) return false;
         reserve_used.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
-    void close_spare() {
-        if (spare >= 0) ::close(std::exchange(spare, -1));
-    }
     /// Takes the reserve back if a descriptor is free; otherwise tries again later.
     void reopen_spare() {
-        if (spare >= 0 || stopped) return;
-        spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (spare >= 0 || reopen_armed) return;
+        if (stopped || spare.take_back() || reopen_armed) return;
         reopen_armed = true;
         reopen_timer.expires_after(250ms);
         reopen_timer.async_wait([self = shared_from_this()](const asio::error_code& ec) {
@@ -437,7 +430,6 @@ void admin::stop() {
     if (const int fd = acceptor_.release(ignored); fd >= 0) ::close(fd);
     sessions_->stopped = true;
     sessions_->reopen_timer.cancel();
-    sessions_->close_spare();
 }
 
 }  // namespace slabd::server

@@ -2,7 +2,6 @@
 
 #include "new_socket.hpp"
 
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <asio/post.hpp>
@@ -37,10 +36,6 @@ std::uint32_t to_ticks(std::chrono::milliseconds d) noexcept {
 /// sees that tick at once, so a deadline of whole ticks needs one more never to end early.
 std::uint32_t deadline_ticks(std::chrono::milliseconds d) noexcept {
     return to_ticks(d) + 1;
-}
-
-int open_reserve() noexcept {
-    return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 bool is_descriptor_limit(const asio::error_code& ec) noexcept {
@@ -84,7 +79,6 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
       rate_timer_(context_),
       closes_seen_timer_(context_),
       newcomer_(context_.get_executor()),
-      reserve_fd_(open_reserve()),
       buffer_size_(setup.buffer_size),
       buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
       pipes_(setup.splice_pipes),
@@ -93,9 +87,7 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
     buffer_stats_ = buffers_.stats();
 }
 
-shard::~shard() {
-    if (reserve_fd_ >= 0) ::close(reserve_fd_);
-}
+shard::~shard() = default;
 
 void shard::listen(const asio::ip::tcp::endpoint& at) {
     listener_.open(at.protocol());
@@ -132,6 +124,17 @@ void shard::run() {
 }
 
 void shard::accept() noexcept {
+    // A newcomer takes the lowest free descriptor, so none is accepted while a reserve is spent
+    // (this shard's, another shard's, or the admin endpoint's): it could take the slot that
+    // reserve needs back and keep it for as long as it stays connected, and then a shard could
+    // refuse no one at the limit, or the admin endpoint answer no one. A spent reserve's slot
+    // may be another thread's for a moment (an accept(2) holds a descriptor even when nobody is
+    // waiting), so the shard takes its own back here; the others are their threads' to take
+    // back. Until then this is the descriptor limit, and the shard refuses with its own.
+    if (descriptor_reserve::any_spent()) [[unlikely]] {
+        if (!reserve_.take_back()) return back_off();
+        if (descriptor_reserve::any_spent()) return serve_at_descriptor_limit();
+    }
     for (int i = 0; i < accept_batch; ++i) {
         assert(!newcomer_.is_open());
         asio::error_code ec;
@@ -143,6 +146,14 @@ void shard::accept() noexcept {
                 return async_wait_readable(reactor_, listener_, accept_handler{this});
             }
             return on_accept_error(ec);
+        }
+        // Spent since the last look: this newcomer may hold the very slot that reserve needs
+        // back. (Counted spent before its slot is freed: a newcomer in it always sees that.)
+        if (descriptor_reserve::any_spent()) [[unlikely]] {
+            count_refusal(refusal_reason::fd_limit);
+            send_busy_line(newcomer_);
+            close_now(newcomer_);
+            return serve_at_descriptor_limit();
         }
         backoff_ = std::chrono::milliseconds{0};
         if (backlog_may_lack_nodelay_) [[unlikely]]
@@ -361,7 +372,12 @@ void shard::send_busy_line(socket_type& peer) noexcept {
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
     bump(stats_.accept_errors);
     events_.accept_failed(ec);
-    if (is_descriptor_limit(ec) && refuse_at_fd_limit()) return wait_for_newcomer();
+    if (is_descriptor_limit(ec)) return serve_at_descriptor_limit();
+    back_off();
+}
+
+void shard::serve_at_descriptor_limit() noexcept {
+    if (refuse_at_fd_limit()) return wait_for_newcomer();
     back_off();
 }
 
@@ -373,11 +389,10 @@ void shard::wait_for_newcomer() noexcept {
 
 bool shard::refuse_at_fd_limit() noexcept {
     // A reopen may have lost the freed descriptor to another thread: try again now.
-    if (reserve_fd_ < 0) reserve_fd_ = open_reserve();
-    if (reserve_fd_ < 0) return false;
+    if (!reserve_.take_back()) return false;
     const std::string& busy = live_.busy_message;
     for (int i = 0; i < max_fd_limit_refusals; ++i) {
-        ::close(std::exchange(reserve_fd_, -1));
+        reserve_.spend();
         const int fd =
             ::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         const int accept_errno = errno;
@@ -394,9 +409,9 @@ bool shard::refuse_at_fd_limit() noexcept {
             // No lingering here: the descriptor must come back at once to be the reserve again.
             close_now(fd);
         }
-        reserve_fd_ = open_reserve();
+        const bool reserve_back = reserve_.take_back();
         if (fd < 0) return accept_errno == EAGAIN || accept_errno == EWOULDBLOCK;  // backlog empty
-        if (reserve_fd_ < 0) return false;
+        if (!reserve_back) return false;
     }
     return true;
 }

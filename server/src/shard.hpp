@@ -17,6 +17,7 @@
 
 #include "connection.hpp"
 #include "connection_log.hpp"
+#include "descriptor_reserve.hpp"
 #include "linger.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
@@ -191,6 +192,9 @@ class shard {
     /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
     /// True once the backlog is empty; false when no descriptor could be had for that.
     bool refuse_at_fd_limit() noexcept;
+    /// Refuses the backlog with the reserve, then waits for the next newcomer; backs off when
+    /// the reserve cannot be had.
+    void serve_at_descriptor_limit() noexcept;
     void wait_for_newcomer() noexcept;
     void back_off() noexcept;
     void resume_accepting() noexcept;
@@ -241,7 +245,7 @@ class shard {
     socket_type newcomer_;
     std::chrono::milliseconds backoff_{0};
     bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
-    int reserve_fd_ = -1;  // spent at the descriptor limit so that a newcomer can be refused
+    descriptor_reserve reserve_;  // spent at the descriptor limit so that a newcomer can be refused
     std::size_t buffer_size_;
     pool::slab buffers_;
     pipe_pool pipes_;
