@@ -119,7 +119,7 @@ struct session {
 //   is in the listener's queue (at the limit accept fails even with none). The spare is reopened
 //   when a session ends, before each accept and on a retry timer: the data plane competes for
 //   freed descriptors, so a failed reopen is normal and retried later, never in a loop. While it
-//   is spent the shards accept no client, only refuse (decision 28): no client keeps its slot.
+//   is spent the shards refuse every newcomer (decision 28), so no data client keeps its slot.
 // - Failed accepts back off 50 ms (at most 20 a second, so no spin) and are logged at most once
 //   a second with a count. The 10 s header timeout stays; writes get the same bound.
 struct admin::session_pool : std::enable_shared_from_this<admin::session_pool> {

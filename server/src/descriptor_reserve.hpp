@@ -7,17 +7,23 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <system_error>
 
 namespace slabd::server {
 
 /// Its owner's thread spends it and takes it back. Linux gives the lowest free descriptor to
-/// whichever thread asks first, so while any reserve of the process is spent, the threads that
-/// accept clients must accept none: a client could take the slot that reserve needs back and
-/// keep it for as long as it stays connected. any_spent() tells them.
+/// whichever thread asks first, so while any reserve of the process is spent, the shards keep
+/// no newcomer: one could take the slot that reserve needs back and keep it for as long as it
+/// stays connected. any_spent() tells them.
 class descriptor_reserve {
   public:
-    descriptor_reserve() noexcept : fd_(open_null()) {
-        if (fd_ < 0) spent_.fetch_add(1, std::memory_order_relaxed);
+    /// At start-up. Throws if /dev/null cannot be opened: a reserve spent from the start would
+    /// keep every shard from accepting anyone.
+    descriptor_reserve() : fd_(open_null()) {
+        if (fd_ < 0)
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot open /dev/null for the reserved descriptor");
     }
     ~descriptor_reserve() {
         if (fd_ >= 0)
@@ -28,13 +34,10 @@ class descriptor_reserve {
     descriptor_reserve(const descriptor_reserve&) = delete;
     descriptor_reserve& operator=(const descriptor_reserve&) = delete;
 
-    /// Whether a reserve of the process's is spent: a descriptor freed for it may be free still,
-    /// or another thread's, or the reserve is spent to be used.
+    /// Whether any reserve of the process's is spent, its slot free or in someone's hands.
     [[nodiscard]] static bool any_spent() noexcept {
         return spent_.load(std::memory_order_relaxed) != 0;
     }
-
-    [[nodiscard]] bool held() const noexcept { return fd_ >= 0; }
 
     /// Closes the reserve, so that the caller's next call that opens a descriptor can have its
     /// slot. False if it was not held. Other threads see it spent before the slot is free.

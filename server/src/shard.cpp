@@ -130,10 +130,10 @@ void shard::accept() noexcept {
     // refuse no one at the limit, or the admin endpoint answer no one. A spent reserve's slot
     // may be another thread's for a moment (an accept(2) holds a descriptor even when nobody is
     // waiting), so the shard takes its own back here; the others are their threads' to take
-    // back. Until then this is the descriptor limit, and the shard refuses with its own.
+    // back, and until then every newcomer is refused below. (Not with this shard's reserve:
+    // spending it would keep the count up for the others.)
     if (descriptor_reserve::any_spent()) [[unlikely]] {
         if (!reserve_.take_back()) return back_off();
-        if (descriptor_reserve::any_spent()) return serve_at_descriptor_limit();
     }
     for (int i = 0; i < accept_batch; ++i) {
         assert(!newcomer_.is_open());
@@ -147,13 +147,15 @@ void shard::accept() noexcept {
             }
             return on_accept_error(ec);
         }
-        // Spent since the last look: this newcomer may hold the very slot that reserve needs
-        // back. (Counted spent before its slot is freed: a newcomer in it always sees that.)
+        // This newcomer may hold the very slot a spent reserve needs back: refused at once, it
+        // frees it again. (A reserve counts as spent before its slot is freed, and the kernel's
+        // descriptor table lock orders that close before this accept, so a newcomer in that
+        // slot sees the count.)
         if (descriptor_reserve::any_spent()) [[unlikely]] {
             count_refusal(refusal_reason::fd_limit);
             send_busy_line(newcomer_);
             close_now(newcomer_);
-            return serve_at_descriptor_limit();
+            continue;
         }
         backoff_ = std::chrono::milliseconds{0};
         if (backlog_may_lack_nodelay_) [[unlikely]]
@@ -372,12 +374,7 @@ void shard::send_busy_line(socket_type& peer) noexcept {
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
     bump(stats_.accept_errors);
     events_.accept_failed(ec);
-    if (is_descriptor_limit(ec)) return serve_at_descriptor_limit();
-    back_off();
-}
-
-void shard::serve_at_descriptor_limit() noexcept {
-    if (refuse_at_fd_limit()) return wait_for_newcomer();
+    if (is_descriptor_limit(ec) && refuse_at_fd_limit()) return wait_for_newcomer();
     back_off();
 }
 

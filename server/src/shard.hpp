@@ -192,9 +192,6 @@ class shard {
     /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
     /// True once the backlog is empty; false when no descriptor could be had for that.
     bool refuse_at_fd_limit() noexcept;
-    /// Refuses the backlog with the reserve, then waits for the next newcomer; backs off when
-    /// the reserve cannot be had.
-    void serve_at_descriptor_limit() noexcept;
     void wait_for_newcomer() noexcept;
     void back_off() noexcept;
     void resume_accepting() noexcept;

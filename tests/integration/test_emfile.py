@@ -131,7 +131,7 @@ class EmfileTest(harness.SlabdTest):
                         while c.recv(4096):
                             pass
                 except OSError:
-                    pass  # refused or evicted at the limit: the next one tries again
+                    time.sleep(0.001)  # refused or evicted at the limit: the next one tries again
 
         hammer = threading.Thread(target=hammer_the_admin_endpoint)
         hammer.start()
