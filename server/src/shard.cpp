@@ -124,7 +124,7 @@ void shard::run() {
 }
 
 void shard::accept() noexcept {
-    // A newcomer takes the lowest free descriptor, so none is accepted while a reserve is spent
+    // A newcomer takes the lowest free descriptor, so none is kept while a reserve is spent
     // (this shard's, another shard's, or the admin endpoint's): it could take the slot that
     // reserve needs back and keep it for as long as it stays connected, and then a shard could
     // refuse no one at the limit, or the admin endpoint answer no one. A spent reserve's slot
