@@ -287,7 +287,9 @@ TEST_CASE("an accept/echo/close cycle configures nothing but the socket's epoll 
     CHECK(echo.stats().total().closed_client_eof == 50 + counted);
 }
 
-TEST_CASE("a proxied cycle sets TCP_NODELAY on its upstream socket and configures nothing else") {
+TEST_CASE(
+    "a proxied cycle sets TCP_NODELAY and TCP_INQ on its upstream socket, re-arms its connect "
+    "only, and configures nothing else") {
     slabd::test::not_counted_here();
     running_server upstream(loopback_config());
     auto proxy_config = loopback_config();
@@ -305,11 +307,19 @@ TEST_CASE("a proxied cycle sets TCP_NODELAY on its upstream socket and configure
     const auto after = slabd::test::socket_calls();
     // Registered: the proxy's client and upstream sockets, and the upstream's client socket.
     CHECK(after.epoll_add - before.epoll_add == 3 * counted);
-    // (A proxy's relay re-arms its read waits with EPOLL_CTL_MOD on purpose: connection.cpp,
-    // wait_read. Their number depends on how the bytes arrive, so it is not checked here.)
+    // The connect adds EPOLLOUT to the upstream socket's registration; the relays' read waits
+    // stay registered, however the bytes arrive.
+    CHECK(after.epoll_mod - before.epoll_mod == counted);
     CHECK(after.epoll_del - before.epoll_del == 0);
     CHECK(after.ioctl - before.ioctl == 0);
-    CHECK(after.setsockopt - before.setsockopt == counted);
+    CHECK(after.setsockopt - before.setsockopt == 2 * counted);
+
+    // Messages of 1 to 2,000 bytes over open connections: only each upstream connect re-arms.
+    constexpr int conns = 8;
+    const auto quiet = slabd::test::socket_calls();
+    CHECK(messages(proxy.port(), conns, 10, 250).failures == 0);
+    wait_until_all_closed(proxy);
+    CHECK(slabd::test::socket_calls().epoll_mod - quiet.epoll_mod == conns);
 }
 
 TEST_CASE("recording a history sample allocates nothing, the ring's wrap included") {

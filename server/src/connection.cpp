@@ -36,11 +36,11 @@ struct connection::ready_handler {
     bool writable;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
-    void operator()(const asio::error_code& ec) const noexcept {
+    void operator()(const asio::error_code& ec, ready_event event = {}) const noexcept {
         if (writable)
             self->on_writable(*r, ec);
         else
-            self->on_readable(*r, ec);
+            self->on_readable(*r, ec, event);
     }
 };
 
@@ -348,9 +348,14 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK;
 
 }  // namespace
 
-void connection::pump(relay& r) noexcept {
+void connection::pump(relay& r, bool errors_announced) noexcept {
     if (r.splicing) [[unlikely]]
         return pump_spliced(r);
+    // Echo writes to the socket it reads, and that write reports a reset. A proxy writes
+    // elsewhere: a read that drains its socket is trusted only if every reset since the last
+    // drain would raise an edge for the next wait, that is when this pump answers a read wait
+    // whose event showed none; else one more read asks (EAGAIN, EOF or the error).
+    const bool drain_is_final = leg_ == nullptr || errors_announced;
     const std::size_t capacity = shard_.buffer_size();
     for (int round = 0; round < max_rounds; ++round) {
         if (r.buffer == nullptr) {
@@ -362,12 +367,10 @@ void connection::pump(relay& r) noexcept {
             }
         }
         asio::error_code ec;
-        // Echo notes whether the read drained the socket, so that its wait stays registered.
+        // Notes whether the read drained the socket, so that the wait after it stays registered.
         bool drained = false;
         const std::size_t n =
-            leg_ == nullptr
-                ? read_noting_rest(r.from->native_handle(), r.buffer, capacity, ec, drained)
-                : r.from->read_some(asio::buffer(r.buffer, capacity), ec);
+            read_noting_rest(r.from->native_handle(), r.buffer, capacity, ec, drained);
         if (ec) {
             give_back_lent(r);
             if (ec == asio::error::would_block) return wait_read(r);
@@ -380,9 +383,7 @@ void connection::pump(relay& r) noexcept {
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
         if (!flush(r)) return;
-        // A short read emptied the socket (async_wait re-arms epoll, so a FIN that came with the
-        // last bytes shows at once), unless echo's read saw more behind it.
-        if (n < capacity && (leg_ != nullptr || drained)) {
+        if (n < capacity && drained && drain_is_final) {
             give_back_lent(r);
             return wait_read(r);
         }
@@ -484,10 +485,10 @@ bool connection::flush(relay& r) noexcept {
     return true;
 }
 
-void connection::on_readable(relay& r, const asio::error_code& ec) noexcept {
+void connection::on_readable(relay& r, const asio::error_code& ec, ready_event event) noexcept {
     if (is_closing()) return;
     if (ec) return fail(failure_of(r.from));
-    pump(r);
+    pump(r, !event.hung_up);
 }
 
 void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
@@ -506,13 +507,9 @@ void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
 }
 
 void connection::wait_read(relay& r) noexcept {
-    // Echo: every caller has just drained the client, its FIN included, so the wait can stay
-    // registered (ready_wait.hpp). A proxy leaves it to async_wait, whose re-arm of epoll also
-    // shows a reset that came with the last bytes read, with no write on that socket to tell.
-    if (leg_ == nullptr)
-        return async_wait_readable(shard_.reactor(), *r.from,
-                                   ready_handler{connection_ref(*this), &r, false});
-    r.from->async_wait(socket_type::wait_read, ready_handler{connection_ref(*this), &r, false});
+    // Every caller has just drained `from`, its FIN included, and a proxy its pending error too
+    // (pump), so the wait can stay registered (ready_wait.hpp).
+    async_wait_readable(shard_.reactor(), *r.from, ready_handler{connection_ref(*this), &r, false});
 }
 
 void connection::wait_write(relay& r) noexcept {

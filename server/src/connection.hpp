@@ -11,6 +11,7 @@
 #include "op_memory.hpp"
 #include "pipes.hpp"
 #include "proxy_protocol.hpp"
+#include "ready_wait.hpp"
 #include "slabd/pool/object_pool.hpp"
 #include "slabd/pool/shared_slab.hpp"
 #include "slabd/server/stats.hpp"
@@ -149,9 +150,11 @@ class connection {
     void on_proxy_header(const proxy_protocol::header& h) noexcept;
     /// send_proxy: the header goes out before the first relayed byte; false if it could not.
     [[nodiscard]] bool send_proxy_header() noexcept;
-    void pump(relay& r) noexcept;
+    /// Relays what `r.from` has. `errors_announced`: a read wait's event called, and it showed no
+    /// error or hang-up, so a reset since the last drain would raise a new edge.
+    void pump(relay& r, bool errors_announced = false) noexcept;
     void pump_spliced(relay& r) noexcept;
-    void on_readable(relay& r, const asio::error_code& ec) noexcept;
+    void on_readable(relay& r, const asio::error_code& ec, ready_event event) noexcept;
     void on_writable(relay& r, const asio::error_code& ec) noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
     void connect_next_upstream() noexcept;

@@ -79,7 +79,7 @@ inline bool accept_into(socket_type& listener, socket_type& peer, asio::ip::tcp:
 }
 
 /// Opens `socket` (closed before the call) for a connect to `to`: non-blocking, with
-/// TCP_NODELAY, so that neither Asio's connect nor the relay sets anything later.
+/// TCP_NODELAY and TCP_INQ, so that neither Asio's connect nor the relay sets anything later.
 inline bool open_for_connect(socket_type& socket, const asio::ip::tcp::endpoint& to,
                              asio::error_code& ec) noexcept {
     const int fd =
@@ -90,6 +90,7 @@ inline bool open_for_connect(socket_type& socket, const asio::ip::tcp::endpoint&
     }
     const int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    note_unread_bytes(fd);
     return detail::adopt_nonblocking(socket, to.protocol(), fd, ec);
 }
 

@@ -5,6 +5,9 @@
 // when the socket opens, so after a drain a queued operation is enough: the next byte, FIN or
 // RST raises an edge. "Drained" must include the FIN: a read can return the last bytes with the
 // FIN already queued behind them, and then no edge follows. TCP_INQ tells (read_noting_rest).
+// It cannot tell a reset: Linux keeps the bytes queued before a RST readable, and TCP_INQ counts
+// none after them. A reset that came while this wait was queued shows in the event that ends it
+// (ready_event::hung_up); one that came while none was queued raised its edge for nobody.
 #pragma once
 
 #include <asio/detail/reactor.hpp>
@@ -13,12 +16,14 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <utility>
@@ -42,6 +47,13 @@ namespace slabd::server {
 /// The reactor an io_context's sockets are registered with; looked up once, not per wait.
 using reactor_type = asio::detail::reactor;
 
+/// What ended a wait, besides its error code.
+struct ready_event {
+    /// The event reported an error (a reset) or a hang-up: a read that finds nothing more may
+    /// still have an error to report, which no later edge will announce.
+    bool hung_up = false;
+};
+
 namespace detail {
 
 /// A socket's or a listener's implementation (its reactor data and state bits), which Asio's
@@ -58,21 +70,42 @@ reactor_type::per_descriptor_data& reactor_data(IoObject& io) noexcept {
     return internals<IoObject>::of(io).reactor_data_;
 }
 
+/// The events epoll reported for a descriptor, which Asio keeps in its descriptor state (the
+/// operation the scheduler runs) from the epoll_wait that reported them until the next one.
+struct reported_events : asio::detail::scheduler_operation {
+    static std::uint32_t of(reactor_type::per_descriptor_data descriptor) noexcept {
+        // The state derives from the operation privately, and only a C-style cast may name a
+        // private base.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+        auto& state = (asio::detail::scheduler_operation&)(*descriptor);
+#pragma GCC diagnostic pop
+        return state.*(&reported_events::task_result_);
+    }
+};
+
 /// Completes with the first read event (or error, or cancellation) after it starts; reads
 /// nothing. Its memory comes from the handler's allocator, as an Asio operation's would.
 template <typename Handler>
 class ready_op : public asio::detail::reactor_op {
   public:
-    explicit ready_op(Handler&& handler) noexcept
-        : reactor_op(asio::error_code(), &perform, &complete), handler_(std::move(handler)) {}
+    ready_op(Handler&& handler, reactor_type::per_descriptor_data descriptor) noexcept
+        : reactor_op(asio::error_code(), &perform, &complete),
+          handler_(std::move(handler)),
+          descriptor_(descriptor) {}
 
     /// Set while start_op runs: its speculative attempt is told "not yet" rather than done, so
     /// the operation is queued on the descriptor without a system call.
     bool starting = true;
 
   private:
+    // Past start_op, only the descriptor's event handling calls this, with the event's mask in
+    // the descriptor state.
     static status perform(reactor_op* base) noexcept {
-        return static_cast<ready_op*>(base)->starting ? not_done : done;
+        auto* op = static_cast<ready_op*>(base);
+        if (op->starting) return not_done;
+        op->events_ = reported_events::of(op->descriptor_);
+        return done;
     }
 
     // owner is null when the io_context is destroyed with the operation pending: the handler is
@@ -82,13 +115,16 @@ class ready_op : public asio::detail::reactor_op {
         auto* op = static_cast<ready_op*>(base);
         Handler handler(std::move(op->handler_));
         const asio::error_code ec = op->ec_;
+        const ready_event event{(op->events_ & (EPOLLERR | EPOLLHUP)) != 0};
         auto allocator = handler.get_allocator();
         op->~ready_op();
         allocator.deallocate(reinterpret_cast<std::byte*>(op), sizeof(ready_op));
-        if (owner != nullptr) handler(ec);
+        if (owner != nullptr) handler(ec, event);
     }
 
     Handler handler_;
+    reactor_type::per_descriptor_data descriptor_;
+    std::uint32_t events_ = 0;
 };
 
 }  // namespace detail
@@ -148,16 +184,16 @@ inline std::size_t write_now(int fd, const std::byte* data, std::size_t size,
     return static_cast<std::size_t>(n);
 }
 
-/// Calls `handler(ec)` once `socket` (or a listener) is readable. Only for a socket just drained,
-/// FIN included (read_noting_rest said so, or a read returned EAGAIN), or a listener whose accept
-/// returned EAGAIN: readiness that came before the wait raises no new edge.
+/// Calls `handler(ec, ready_event)` once `socket` (or a listener) is readable. Only for a socket
+/// just drained, FIN included (read_noting_rest said so, or a read returned EAGAIN), or a
+/// listener whose accept returned EAGAIN: readiness that came before the wait raises no new edge.
 template <typename IoObject, typename Handler>
 void async_wait_readable(reactor_type& reactor, IoObject& socket, Handler handler) noexcept {
     using op_type = detail::ready_op<Handler>;
     auto allocator = handler.get_allocator();
-    auto* op = new (allocator.allocate(sizeof(op_type))) op_type(std::move(handler));
-    reactor.start_op(reactor_type::read_op, socket.native_handle(), detail::reactor_data(socket),
-                     op, false, true);
+    auto& descriptor = detail::reactor_data(socket);
+    auto* op = new (allocator.allocate(sizeof(op_type))) op_type(std::move(handler), descriptor);
+    reactor.start_op(reactor_type::read_op, socket.native_handle(), descriptor, op, false, true);
     op->starting = false;
 }
 

@@ -50,7 +50,7 @@ struct shard::accept_handler {
     shard* self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
-    void operator()(const asio::error_code& ec = {}) const noexcept {
+    void operator()(const asio::error_code& ec = {}, ready_event = {}) const noexcept {
         if (!ec && !self->draining_) self->accept();
     }
 };

@@ -1,7 +1,8 @@
 """Faults: upstreams that are silent, reset on accept or mid-stream, die mid-transfer or are absent;
-one of two upstreams down; a client that never reads; SIGTERM under load. And the lingering close:
-a client whose upstream dies while it is still sending receives every byte the upstream sent,
-then EOF, never a reset. Each case: clean closes, the right counters, every block back."""
+one of two upstreams down; a client that never reads; SIGTERM under load; a reset right behind a
+peer's last bytes. And the lingering close: a client whose upstream dies while it is still sending
+receives every byte the upstream sent, then EOF, never a reset. Each case: clean closes, the right
+counters, every block back."""
 
 import os
 import signal
@@ -243,6 +244,114 @@ class FaultTest(harness.SlabdTest):
         self.assertEqual(live.accepted, clients, "every client served by the live upstream")
         self.assertEqual(s["upstream_connect_failures"], 1, "the dead one tried once, then skipped")
         self.assertEqual(s["connections"]["closed"]["upstream_failure"], 0)
+        self.stop(server)
+
+    # -- a reset behind the last bytes -----------------------------------------------------------
+    # Linux keeps the bytes that came before a RST readable, and says nothing of the reset until
+    # they are read: a relay whose read drained them must ask once more, or the peer it writes to
+    # waits for the idle timeout (here an hour) to hear that this one is gone.
+    def recording_upstream(self, greeting=b"", go=None):
+        """An upstream that sends `greeting`, then (once `go` is set, if given) reads until EOF or
+        reset. Returns (upstream, record): record["bytes"] holds what it read, record["end"] how
+        it ended ("eof", "reset" or "timeout") once it has."""
+        record = {"bytes": bytearray(), "end": None}
+        ended = threading.Event()
+
+        def behaviour(conn, index):
+            conn.sendall(greeting)
+            if go is not None:
+                go.wait(WAIT)
+            try:
+                while chunk := conn.recv(1 << 16):
+                    record["bytes"] += chunk
+                record["end"] = "eof"
+            except ConnectionResetError:
+                record["end"] = "reset"
+            except TimeoutError:
+                record["end"] = "timeout"
+            ended.set()
+
+        upstream = PyUpstream(behaviour)
+        self.addCleanup(upstream.close)
+        record["ended"] = ended
+        return upstream, record
+
+    def wait_upstream_end(self, record, what):
+        if not record["ended"].wait(IO_TIMEOUT + 5) or record["end"] == "timeout":
+            self.fail(f"the upstream never heard that {what}")
+
+    def test_client_reset_behind_its_last_bytes_ends_the_upstream_leg(self):
+        upstream, record = self.recording_upstream()
+        server = self.proxy(upstream.port, args=["--idle-timeout", "1h", "--threads", "1"])
+        c = server.connect()
+        self.addCleanup(c.close)
+        c.sendall(b"first ")
+        server.wait_stats(lambda s: s["bytes"]["out"] == 6, "the first bytes to be relayed")
+        # Stopped, slabd hears the bytes and the reset in one event, its relay waiting to read.
+        with server.stopped():
+            c.sendall(b"last words")
+            wait_delivered(c)
+            reset(c)
+        self.wait_upstream_end(record, "its client reset")
+        self.assertEqual(bytes(record["bytes"]), b"first last words", "every byte slabd accepted")
+        self.assertEqual(record["end"], "eof")
+        s = self.settle(server)
+        self.assertEqual(s["connections"]["closed"]["error"], 1)
+        self.stop(server)
+
+    def test_upstream_reset_behind_its_last_bytes_ends_the_client(self):
+        go, sent = threading.Event(), threading.Event()
+
+        def behaviour(conn, index):
+            conn.sendall(b"first ")
+            go.wait(WAIT)
+            conn.sendall(b"last words")
+            wait_delivered(conn)
+            reset(conn)
+            sent.set()
+
+        upstream = PyUpstream(behaviour)
+        self.addCleanup(upstream.close)
+        server = self.proxy(upstream.port, args=["--idle-timeout", "1h", "--threads", "1"])
+        with server.connect() as c:
+            self.assertEqual(recv_exact(c, 6), b"first ")
+            with server.stopped():
+                go.set()
+                self.assertTrue(sent.wait(WAIT), "the upstream did not send its last words")
+            try:
+                got = self.assert_clean_eof(c, "upstream reset behind its last bytes")
+            except TimeoutError:
+                self.fail("the client never heard that its upstream reset")
+        self.assertEqual(got, b"last words", "every byte the upstream sent, then EOF")
+        s = self.settle(server)
+        self.assertEqual(s["connections"]["closed"]["upstream_failure"], 1)
+        self.stop(server)
+
+    def test_client_reset_while_its_relay_waits_to_write_ends_the_upstream_leg(self):
+        # The relay is blocked writing to an upstream that does not read yet, so no read of the
+        # client is waiting when the reset comes: its edge goes to nobody. Copying, not splicing:
+        # a splice reports the reset itself.
+        go = threading.Event()
+        upstream, record = self.recording_upstream(go=go)
+        server = self.proxy(upstream.port, config="splice_pipes = 0\n",
+                            args=["--idle-timeout", "1h", "--threads", "1"])
+        c = server.connect()
+        self.addCleanup(c.close)
+        sender = Sender(c, pattern(1 << 20), repeat=64)
+        sender.start()
+        wait_stalled(server, "the upload to stall", extra=lambda s: s["bytes"]["in"] > 0)
+        c.shutdown(socket.SHUT_RDWR)  # wakes the blocked sender; the reset follows
+        reset(c)
+        sender.join(WAIT)
+        go.set()
+        self.wait_upstream_end(record, "its client reset")
+        self.assertEqual(record["end"], "eof")
+        s = self.settle(server)
+        self.assertEqual(len(record["bytes"]), s["bytes"]["in"], "every byte slabd accepted")
+        self.assertEqual(s["bytes"]["out"], s["bytes"]["in"])
+        data, n = pattern(1 << 20), len(record["bytes"])
+        self.assertTrue(bytes(record["bytes"]) == (data * (n // len(data) + 1))[:n], "in order")
+        self.assertEqual(s["connections"]["closed"]["error"], 1)
         self.stop(server)
 
     # -- clients ------------------------------------------------------------------------------
