@@ -698,14 +698,16 @@ proxy_round() { # LOAD..., called by proxy_rows, whose variables it uses
   done
 }
 
+# With --baseline, the proxy and bulk tables also run slabd as of that revision.
 proxy_table() {
   proxy_rows proxy "HTTP GET, 5 B body" nginx-http wrk $((duration + 15)) \
-    slabd haproxy nginx slabd+pp2 haproxy+pp2 -- \
+    slabd haproxy nginx slabd+pp2 haproxy+pp2 ${baseline_kind:+"$baseline_kind"} -- \
     wrk -t1 -c50 -d "${duration}s" --latency 'http://127.0.0.1:{PORT}/'
 }
 
 bulk_table() {
-  proxy_rows bulk "iperf3" iperf3 iperf3 $((duration + 20)) slabd haproxy haproxy-splice nginx -- \
+  proxy_rows bulk "iperf3" iperf3 iperf3 $((duration + 20)) \
+    slabd haproxy haproxy-splice nginx ${baseline_kind:+"$baseline_kind"} -- \
     iperf3 -c 127.0.0.1 -p '{PORT}' -t "$duration" -J
 }
 
