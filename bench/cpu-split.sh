@@ -32,13 +32,15 @@ done
   exit 2
 }
 if [[ -n $rr ]]; then
-  load=(rr -c "$rr" -s 64 --source 127.0.0.1,127.0.0.2)
+  load=(rr -c "$rr" -s 64 --source "127.0.0.1,127.0.0.2")
   unit=msg
   # The throughput table's last column: messages measured.
+  # shellcheck disable=SC2016 # an awk program
   count='/^  throughput +msgs\/s/ { getline; print $4 }'
 else
   load=(churn -c 50 -s 64)
   unit=conn
+  # shellcheck disable=SC2016
   count='/ok +refused_cleanly/ { getline; print $1 }'
 fi
 
