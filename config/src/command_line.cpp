@@ -19,7 +19,7 @@ struct flag_input {
 
 CLI::Option* add_setting_flag(CLI::App& app, const detail::setting& s, flag_input& in) {
     const std::string name{s.flag};
-    const std::string help{s.help};
+    const std::string help = detail::described(s);
     switch (s.kind) {
         case detail::flag_kind::value:
             return app.add_option(name, in.text, help)

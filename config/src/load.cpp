@@ -492,7 +492,7 @@ std::string to_toml(const Config& config, bool redact_secrets) {
             table = s.table;
             out += "\n[" + std::string{table} + "]\n";
         }
-        out += "# " + std::string{s.help} + "\n";
+        out += "# " + detail::described(s) + "\n";
         out += std::string{s.key} + " = " + s.show(config, redact_secrets) + "\n";
     }
     return out;

@@ -43,6 +43,7 @@ std::string show_list(const std::vector<std::string>& texts) {
     return out + "]";
 }
 
+using detail::applies;
 using detail::flag_kind;
 using detail::given;
 using detail::quote;
@@ -68,7 +69,8 @@ constexpr detail::setting all_settings[] = {
                                "v2) from one of trusted_sources; others are refused",
      flag_kind::toggle, "--accept-proxy", "",
      [](Config& c, const given& v) { c.accept_proxy = v.boolean(); },
-     [](const Config& c, bool) { return show_bool(c.accept_proxy); }},
+     [](const Config& c, bool) { return show_bool(c.accept_proxy); },
+     applies::at_reload},
     {"server", "trusted_sources", "the load balancers allowed to send a PROXY header, as "
                                   "ADDRESS or ADDRESS/PREFIX",
      flag_kind::repeated, "--trusted-source", "ADDRESS[/PREFIX]",
@@ -81,12 +83,14 @@ constexpr detail::setting all_settings[] = {
          }
          c.trusted_sources = std::move(networks);
      },
-     [](const Config& c, bool) { return show_list(c.trusted_sources); }},
+     [](const Config& c, bool) { return show_list(c.trusted_sources); },
+     applies::at_reload},
 
     {"pool", "max_connections", "clients served at once; the next is refused or waits",
      flag_kind::value, "--max-connections", "N",
      [](Config& c, const given& v) { c.max_connections = static_cast<std::size_t>(v.integer(1, 10'000'000)); },
-     [](const Config& c, bool) { return std::to_string(c.max_connections); }},
+     [](const Config& c, bool) { return std::to_string(c.max_connections); },
+     applies::at_reload},
     {"pool", "reserve", "the most max_connections a reload may raise it to without a restart; "
                         "address space is reserved for it, memory only as blocks are used "
                         "(0: 4 x max_connections)",
@@ -102,11 +106,13 @@ constexpr detail::setting all_settings[] = {
                                  "before a newcomer may take its block",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.evict_idle_after = v.duration(1ms, 24h); },
-     [](const Config& c, bool) { return show_duration(c.evict_idle_after); }},
+     [](const Config& c, bool) { return show_duration(c.evict_idle_after); },
+     applies::at_reload},
     {"pool", "busy_message", "line sent to a refused client before closing (empty: none)",
      flag_kind::value, "--busy-message", "TEXT",
      [](Config& c, const given& v) { c.busy_message = v.text(max_text); },
-     [](const Config& c, bool) { return quote(c.busy_message); }},
+     [](const Config& c, bool) { return quote(c.busy_message); },
+     applies::at_reload},
     {"pool", "buffer_count", "write buffers, lent only while a write is blocked (none left: "
                              "reading pauses)",
      flag_kind::none, "", "",
@@ -121,34 +127,41 @@ constexpr detail::setting all_settings[] = {
                                  "the next is refused, before it takes a block (0: no limit)",
      flag_kind::value, "--max-per-source", "N",
      [](Config& c, const given& v) { c.max_per_source = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
-     [](const Config& c, bool) { return std::to_string(c.max_per_source); }},
+     [](const Config& c, bool) { return std::to_string(c.max_per_source); },
+     applies::at_reload},
     {"limits", "source_prefix_v4", "IPv4 clients in one /N count as one source for max_per_source",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.source_prefix_v4 = static_cast<unsigned>(v.integer(1, 32)); },
-     [](const Config& c, bool) { return std::to_string(c.source_prefix_v4); }},
+     [](const Config& c, bool) { return std::to_string(c.source_prefix_v4); },
+     applies::at_reload},
     {"limits", "source_prefix_v6", "IPv6 clients in one /N count as one source for max_per_source "
                                    "(64: one end site)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.source_prefix_v6 = static_cast<unsigned>(v.integer(1, 128)); },
-     [](const Config& c, bool) { return std::to_string(c.source_prefix_v6); }},
+     [](const Config& c, bool) { return std::to_string(c.source_prefix_v6); },
+     applies::at_reload},
     {"limits", "accept_rate", "newcomers per second over all threads; past it they are refused "
                               "(on_exhausted = \"pause\": left in the backlog) (0: no limit)",
      flag_kind::value, "--accept-rate", "N",
      [](Config& c, const given& v) { c.accept_rate = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
-     [](const Config& c, bool) { return std::to_string(c.accept_rate); }},
+     [](const Config& c, bool) { return std::to_string(c.accept_rate); },
+     applies::at_reload},
     {"limits", "accept_burst", "newcomers accepted at once beyond accept_rate (0: accept_rate)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.accept_burst = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
-     [](const Config& c, bool) { return std::to_string(c.accept_burst); }},
+     [](const Config& c, bool) { return std::to_string(c.accept_burst); },
+     applies::at_reload},
 
     {"timeouts", "idle", "close a client that has been silent this long (0: never)",
      flag_kind::value, "--idle-timeout", "DURATION",
      [](Config& c, const given& v) { c.idle_timeout = v.duration(0ms, 24h); },
-     [](const Config& c, bool) { return show_duration(c.idle_timeout); }},
+     [](const Config& c, bool) { return show_duration(c.idle_timeout); },
+     applies::at_reload},
     {"timeouts", "connect", "give up connecting to an upstream after this long",
      flag_kind::value, "--connect-timeout", "DURATION",
      [](Config& c, const given& v) { c.connect_timeout = v.duration(1ms, 5min); },
-     [](const Config& c, bool) { return show_duration(c.connect_timeout); }},
+     [](const Config& c, bool) { return show_duration(c.connect_timeout); },
+     applies::at_reload},
     {"timeouts", "shutdown_grace", "on SIGTERM or SIGINT, how long open connections may finish",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.shutdown_grace = v.duration(0ms, 1h); },
@@ -157,7 +170,8 @@ constexpr detail::setting all_settings[] = {
                                  "arrived after this long",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.proxy_header_timeout = v.duration(1ms, 5min); },
-     [](const Config& c, bool) { return show_duration(c.proxy_header_timeout); }},
+     [](const Config& c, bool) { return show_duration(c.proxy_header_timeout); },
+     applies::at_reload},
 
     {"proxy", "upstreams", "servers to relay to in proxy mode (--upstream replaces the file's list)",
      flag_kind::repeated, "--upstream", "HOST:PORT",
@@ -174,21 +188,25 @@ constexpr detail::setting all_settings[] = {
          std::vector<std::string> texts;
          for (const auto& e : c.upstreams) texts.push_back(to_string(e));
          return show_list(texts);
-     }},
+     },
+     applies::at_reload},
     {"proxy", "resolve_interval", "how often upstream names are looked up again (every address "
                                   "is used; a failed lookup keeps the last ones) (0: at start and "
                                   "reload only)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.resolve_interval = v.duration(0ms, 24h); },
-     [](const Config& c, bool) { return show_duration(c.resolve_interval); }},
+     [](const Config& c, bool) { return show_duration(c.resolve_interval); },
+     applies::at_reload},
     {"proxy", "balance", "how a new client picks its upstream",
      flag_kind::value, "--balance", "round-robin|least-connections",
      [](Config& c, const given& v) { c.balance = pick<balance_policy>(v, balance_names); },
-     [](const Config& c, bool) { return quote(to_string(c.balance)); }},
+     [](const Config& c, bool) { return quote(to_string(c.balance)); },
+     applies::at_reload},
     {"proxy", "fail_timeout", "how long an upstream that failed to answer is skipped",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.upstream_fail_timeout = v.duration(0ms, 1h); },
-     [](const Config& c, bool) { return show_duration(c.upstream_fail_timeout); }},
+     [](const Config& c, bool) { return show_duration(c.upstream_fail_timeout); },
+     applies::at_reload},
     {"proxy", "splice_pipes", "pipes per worker thread that relay bulk transfers zero-copy "
                               "(0: always copy through a buffer)",
      flag_kind::none, "", "",
@@ -198,35 +216,42 @@ constexpr detail::setting all_settings[] = {
                             "addresses before the first relayed byte",
      flag_kind::value, "--send-proxy", "off|v1|v2",
      [](Config& c, const given& v) { c.send_proxy = pick<proxy_header_version>(v, proxy_header_names); },
-     [](const Config& c, bool) { return quote(to_string(c.send_proxy)); }},
+     [](const Config& c, bool) { return quote(to_string(c.send_proxy)); },
+     applies::at_reload},
 
     {"health_check", "interval", "proxy mode: check each upstream this often, off the data threads; "
                                  "a down one gets no new clients (0: no active checks)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_interval = v.duration(0ms, 1h); },
-     [](const Config& c, bool) { return show_duration(c.check_interval); }},
+     [](const Config& c, bool) { return show_duration(c.check_interval); },
+     applies::at_reload},
     {"health_check", "timeout", "a check that has not passed after this long (or the interval, if "
                                 "shorter) failed",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_timeout = v.duration(1ms, 5min); },
-     [](const Config& c, bool) { return show_duration(c.check_timeout); }},
+     [](const Config& c, bool) { return show_duration(c.check_timeout); },
+     applies::at_reload},
     {"health_check", "rise", "checks in a row that must pass before a down upstream is up again",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_rise = static_cast<std::uint32_t>(v.integer(1, 1000)); },
-     [](const Config& c, bool) { return std::to_string(c.check_rise); }},
+     [](const Config& c, bool) { return std::to_string(c.check_rise); },
+     applies::at_reload},
     {"health_check", "fall", "failures in a row that take an upstream down (a client's failed "
                              "connect adds to the count the next failed check completes)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_fall = static_cast<std::uint32_t>(v.integer(1, 1000)); },
-     [](const Config& c, bool) { return std::to_string(c.check_fall); }},
+     [](const Config& c, bool) { return std::to_string(c.check_fall); },
+     applies::at_reload},
     {"health_check", "send", "written to the upstream once connected (empty: the connect is the check)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_send = v.bytes(max_text); },
-     [](const Config& c, bool) { return quote(c.check_send); }},
+     [](const Config& c, bool) { return quote(c.check_send); },
+     applies::at_reload},
     {"health_check", "expect", "text the upstream's answer must contain (empty: nothing is read)",
      flag_kind::none, "", "",
      [](Config& c, const given& v) { c.check_expect = v.bytes(max_text); },
-     [](const Config& c, bool) { return quote(c.check_expect); }},
+     [](const Config& c, bool) { return quote(c.check_expect); },
+     applies::at_reload},
 
     {"admin", "listen", "admin HTTP listener, HOST:PORT (port 0: any free port)",
      flag_kind::value, "--admin", "HOST:PORT",
@@ -237,7 +262,8 @@ constexpr detail::setting all_settings[] = {
      [](Config& c, const given& v) { c.admin_token = v.secret(max_secret); },
      [](const Config& c, bool redact) {
          return quote(redact && !c.admin_token.empty() ? detail::redacted : c.admin_token);
-     }},
+     },
+     applies::at_reload},
     {"admin", "ready_headroom", "/readyz is 503 below this many free blocks "
                                 "(0: 1% of max_connections, at least 1)",
      flag_kind::none, "", "",
@@ -247,7 +273,8 @@ constexpr detail::setting all_settings[] = {
     {"log", "level", "trace, debug, info, warn, error, critical or off",
      flag_kind::value, "--log-level", "LEVEL",
      [](Config& c, const given& v) { c.log_level = level_names[v.choice(level_names)]; },
-     [](const Config& c, bool) { return quote(c.log_level); }},
+     [](const Config& c, bool) { return quote(c.log_level); },
+     applies::at_reload},
     {"log", "file", "append the log to this file, reopened on SIGHUP (empty: stderr)",
      flag_kind::value, "--log-file", "PATH",
      [](Config& c, const given& v) { c.log_file = v.text(max_path); },
@@ -260,12 +287,14 @@ constexpr detail::setting all_settings[] = {
                            "bytes each way and close reason, whatever the level",
      flag_kind::toggle, "--log-connections", "",
      [](Config& c, const given& v) { c.log_connections = v.boolean(); },
-     [](const Config& c, bool) { return show_bool(c.log_connections); }},
+     [](const Config& c, bool) { return show_bool(c.log_connections); },
+     applies::at_reload},
     {"log", "connections_rate", "connection lines per second at most; those past it are skipped "
                                 "and counted (0: no limit)",
      flag_kind::value, "--log-connections-rate", "N",
      [](Config& c, const given& v) { c.log_connections_rate = static_cast<std::uint32_t>(v.integer(0, 10'000'000)); },
-     [](const Config& c, bool) { return std::to_string(c.log_connections_rate); }},
+     [](const Config& c, bool) { return std::to_string(c.log_connections_rate); },
+     applies::at_reload},
 
     {"daemon", "daemonize", "detach from the terminal (needs an absolute pidfile)",
      flag_kind::toggle, "--daemonize", "",
@@ -324,6 +353,20 @@ std::size_t effective_ready_headroom(const Config& config) noexcept {
 
 std::span<const detail::setting> detail::settings() noexcept {
     return all_settings;
+}
+
+std::string detail::described(const setting& s) {
+    std::string text{s.help};
+    if (s.when == applies::at_reload) text += " (a reload applies it)";
+    return text;
+}
+
+bool applies_at_reload(std::string_view name) {
+    for (const auto& s : all_settings)
+        if (name.size() == s.table.size() + 1 + s.key.size() && name.starts_with(s.table) &&
+            name[s.table.size()] == '.' && name.ends_with(s.key))
+            return s.when == applies::at_reload;
+    return false;
 }
 
 }  // namespace slabd::config

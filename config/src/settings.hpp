@@ -17,6 +17,10 @@ namespace slabd::config::detail {
 /// How a setting can be given on the command line.
 enum class flag_kind { none, value, repeated, toggle };
 
+/// When a changed value takes effect: at the next start, or at a reload too (SIGHUP;
+/// server::reload applies it).
+enum class applies : bool { at_start, at_reload };
+
 /// One setting.
 struct setting {
     std::string_view table;       ///< TOML table, e.g. "pool"
@@ -27,10 +31,15 @@ struct setting {
     std::string_view value_name;  ///< e.g. "N" in --help
     void (*set)(Config&, const given&);
     std::string (*show)(const Config&, bool redact_secrets);  ///< as a TOML value
+    applies when = applies::at_start;
 };
 
 /// Every setting, grouped by table, tables in the order to_toml prints them.
 std::span<const setting> settings() noexcept;
+
+/// The setting's help line as --help, the man page and to_toml print it: what it does, and
+/// whether a reload applies it.
+std::string described(const setting& s);
 
 /// Where each setting was last given ("file:line: key" or "--flag"), by "table.key".
 using origins = std::map<std::string, std::string, std::less<>>;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <asio/post.hpp>
 
+#include <cassert>
 #include <string>
 #include <thread>
 #include <vector>
@@ -272,6 +273,9 @@ void server::reload(const config::Config& next) {
     // Each change is logged as the file spells the values (the settings list's own formatting),
     // so a log line reads like the config it came from.
     const auto adopt = [this, &changed](auto& field, const auto& value, std::string_view name) {
+        // The settings list says which keys a reload applies (--help, to_toml and the README
+        // follow it); this is where it does, and the two must agree (test_reload.py checks each).
+        assert(config::applies_at_reload(name));
         if (field == value) return;
         const std::string before = config::setting_literal(settings_, name);
         field = value;

@@ -3,11 +3,15 @@ policy while clients come and go, grows the connection pool from 100 to 1,000 bl
 it back with every connection held, and reports each outcome (applied, rejected with the reason,
 needs restart: which keys) in the log and in /stats."""
 
+import json
+import os
+import re
 import resource
 import signal
 import socket
 import threading
 import time
+import urllib.request
 
 import harness
 from harness import IO_TIMEOUT, assert_echo, close_all, recv_to_eof, wait_readable
@@ -15,6 +19,89 @@ from harness import IO_TIMEOUT, assert_echo, close_all, recv_to_eof, wait_readab
 
 def upstream_line(port):
     return f'"127.0.0.1:{port}"'
+
+
+# A value other than the test's own for every setting (test_each_setting_reloads_as_declared).
+# {DIR} is the test's directory, {UPSTREAM} a second upstream's port.
+OTHER_VALUES = {
+    "server.mode": '"echo"',
+    "server.threads": "3",
+    "server.accept_proxy": "true",
+    "server.trusted_sources": '["127.0.0.9"]',
+    "pool.max_connections": "150",
+    "pool.reserve": "800",
+    "pool.on_exhausted": '"pause"',
+    "pool.evict_idle_after": '"2m"',
+    "pool.busy_message": '"full"',
+    "pool.buffer_count": "512",
+    "pool.buffer_size": "8192",
+    "limits.max_per_source": "7",
+    "limits.source_prefix_v4": "24",
+    "limits.source_prefix_v6": "48",
+    "limits.accept_rate": "1000",
+    "limits.accept_burst": "50",
+    "timeouts.idle": '"2m"',
+    "timeouts.connect": '"2s"',
+    "timeouts.shutdown_grace": '"3s"',
+    "timeouts.proxy_header": '"2s"',
+    "proxy.upstreams": '["127.0.0.1:{UPSTREAM}"]',
+    "proxy.resolve_interval": '"10s"',
+    "proxy.balance": '"least-connections"',
+    "proxy.fail_timeout": '"2m"',
+    "proxy.splice_pipes": "8",
+    "proxy.send_proxy": '"v1"',
+    "health_check.interval": '"3s"',
+    "health_check.timeout": '"1s"',
+    "health_check.rise": "3",
+    "health_check.fall": "4",
+    "health_check.send": '"PING\\n"',
+    "health_check.expect": '"PING"',
+    "admin.token": '"t0ken"',
+    "admin.ready_headroom": "5",
+    "log.level": '"debug"',
+    "log.file": '"{DIR}/other.log"',
+    "log.format": '"json"',
+    "log.connections": "true",
+    "log.connections_rate": "10",
+    "daemon.daemonize": "true",
+    "daemon.pidfile": '"{DIR}/other.pid"',
+    "daemon.handover_socket": '"{DIR}/handover.sock"',
+}
+# Given on the command line by the harness, and a flag wins over the file at a reload too.
+GIVEN_AS_FLAGS = {"server.listen", "admin.listen"}
+
+
+def declared_settings():
+    """{"table.key": applies at a reload?} from --check-config's comments, which the settings
+    list writes: the one declaration of which settings a reload applies."""
+    code, out, err = harness.run_slabd("--check-config")
+    assert code == 0, err
+    declared, table, comment = {}, None, ""
+    for line in out.splitlines():
+        if line.startswith("["):
+            table = line.strip("[]")
+        elif line.startswith("# "):
+            comment = line
+        elif " = " in line:
+            declared[f"{table}.{line.split(' = ')[0]}"] = comment.endswith("(a reload applies it)")
+    return declared
+
+
+def readme_reload_keys(declared):
+    """The settings the README says a reload applies: its SIGHUP paragraph's list, a
+    `[table]` there standing for each of that table's keys, and pool.max_connections."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        text = f.read()
+    listed = text[text.index("These apply at once:"):text.index("An added upstream")]
+    keys = set()
+    for name in re.findall(r"`([^`]+)`", listed):
+        if name.startswith("["):
+            keys |= {k for k in declared if k.startswith(name.strip("[]") + ".")}
+        else:
+            keys.add(name)
+    if "`pool.max_connections` also changes live" in text:
+        keys.add("pool.max_connections")
+    return keys
 
 
 class Churn(threading.Thread):
@@ -219,6 +306,67 @@ class ReloadTest(harness.SlabdTest):
         for s in held:
             assert_echo(s, b"untouched\n")
         self.stop(server)
+
+    def test_each_setting_reloads_as_declared(self):
+        # One reload per setting, each changing that one alone: a setting the settings list says
+        # a reload applies is changed, one it says only a restart applies is reported as such.
+        # Proxy mode, so that the upstream and health-check settings apply.
+        declared = declared_settings()
+        self.assertEqual(set(declared), set(OTHER_VALUES) | GIVEN_AS_FLAGS,
+                         "a value to try for every setting, and no other")
+        self.assertEqual(readme_reload_keys(declared), {k for k, live in declared.items() if live},
+                         "the README's list of what a reload applies")
+        upstream, other = harness.PyUpstream(), harness.PyUpstream()
+        self.addCleanup(upstream.close)
+        self.addCleanup(other.close)
+        directory = os.path.dirname(self.write_config(""))
+        own = {"server.mode": '"proxy"', "server.threads": "2",
+               "proxy.upstreams": f"[{upstream_line(upstream.port)}]",
+               "pool.max_connections": "100", "server.trusted_sources": '["127.0.0.8"]',
+               "daemon.pidfile": f'"{directory}/slabd.pid"'}
+
+        def config_text(changed=None):
+            values = dict(own)
+            if changed is not None:
+                values[changed] = OTHER_VALUES[changed].format(DIR=directory, UPSTREAM=other.port)
+            tables = {}
+            for name, value in values.items():
+                table, key = name.split(".")
+                tables.setdefault(table, []).append(f"{key} = {value}")
+            return "".join(f"[{t}]\n" + "\n".join(lines) + "\n" for t, lines in tables.items())
+
+        config = self.write_config(config_text())
+        server = self.start("--config", config)
+        # The token goes last: from then on /stats wants it.
+        order = sorted(OTHER_VALUES, key=lambda name: name == "admin.token")
+        headers = {}
+        for applied, name in enumerate(order, start=1):
+            with open(config, "w") as f:
+                f.write(config_text(name))
+            server.signal(signal.SIGHUP)
+            if name == "admin.token":
+                headers = {"Authorization": "Bearer t0ken"}
+            deadline = time.monotonic() + harness.WAIT
+            while True:
+                request = urllib.request.Request(f"http://127.0.0.1:{server.admin_port}/stats",
+                                                 headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=IO_TIMEOUT) as response:
+                        reload = json.loads(response.read())["reload"]
+                except urllib.error.HTTPError:  # the token took effect between the two
+                    reload = {"applied": 0}
+                if reload["applied"] == applied:
+                    break
+                self.assertEqual(reload.get("rejected", 0), 0, f"{name}: {reload.get('error')}")
+                self.assertLess(time.monotonic(), deadline, f"reload {applied} ({name}) never applied")
+                time.sleep(harness.POLL)
+            self.assertEqual(reload["last"], "applied", f"{name}: {reload}")
+            if declared[name]:
+                self.assertEqual(reload["needs_restart"], [], name)
+                self.assertTrue(any(re.match(rf"{re.escape(name)}[ :]", line) for line in reload["changed"]),
+                                f"{name} not among what the reload changed: {reload['changed']}")
+            else:
+                self.assertEqual(reload["needs_restart"], [name], f"{name}: {reload}")
 
     def test_a_config_that_no_longer_loads_is_rejected_and_changes_nothing(self):
         config = self.write_config("[pool]\nmax_connections = 10\n")

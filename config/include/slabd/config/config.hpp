@@ -179,6 +179,10 @@ std::vector<setting_value> setting_values(const Config& config, bool redact_secr
 /// for a name that is no setting.
 std::string setting_literal(const Config& config, std::string_view name);
 
+/// Whether a reload applies setting `name` ("table.key") to the running server; false for the
+/// settings only a restart applies, and for a name that is no setting.
+bool applies_at_reload(std::string_view name);
+
 /// The settings whose values differ between `a` and `b`, as "table.key", in the settings' order
 /// (secrets compared, never shown: the names only).
 std::vector<std::string> differing_settings(const Config& a, const Config& b);
