@@ -15,7 +15,7 @@
 # --only: the tables to run, of echo, client, growth, proxy and bulk (default all). A change to slabd is
 # judged against what came before it: --baseline REV builds slabd as of git revision REV (in a
 # worktree under build/) and runs it as the server "slabd@REV" beside slabd in every echo
-# group; --limits adds "slabd+limits", slabd with every [limits] key on but set so high that
+# group and in the proxy and bulk tables; --limits adds "slabd+limits", slabd with every [limits] key on but set so high that
 # nobody is refused, which prices the admission checks themselves; --connection-log adds
 # "slabd+connlog", slabd with log.connections on at its default rate, logging to
 # build/release/connlog-PORT.log, which prices the connection log.

@@ -85,6 +85,10 @@ run() {
   kill "$server"
   wait "$server" 2>/dev/null || true
   server=
+  if [[ ! $conns =~ ^[1-9][0-9]*$ ]]; then
+    echo "cpu-split: the load against $kind completed nothing" >&2
+    exit 1
+  fi
   perf report -i "$tmp/perf.data" --sort dso -n --stdio 2>/dev/null |
     awk -v kind="$kind" -v conns="$conns" -v hz="$frequency" '
       /^#/ || NF < 3 { next }
@@ -97,9 +101,12 @@ echo "server       kernel µs/$unit  user µs/$unit  total  ${unit}s"
 for ((r = 1; r <= rounds; r++)); do
   for kind in slabd epoll-echo; do
     port=$((port + 2))
-    run "$kind" "$port" | awk '{ printf "%-12s %14.2f %13.2f %6.2f  %d\n", $1, $2, $3, $2 + $3, $4 }'
+    # Not in a pipeline: run() must set $server in this shell, for the exit trap.
+    run "$kind" "$port" >"$tmp/row"
+    awk '{ printf "%-12s %14.2f %13.2f %6.2f  %d\n", $1, $2, $3, $2 + $3, $4 }' "$tmp/row"
+    cat "$tmp/row" >>"$tmp/rows"
   done
-done | tee "$tmp/rows"
+done
 awk '{ k[$1] += $2; u[$1] += $3; n[$1]++ }
      END { for (s in n) printf "mean %-7s %14.2f %13.2f %6.2f\n", s, k[s] / n[s], u[s] / n[s], (k[s] + u[s]) / n[s] }' \
   "$tmp/rows" | sort

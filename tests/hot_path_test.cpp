@@ -314,7 +314,7 @@ TEST_CASE(
     CHECK(after.ioctl - before.ioctl == 0);
     CHECK(after.setsockopt - before.setsockopt == 2 * counted);
 
-    // Messages of 1 to 2,000 bytes over open connections: only each upstream connect re-arms.
+    // Messages of 1 to 250 bytes over open connections: only each upstream connect re-arms.
     constexpr int conns = 8;
     const auto quiet = slabd::test::socket_calls();
     CHECK(messages(proxy.port(), conns, 10, 250).failures == 0);

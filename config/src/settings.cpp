@@ -86,7 +86,8 @@ constexpr detail::setting all_settings[] = {
      [](const Config& c, bool) { return show_list(c.trusted_sources); },
      applies::at_reload},
 
-    {"pool", "max_connections", "clients served at once; the next is refused or waits",
+    {"pool", "max_connections", "clients served at once; the next is refused or waits (a reload "
+                                "may change it up to reserve)",
      flag_kind::value, "--max-connections", "N",
      [](Config& c, const given& v) { c.max_connections = static_cast<std::size_t>(v.integer(1, 10'000'000)); },
      [](const Config& c, bool) { return std::to_string(c.max_connections); },

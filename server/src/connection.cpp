@@ -507,8 +507,10 @@ void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
 }
 
 void connection::wait_read(relay& r) noexcept {
-    // Every caller has just drained `from`, its FIN included, and a proxy its pending error too
-    // (pump), so the wait can stay registered (ready_wait.hpp).
+    static_assert(sizeof(detail::ready_op<ready_handler>) <= io_op_memory::capacity,
+                  "the wait lives in the relay's operation memory");
+    // Every caller has just drained `from`, its FIN included, and a proxy has ruled out a reset
+    // that no edge would announce (pump), so the wait can stay registered (ready_wait.hpp).
     async_wait_readable(shard_.reactor(), *r.from, ready_handler{connection_ref(*this), &r, false});
 }
 

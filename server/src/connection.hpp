@@ -150,8 +150,8 @@ class connection {
     void on_proxy_header(const proxy_protocol::header& h) noexcept;
     /// send_proxy: the header goes out before the first relayed byte; false if it could not.
     [[nodiscard]] bool send_proxy_header() noexcept;
-    /// Relays what `r.from` has. `errors_announced`: a read wait's event called, and it showed no
-    /// error or hang-up, so a reset since the last drain would raise a new edge.
+    /// Relays what `r.from` has. `errors_announced`: true when called from a read wait whose
+    /// event showed no error or hang-up, so that a reset since the last drain raises a new edge.
     void pump(relay& r, bool errors_announced = false) noexcept;
     void pump_spliced(relay& r) noexcept;
     void on_readable(relay& r, const asio::error_code& ec, ready_event event) noexcept;

@@ -6,8 +6,11 @@
 // RST raises an edge. "Drained" must include the FIN: a read can return the last bytes with the
 // FIN already queued behind them, and then no edge follows. TCP_INQ tells (read_noting_rest).
 // It cannot tell a reset: Linux keeps the bytes queued before a RST readable, and TCP_INQ counts
-// none after them. A reset that came while this wait was queued shows in the event that ends it
-// (ready_event::hung_up); one that came while none was queued raised its edge for nobody.
+// none after them. A reset's edge shows in the event that ends this wait (ready_event::hung_up)
+// when Asio handles that event with the wait queued; handled while none is, it goes to nobody.
+// On a shard's one thread a handler runs to its end before the next epoll_wait's events are
+// handled, so an edge that comes while a handler reads is handled after that handler queued its
+// wait; only a wake-up that was not this wait (a write, a yield, a connect) may have missed one.
 #pragma once
 
 #include <asio/detail/reactor.hpp>
@@ -99,6 +102,8 @@ class ready_op : public asio::detail::reactor_op {
     bool starting = true;
 
   private:
+    std::uint32_t events_ = 0;  // the mask of the event that completed the wait
+
     // Past start_op, only the descriptor's event handling calls this, with the event's mask in
     // the descriptor state.
     static status perform(reactor_op* base) noexcept {
@@ -124,7 +129,6 @@ class ready_op : public asio::detail::reactor_op {
 
     Handler handler_;
     reactor_type::per_descriptor_data descriptor_;
-    std::uint32_t events_ = 0;
 };
 
 }  // namespace detail
@@ -187,6 +191,7 @@ inline std::size_t write_now(int fd, const std::byte* data, std::size_t size,
 /// Calls `handler(ec, ready_event)` once `socket` (or a listener) is readable. Only for a socket
 /// just drained, FIN included (read_noting_rest said so, or a read returned EAGAIN), or a
 /// listener whose accept returned EAGAIN: readiness that came before the wait raises no new edge.
+/// A reset is the caller's to rule out, as the header's comment says.
 template <typename IoObject, typename Handler>
 void async_wait_readable(reactor_type& reactor, IoObject& socket, Handler handler) noexcept {
     using op_type = detail::ready_op<Handler>;

@@ -341,8 +341,8 @@ class FaultTest(harness.SlabdTest):
         sender.start()
         wait_stalled(server, "the upload to stall", extra=lambda s: s["bytes"]["in"] > 0)
         c.shutdown(socket.SHUT_RDWR)  # wakes the blocked sender; the reset follows
-        reset(c)
         sender.join(WAIT)
+        reset(c)
         go.set()
         self.wait_upstream_end(record, "its client reset")
         self.assertEqual(record["end"], "eof")
