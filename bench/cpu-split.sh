@@ -34,14 +34,9 @@ done
 if [[ -n $rr ]]; then
   load=(rr -c "$rr" -s 64 --source "127.0.0.1,127.0.0.2")
   unit=msg
-  # The throughput table's last column: messages measured.
-  # shellcheck disable=SC2016 # an awk program
-  count='/^  throughput +msgs\/s/ { getline; print $4 }'
 else
   load=(churn -c 50 -s 64)
   unit=conn
-  # shellcheck disable=SC2016
-  count='/ok +refused_cleanly/ { getline; print $1 }'
 fi
 
 slabd=build/release/server/slabd
@@ -78,8 +73,12 @@ run() {
     -o "$tmp/perf.data" -p "$server" >/dev/null 2>&1 &
   local recorder=$!
   sleep 0.2
-  conns=$(timeout $((duration + 60)) taskset -c 1 "$slabd_load" "${load[@]}" \
-    --target "127.0.0.1:$port" -d "$duration" 2>&1 | awk "$count")
+  timeout $((duration + 60)) taskset -c 1 "$slabd_load" "${load[@]}" \
+    --target "127.0.0.1:$port" -d "$duration" --json "$tmp/load.json" >/dev/null 2>&1 || true
+  # slabd-load's report: messages measured, one per connection under churn.
+  conns=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["msgs"])' \
+    "$tmp/load.json" 2>/dev/null || true)
+  rm -f "$tmp/load.json"
   kill -INT "$recorder" 2>/dev/null || true
   wait "$recorder" || true
   kill "$server"

@@ -468,11 +468,8 @@ std::vector<std::string> differing_settings(const Config& a, const Config& b) {
 }
 
 std::string setting_literal(const Config& config, std::string_view name) {
-    for (const auto& s : detail::settings())
-        if (name.size() == s.table.size() + 1 + s.key.size() && name.starts_with(s.table) &&
-            name[s.table.size()] == '.' && name.ends_with(s.key))
-            return s.show(config, true);
-    return {};
+    const detail::setting* s = detail::find_setting(name);
+    return s != nullptr ? s->show(config, true) : std::string{};
 }
 
 std::vector<setting_value> setting_values(const Config& config, bool redact_secrets) {

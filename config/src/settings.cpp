@@ -362,12 +362,17 @@ std::string detail::described(const setting& s) {
     return text;
 }
 
-bool applies_at_reload(std::string_view name) {
+const detail::setting* detail::find_setting(std::string_view name) noexcept {
     for (const auto& s : all_settings)
         if (name.size() == s.table.size() + 1 + s.key.size() && name.starts_with(s.table) &&
             name[s.table.size()] == '.' && name.ends_with(s.key))
-            return s.when == applies::at_reload;
-    return false;
+            return &s;
+    return nullptr;
+}
+
+bool applies_at_reload(std::string_view name) {
+    const detail::setting* s = detail::find_setting(name);
+    return s != nullptr && s->when == applies::at_reload;
 }
 
 }  // namespace slabd::config

@@ -37,6 +37,9 @@ struct setting {
 /// Every setting, grouped by table, tables in the order to_toml prints them.
 std::span<const setting> settings() noexcept;
 
+/// The setting named "table.key", or nullptr.
+const setting* find_setting(std::string_view name) noexcept;
+
 /// The setting's help line as --help, the man page and to_toml print it: what it does, and
 /// whether a reload applies it.
 std::string described(const setting& s);
