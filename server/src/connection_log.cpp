@@ -62,7 +62,8 @@ connection_log::connection_log(std::size_t shards, bool on, std::uint32_t rate,
 }
 
 void connection_log::start() {
-    writer_ = std::thread([this] { run(); });
+    started_ = true;
+    if (enabled()) writer_ = std::thread([this] { run(); });
 }
 
 void connection_log::stop() {
@@ -89,6 +90,7 @@ void connection_log::configure(bool on, std::uint32_t rate) {
         on_.store(on, std::memory_order_relaxed);
     }
     wake_.notify_one();
+    if (on && started_ && !writer_.joinable()) writer_ = std::thread([this] { run(); });
 }
 
 void connection_log::run() {

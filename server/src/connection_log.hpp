@@ -77,7 +77,9 @@ class connection_log {
     [[nodiscard]] bool offer(const connection_record& r) noexcept;
     /// On the control thread (reload).
     void configure(bool on, std::uint32_t rate);
-    /// Starts the writer: in run(), not at construction, so that a daemon's fork comes first.
+    /// Starts the writer if the log is on, or else when a reload turns it on: a process that logs
+    /// no connection keeps no thread for it (decision 29). In run(), not at construction, so that
+    /// a daemon's fork comes first; start, configure and stop run on one thread.
     void start();
     /// Writes what the rings still hold, then stops the writer; once the shards have stopped.
     void stop();
@@ -95,6 +97,7 @@ class connection_log {
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;  // under mutex_
+    bool started_ = false;
     std::thread writer_;
 };
 

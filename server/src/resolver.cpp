@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 namespace slabd::server {
 
@@ -38,26 +39,20 @@ std::vector<upstreams::target> upstream_resolver::configure(
     const std::vector<config::endpoint>& list, std::chrono::milliseconds interval, bool at_start) {
     list_ = list;
     interval_ = interval;
-    for (const auto& e : list_) {
-        if (!is_name(e)) continue;
-        const std::string key = config::to_string(e);
-        asio::error_code ec;
-        const auto results = resolver_.resolve(e.host, std::to_string(e.port), ec);
-        if (ec && at_start)
-            throw std::runtime_error("proxy.upstreams: " + key +
-                                     " does not resolve: " + ec.message());
-        if (!ec) {
-            addresses_[key] = addresses_of(results);
-            continue;
+    if (at_start) {
+        for (const auto& e : list_) {
+            if (!is_name(e)) continue;
+            asio::error_code ec;
+            const auto results = resolver_.resolve(e.host, std::to_string(e.port), ec);
+            if (ec)
+                throw std::runtime_error("proxy.upstreams: " + config::to_string(e) +
+                                         " does not resolve: " + ec.message());
+            addresses_[config::to_string(e)] = addresses_of(results);
         }
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn(
-            "resolve: {} does not resolve ({}); {}", key, ec.message(),
-            addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
     }
     applied_ = targets();
-    // A new interval counts from now; a reload that adds the first name starts the lookups.
-    if (!stopped_) schedule();
+    // A reload looks the names up again at once, and a new interval counts from now.
+    if (!at_start && !stopped_) round();
     return applied_;
 }
 
@@ -85,7 +80,11 @@ void upstream_resolver::schedule() {
 }
 
 void upstream_resolver::round() {
-    if (pending_ != 0) return;  // the last round is still waiting on a lookup
+    // The last round is still waiting on a lookup: this one follows it, for a reload's names.
+    if (pending_ != 0) {
+        round_again_ = true;
+        return;
+    }
     for (const auto& e : list_) {
         if (!is_name(e)) continue;
         ++pending_;
@@ -108,16 +107,18 @@ void upstream_resolver::resolved(const config::endpoint& name, const asio::error
     if (std::ranges::find(list_, name) == list_.end()) return;
     if (ec) {
         failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("resolve: {} does not resolve ({}); keeping its last addresses", key,
-                     ec.message());
+        spdlog::warn(
+            "resolve: {} does not resolve ({}); {}", key, ec.message(),
+            addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
     } else {
         addresses_[key] = addresses_of(results);
     }
     if (pending_ != 0) return;
-    auto next = targets();
-    if (next == applied_) return;
-    applied_ = std::move(next);
-    apply_(applied_);
+    if (auto next = targets(); next != applied_) {
+        applied_ = std::move(next);
+        apply_(applied_);
+    }
+    if (std::exchange(round_again_, false) && !stopped_) round();
 }
 
 std::vector<upstreams::target> upstream_resolver::targets() const {

@@ -2,7 +2,9 @@
 // through the system's resolver (getaddrinfo: /etc/hosts, DNS), every address it returns. Names
 // are looked up at start (one that does not resolve stops the start, as a bad address does), on
 // each reload, and every resolve_interval; a lookup that fails keeps the addresses of the last one
-// that worked. Only the control thread resolves: a slow DNS server never stalls a data thread.
+// that worked. Only start-up waits for a lookup. Later ones run on Asio's lookup thread and
+// complete on the control thread, so a slow DNS server stalls neither the admin endpoint nor a
+// shard that shares the control thread (decision 29).
 #pragma once
 
 #include <asio/io_context.hpp>
@@ -26,13 +28,14 @@ class upstream_resolver {
   public:
     using apply_function = std::function<void(const std::vector<upstreams::target>&)>;
 
-    /// `apply` runs on the control thread with the new targets whenever a periodic lookup
+    /// `apply` runs on the control thread with the new targets whenever a lookup after start
     /// changed them.
     upstream_resolver(asio::io_context& control, apply_function apply);
 
-    /// Sets the list and the interval, looks every name up now (blocking this thread, the
-    /// control thread or start-up) and returns the targets. `at_start`: a name that does not
-    /// resolve throws std::runtime_error; later it keeps its last addresses (if any).
+    /// Sets the list and the interval and returns the targets. `at_start`: looks every name up
+    /// now, waiting, and a name that does not resolve throws std::runtime_error. Else (a reload)
+    /// a name keeps the addresses it has, none for a new one, until a lookup started now
+    /// answers; `apply` then takes the change.
     std::vector<upstreams::target> configure(const std::vector<config::endpoint>& list,
                                              std::chrono::milliseconds interval, bool at_start);
     /// On the control thread: looks names up again every interval from now on.
@@ -57,7 +60,8 @@ class upstream_resolver {
     std::vector<config::endpoint> list_;
     std::chrono::milliseconds interval_{0};
     std::map<std::string, std::vector<asio::ip::tcp::endpoint>> addresses_;  // by "name:port"
-    std::size_t pending_ = 0;  // lookups of the round in flight
+    std::size_t pending_ = 0;   // lookups of the round in flight
+    bool round_again_ = false;  // a round was asked for while one was in flight
     std::vector<upstreams::target> applied_;
     std::atomic<std::uint64_t> failures_{0};
     bool stopped_ = false;

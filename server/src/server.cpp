@@ -30,6 +30,20 @@ std::int64_t now_ns() noexcept {
         .count();
 }
 
+/// How many shards: one per thread asked for, or one per listener taken over.
+std::size_t shard_count(const config::Config& c, const handover_setup& h) noexcept {
+    return std::max<std::size_t>(1, h.inherited ? h.inherited->data.size() : c.threads);
+}
+
+/// The shards' io_contexts, then the control work's, which a lone shard shares.
+std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t shards) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (std::size_t i = 0; i < shards; ++i)
+        out.push_back(std::make_unique<asio::io_context>(shard_concurrency_hint));
+    if (shards > 1) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+}
+
 health_check_settings health_check_of(const config::Config& c) {
     return {c.check_interval, std::min(c.check_timeout, c.check_interval),
             c.check_rise,     c.check_fall,
@@ -54,6 +68,8 @@ live_settings live_settings_of(const config::Config& c) {
 server::server(const config::Config& settings, handover_setup handover)
     : settings_(settings),
       connections_(settings.max_connections, config::effective_pool_reserve(settings)),
+      contexts_(make_contexts(shard_count(settings, handover))),
+      control_(*contexts_.back()),
       signals_(control_, SIGINT, SIGTERM),
       operator_signals_(control_, SIGHUP, SIGUSR2),
       history_timer_(control_),
@@ -67,7 +83,7 @@ server::server(const config::Config& settings, handover_setup handover)
             settings_.threads, inherited->data.size(), inherited->data.size());
         settings_.threads = static_cast<unsigned>(inherited->data.size());
     }
-    const unsigned threads = std::max(1U, settings_.threads);
+    const auto threads = static_cast<unsigned>(shard_count(settings_, handover_));
     history_ = std::make_unique<history>(threads);
     history_shards_.resize(threads);
     const std::size_t reserve = connections_.reserved();
@@ -109,7 +125,8 @@ server::server(const config::Config& settings, handover_setup handover)
                             std::max<std::size_t>(16, settings_.max_connections / threads / 4),
                             *sources_, *accept_rate_, *connection_log_};
     for (unsigned i = 0; i < threads; ++i) {
-        shards_.push_back(std::make_unique<shard>(setup, static_cast<std::uint16_t>(i)));
+        shards_.push_back(
+            std::make_unique<shard>(setup, static_cast<std::uint16_t>(i), *contexts_[i]));
         if (inherited) {
             shards_.back()->adopt(std::exchange(inherited->data[i], -1));
             continue;
@@ -127,6 +144,7 @@ server::server(const config::Config& settings, handover_setup handover)
                 ":" + std::to_string(took.port()) +
                 "): a take-over keeps the listeners; stop and start slabd to move them");
     }
+    undrained_ = shards_.size();
     warn_if_pipes_shrunk();
     if (inherited && inherited->admin >= 0)
         admin_ = std::make_unique<admin>(control_, std::exchange(inherited->admin, -1), *this);
@@ -169,8 +187,6 @@ void server::run() {
     admin_->start();
 
     connection_log_->start();
-    std::vector<std::thread> threads;
-    for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
     static_assert(history::upstream_slots >= upstreams::max_slots, "history keeps every slot");
     asio::post(control_, [this] {
         serve_handovers();
@@ -178,22 +194,32 @@ void server::run() {
         if (resolver_ != nullptr) resolver_->start();
         sample_history();
     });
-    std::thread control([this] { control_.run(); });
-    for (auto& t : threads) t.join();
+    if (shards_.size() == 1) {
+        shards_.front()->run();
+    } else {
+        std::vector<std::thread> threads;
+        for (auto& s : shards_) threads.emplace_back([&s] { s->run(); });
+        control_.run();
+        for (auto& t : threads) t.join();
+    }
     connection_log_->stop();
-    // Every shard has drained: the admin endpoint and the signal watch go too.
-    asio::post(control_, [this] {
-        asio::error_code ignored;
-        signals_.cancel(ignored);
-        operator_signals_.cancel(ignored);
-        admin_->stop();
-        if (handover_listener_ != nullptr) handover_listener_->stop(true);
-        if (health_ != nullptr) health_->stop();
-        if (resolver_ != nullptr) resolver_->stop();
-        history_timer_.cancel();
-        control_.stop();  // keep-alive admin sessions would otherwise hold run() open
-    });
-    control.join();
+}
+
+void server::drained() noexcept {
+    if (undrained_.fetch_sub(1) == 1) asio::post(control_, [this] { stop_control(); });
+}
+
+void server::stop_control() {
+    asio::error_code ignored;
+    signals_.cancel(ignored);
+    operator_signals_.cancel(ignored);
+    admin_->stop();
+    if (handover_listener_ != nullptr) handover_listener_->stop(true);
+    if (health_ != nullptr) health_->stop();
+    if (resolver_ != nullptr) resolver_->stop();
+    history_timer_.cancel();
+    // Keep-alive admin sessions would otherwise keep run() going; a lone shard has drained.
+    control_.stop();
 }
 
 void server::serve_handovers() {
@@ -411,8 +437,7 @@ void server::fence_upstreams(std::uint64_t reload) {
 }
 
 void server::notify_fork(asio::execution_context::fork_event event) {
-    control_.notify_fork(event);
-    for (auto& s : shards_) s->context().notify_fork(event);
+    for (auto& c : contexts_) c->notify_fork(event);
 }
 
 void server::wake_paused_shards() noexcept {

@@ -99,8 +99,12 @@ class server final : private shard_events {
         if (paused_shards_.load() > 0) [[unlikely]]
             wake_paused_shards();
     }
+    void drained() noexcept override;
 
     void warn_if_pipes_shrunk() const;
+    /// On the control thread once every shard has drained: closes the admin endpoint, the
+    /// signal watch and the timers, and ends run().
+    void stop_control();
     /// On the control thread once the shards run: confirms a take-over, then serves the next.
     void serve_handovers();
     /// A new process serves the listeners: stop accepting and drain.
@@ -132,8 +136,14 @@ class server final : private shard_events {
     std::unique_ptr<source_table> sources_;
     std::unique_ptr<accept_rate_limiter> accept_rate_;
     std::unique_ptr<connection_log> connection_log_;
+    // One io_context per shard, each run by a thread of its own, and one for the control work
+    // (the admin endpoint, signals, health checks, lookups, history), run by the thread that
+    // calls run(). A lone shard is run by that thread too, on the control work's io_context, so
+    // that the process has one thread (decision 29). Before every I/O object: they go first.
+    std::vector<std::unique_ptr<asio::io_context>> contexts_;
+    asio::io_context& control_;
     std::vector<std::unique_ptr<shard>> shards_;
-    asio::io_context control_{1};  // admin endpoint and signals, on the thread that calls run()
+    std::atomic<std::size_t> undrained_{0};  // shards still draining or serving
     asio::signal_set signals_;
     // SIGHUP and SIGUSR2, from construction, so that an early one cannot kill the process.
     asio::signal_set operator_signals_;

@@ -10,6 +10,7 @@
 #include <array>
 #include <cassert>
 #include <cerrno>
+#include <utility>
 
 namespace slabd::server {
 
@@ -62,7 +63,7 @@ struct shard::resume_handler {
     void operator()() const noexcept { self->resume_buffer_waiters(); }
 };
 
-shard::shard(const shard_setup& setup, std::uint16_t index)
+shard::shard(const shard_setup& setup, std::uint16_t index, asio::io_context& context)
     : connections_(setup.connections),
       legs_(setup.legs),
       upstreams_(setup.upstream_list),
@@ -72,6 +73,7 @@ shard::shard(const shard_setup& setup, std::uint16_t index)
       accept_rate_(setup.accept_rate),
       log_(setup.log),
       index_(index),
+      context_(context),
       listener_(context_.get_executor()),
       tick_timer_(context_),
       backoff_timer_(context_),
@@ -651,12 +653,13 @@ bool shard::drained() const noexcept {
 
 void shard::finish_drain_if_empty() noexcept {
     if (!drained()) return;
-    // Nothing left to serve: let run() return.
+    // Nothing left to serve: the shard's work on its io_context ends.
     tick_timer_.cancel();
     grace_timer_.cancel();
     backoff_timer_.cancel();
     rate_timer_.cancel();
     closes_seen_timer_.cancel();
+    if (!std::exchange(drain_reported_, true)) events_.drained();
 }
 
 }  // namespace slabd::server

@@ -40,6 +40,8 @@ class shard_events {
     virtual void paused(int delta) noexcept = 0;
     /// A connection block went back to the shared pool.
     virtual void block_freed() noexcept = 0;
+    /// Draining, the shard has closed its last connection: once per shard.
+    virtual void drained() noexcept = 0;
 };
 
 /// The settings a shard reads on its own thread that SIGHUP may change: each shard keeps its own
@@ -56,6 +58,14 @@ struct live_settings {
     std::chrono::milliseconds proxy_header_timeout{0};
     config::proxy_header_version send_proxy = config::proxy_header_version::off;
 };
+
+/// How a shard's io_context is made. One thread runs it, and only that thread opens, closes and
+/// uses the sockets and timers on it (before it runs, the constructors; after, the destructors),
+/// so the reactor needs no locks, neither per descriptor nor for registration and timers;
+/// post() from other threads (drain, reload, Asio's lookup thread) stays safe with the
+/// scheduler's lock.
+inline constexpr int shard_concurrency_hint =
+    static_cast<int>(ASIO_CONCURRENCY_HINT_ID | ASIO_CONCURRENCY_HINT_LOCKING_SCHEDULER);
 
 /// Everything a shard is built from.
 struct shard_setup {
@@ -76,8 +86,9 @@ struct shard_setup {
 
 class shard {
   public:
-    /// Shard number `index` of the server's.
-    shard(const shard_setup& setup, std::uint16_t index);
+    /// Shard number `index` of the server's, on `context`: one thread runs it, and nothing else
+    /// on it but the server's control work.
+    shard(const shard_setup& setup, std::uint16_t index, asio::io_context& context);
     ~shard();
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
@@ -91,7 +102,8 @@ class shard {
     }
     /// The listener, for a process that takes over.
     [[nodiscard]] int native_listener() noexcept { return listener_.native_handle(); }
-    /// Starts accepting and the clock, then runs the io_context until the shard has drained.
+    /// Starts accepting and the clock, then runs the io_context until it runs out of work: the
+    /// shard's ends when it has drained.
     void run();
     /// Thread-safe: stop accepting, give open connections `grace`, then close the rest.
     void begin_drain(std::chrono::milliseconds grace);
@@ -218,12 +230,7 @@ class shard {
     accept_rate_limiter& accept_rate_;
     connection_log& log_;
     std::uint16_t index_;
-    // One thread runs it and only it opens, closes and uses the sockets and timers (before it
-    // runs, the constructor; after, the destructor), so the reactor needs no locks, neither per
-    // descriptor nor for registration and timers; post() from other threads (drain, reload)
-    // stays safe with the scheduler's lock.
-    asio::io_context context_{
-        static_cast<int>(ASIO_CONCURRENCY_HINT_ID | ASIO_CONCURRENCY_HINT_LOCKING_SCHEDULER)};
+    asio::io_context& context_;  // made with shard_concurrency_hint
     reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
     // A socket, not an acceptor: new_socket.hpp accepts on it, and a wait for a newcomer needs the
     // socket's reactor data, which Asio's acceptor keeps private.
@@ -265,7 +272,8 @@ class shard {
     // a newcomer that finds no room now is refused without a second look.
     bool closes_seen_since_admitting_ = false;
     bool draining_ = false;
-    bool resume_posted_ = false;  // resume_buffer_waiters is queued
+    bool drain_reported_ = false;  // events_.drained() was called
+    bool resume_posted_ = false;   // resume_buffer_waiters is queued
     std::atomic<bool> wake_posted_{false};
 };
 

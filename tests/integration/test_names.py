@@ -1,12 +1,14 @@
 """Upstream names and IPv6: a name is looked up at start (one that does not resolve stops the
 start), every address it returns is an upstream of its own, and it is looked up again every
-proxy.resolve_interval, a failed lookup keeping the last addresses; slabd listens dual-stack on
-[::] and relays to IPv6 upstreams.
+proxy.resolve_interval, a failed lookup keeping the last addresses; a reload's lookup holds up
+nobody; slabd listens dual-stack on [::] and relays to IPv6 upstreams.
 
 Names come from a hosts file of the test's own, bind-mounted over /etc/hosts in a mount namespace
-that only slabd sees (unshare --mount): the machine's /etc/hosts is never touched."""
+that only slabd sees (unshare --mount): the machine's /etc/hosts is never touched. A test that
+needs a DNS server mounts its own resolv.conf the same way."""
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -23,15 +25,21 @@ class NamesTest(harness.SlabdTest):
         if not can_unshare():
             self.skipTest("unshare --mount is not permitted here (needs root)")
         self.hosts = self.write_config("", name="hosts")
-        # slabd, run by a wrapper that gives it the hosts file as /etc/hosts: the same process
-        # (both exec), so the harness's pid is slabd's.
-        wrapper = os.path.join(os.path.dirname(self.hosts), "slabd-with-hosts")
-        with open(wrapper, "w") as f:
-            f.write(f"#!/bin/sh\nexec unshare --mount sh -c 'mount --bind {self.hosts} /etc/hosts && "
-                    f"exec \"$0\" \"$@\"' {harness.SLABD} \"$@\"\n")
-        os.chmod(wrapper, stat.S_IRWXU)
-        self.real_slabd, harness.SLABD = harness.SLABD, wrapper
+        self.real_slabd = harness.SLABD
         self.addCleanup(setattr, harness, "SLABD", self.real_slabd)
+        self.mount_over({"/etc/hosts": self.hosts})
+
+    def mount_over(self, files):
+        """slabd from now on runs by a wrapper that mounts each file of `files` (a path in /etc
+        to the test's file) over it: the same process (both exec), so the harness's pid is
+        slabd's."""
+        wrapper = os.path.join(os.path.dirname(self.hosts), "slabd-with-files")
+        mounts = " && ".join(f"mount --bind {ours} {theirs}" for theirs, ours in files.items())
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec unshare --mount sh -c '{mounts} && "
+                    f"exec \"$0\" \"$@\"' {self.real_slabd} \"$@\"\n")
+        os.chmod(wrapper, stat.S_IRWXU)
+        harness.SLABD = wrapper
 
     def set_hosts(self, lines):
         # Rewritten in place: the bind mount holds this inode, and glibc reads it at each lookup.
@@ -108,6 +116,41 @@ class NamesTest(harness.SlabdTest):
 
         self.set_hosts([("127.0.0.1", "moving.test"), ("127.0.0.2", "moving.test")])
         server.wait_stats(lambda s: self.names(s) == two, "127.0.0.1 back after a lookup")
+        self.stop(server)
+
+    def test_a_slow_lookup_at_a_reload_holds_up_nobody(self):
+        """A reload looks a name up on Asio's lookup thread and applies its addresses when it
+        answers (decision 29). Here the DNS server never answers (a socket that reads nothing),
+        and while the lookup waits out its 3 s, a lone shard, which shares the control thread,
+        relays and the admin endpoint answers; then the name is left without an address."""
+        for path in ("/etc/resolv.conf", "/etc/nsswitch.conf"):
+            if not os.path.isfile(path):
+                self.skipTest(f"no {path} to mount over")
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.153", 53))
+        self.mount_over({
+            "/etc/hosts": self.hosts,
+            "/etc/resolv.conf": self.write_config("nameserver 127.0.0.153\noptions timeout:3 attempts:1\n",
+                                                  name="resolv.conf"),
+            "/etc/nsswitch.conf": self.write_config("hosts: files dns\n", name="nsswitch.conf"),
+        })
+        (up,), port = self.upstreams_at(["127.0.0.1"])
+        path = self.write_config(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}"]\n')
+        server = self.start("--config", path, "--mode", "proxy")
+        with open(path, "w") as f:
+            f.write(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}", "slow.test:{port}"]\n')
+        server.signal(signal.SIGHUP)
+        server.wait_stats(lambda s: s["reload"]["applied"] == 1, "the reload applied")
+        with server.connect() as s:
+            harness.assert_echo(s, b"relayed while the lookup waits")
+        self.assertEqual(self.names(server.stats()), [f"127.0.0.1:{port}"])
+        self.assertNotIn("slow.test", server.stderr(), "the lookup had not answered yet")
+        server.wait_stats(lambda s: s["upstream_resolve_failures"] == 1, "the lookup failed")
+        self.assertIn(f"resolve: slow.test:{port} does not resolve", server.stderr())
+        self.assertIn("it has no address yet", server.stderr())
+        self.assertEqual(self.names(server.stats()), [f"127.0.0.1:{port}"])
+        self.assertEqual(up.accepted, 1)
         self.stop(server)
 
     def test_a_name_that_does_not_resolve_stops_the_start(self):

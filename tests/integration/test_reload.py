@@ -198,7 +198,11 @@ class ReloadTest(harness.SlabdTest):
                         f"reload: changed proxy.upstreams: removed {name[a]} (its relays finish)",
                         'reload: changed proxy.balance "round-robin" -> "least-connections"')
         self.assertEqual(s["reload"]["needs_restart"], [])
-        self.assertEqual(self.upstream_state(proxy)[name[a]], ("removed", 2))
+        # Two held relays stay on a, and with them, for a moment, the churn's one client if it
+        # was relayed to a as the reload came.
+        state, active = self.upstream_state(proxy)[name[a]]
+        self.assertEqual(state, "removed")
+        self.assertIn(active, (2, 3), "the held relays on a, and at most the churn's client")
         a_accepted = a.stats()["connections"]["accepted"]
         c.wait_stats(lambda st: st["connections"]["accepted"] > 20, "churn reaching the added upstream")
         # The churn runs one client at a time: at most that one was on its way to a at the reload.
