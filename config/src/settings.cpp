@@ -58,7 +58,9 @@ constexpr detail::setting all_settings[] = {
      flag_kind::value, "--listen", "HOST:PORT",
      [](Config& c, const given& v) { c.listen = v.address(0); },
      [](const Config& c, bool) { return quote(to_string(c.listen)); }},
-    {"server", "threads", "worker threads, one event loop each (0: one per core)",
+    {"server", "threads",
+     "worker threads, one event loop each (0: one per core); a lone one also runs the admin "
+     "endpoint, so that slabd is one thread",
      flag_kind::value, "--threads", "N",
      [](Config& c, const given& v) {
          const auto n = static_cast<unsigned>(v.integer(0, max_threads));

@@ -101,17 +101,19 @@ void upstream_resolver::round() {
 void upstream_resolver::resolved(const config::endpoint& name, const asio::error_code& ec,
                                  const asio::ip::tcp::resolver::results_type& results) {
     --pending_;
-    if (ec == asio::error::operation_aborted) return;
-    const std::string key = config::to_string(name);
-    // Only a name still configured: a reload may have removed it while it was looked up.
-    if (std::ranges::find(list_, name) == list_.end()) return;
-    if (ec) {
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn(
-            "resolve: {} does not resolve ({}); {}", key, ec.message(),
-            addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
-    } else {
-        addresses_[key] = addresses_of(results);
+    if (ec == asio::error::operation_aborted) return;  // stop()
+    // A name that a reload removed while it was looked up is not noted, but its answer may still
+    // be the round's last, which applies the others' and starts the round the reload asked for.
+    if (std::ranges::find(list_, name) != list_.end()) {
+        const std::string key = config::to_string(name);
+        if (ec) {
+            failures_.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn(
+                "resolve: {} does not resolve ({}); {}", key, ec.message(),
+                addresses_.contains(key) ? "keeping its last addresses" : "it has no address yet");
+        } else {
+            addresses_[key] = addresses_of(results);
+        }
     }
     if (pending_ != 0) return;
     if (auto next = targets(); next != applied_) {

@@ -63,6 +63,22 @@ class NamesTest(harness.SlabdTest):
             return ups, ups[0].port
         self.fail(f"no port free on all of {hosts}")
 
+    def use_a_silent_dns_server(self):
+        """slabd's lookups past /etc/hosts go to a DNS server that never answers (a socket that
+        reads nothing), and each gives up after 3 s."""
+        for path in ("/etc/resolv.conf", "/etc/nsswitch.conf"):
+            if not os.path.isfile(path):
+                self.skipTest(f"no {path} to mount over")
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(silent.close)
+        silent.bind(("127.0.0.153", 53))
+        self.mount_over({
+            "/etc/hosts": self.hosts,
+            "/etc/resolv.conf": self.write_config("nameserver 127.0.0.153\noptions timeout:3 attempts:1\n",
+                                                  name="resolv.conf"),
+            "/etc/nsswitch.conf": self.write_config("hosts: files dns\n", name="nsswitch.conf"),
+        })
+
     def names(self, stats):
         return sorted(u["name"] for u in stats["upstreams"] if u["state"] != "removed")
 
@@ -123,18 +139,7 @@ class NamesTest(harness.SlabdTest):
         answers (decision 29). Here the DNS server never answers (a socket that reads nothing),
         and while the lookup waits out its 3 s, a lone shard, which shares the control thread,
         relays and the admin endpoint answers; then the name is left without an address."""
-        for path in ("/etc/resolv.conf", "/etc/nsswitch.conf"):
-            if not os.path.isfile(path):
-                self.skipTest(f"no {path} to mount over")
-        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(silent.close)
-        silent.bind(("127.0.0.153", 53))
-        self.mount_over({
-            "/etc/hosts": self.hosts,
-            "/etc/resolv.conf": self.write_config("nameserver 127.0.0.153\noptions timeout:3 attempts:1\n",
-                                                  name="resolv.conf"),
-            "/etc/nsswitch.conf": self.write_config("hosts: files dns\n", name="nsswitch.conf"),
-        })
+        self.use_a_silent_dns_server()
         (up,), port = self.upstreams_at(["127.0.0.1"])
         path = self.write_config(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}"]\n')
         server = self.start("--config", path, "--mode", "proxy")
@@ -151,6 +156,31 @@ class NamesTest(harness.SlabdTest):
         self.assertIn("it has no address yet", server.stderr())
         self.assertEqual(self.names(server.stats()), [f"127.0.0.1:{port}"])
         self.assertEqual(up.accepted, 1)
+        self.stop(server)
+
+    def test_a_reload_during_a_lookup_has_its_names_looked_up_next(self):
+        """Asio's resolver thread takes one lookup at a time: a reload's names wait for the
+        lookup in flight, and are looked up as soon as it answers, even when it answers for a
+        name that reload removed (with resolve_interval 0 nothing else would look them up)."""
+        self.use_a_silent_dns_server()
+        self.set_hosts([("127.0.0.2", "fast.test")])
+        ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
+        literal = f"127.0.0.1:{port}"
+        path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}"]\n')
+        server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
+        for reload, name in enumerate(("slow.test", "fast.test"), start=1):
+            with open(path, "w") as f:
+                f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}", "{name}:{port}"]\n')
+            server.signal(signal.SIGHUP)
+            server.wait_stats(lambda s: s["reload"]["applied"] == reload, f"reload {reload} applied")
+        self.assertEqual(self.names(server.stats()), [literal], "slow.test's lookup still waits")
+        s = server.wait_stats(lambda s: len(self.names(s)) == 2, "fast.test looked up", timeout=20)
+        self.assertEqual(self.names(s), [literal, f"fast.test:{port} (127.0.0.2:{port})"])
+        self.assertEqual(s["upstream_resolve_failures"], 0, "a removed name's failure is not its own")
+        for i in range(4):
+            with server.connect() as c:
+                harness.assert_echo(c, b"both served")
+        self.assertEqual([u.accepted for u in ups], [2, 2])
         self.stop(server)
 
     def test_a_name_that_does_not_resolve_stops_the_start(self):
