@@ -39,6 +39,12 @@ std::vector<upstreams::target> upstream_resolver::configure(
     const std::vector<config::endpoint>& list, std::chrono::milliseconds interval, bool at_start) {
     list_ = list;
     interval_ = interval;
+    // A name the list no longer has is forgotten: if a later reload brings it back, its old
+    // addresses may be stale by then.
+    std::erase_if(addresses_, [this](const auto& entry) {
+        return std::ranges::none_of(
+            list_, [&](const config::endpoint& e) { return config::to_string(e) == entry.first; });
+    });
     if (at_start) {
         for (const auto& e : list_) {
             if (!is_name(e)) continue;
@@ -50,9 +56,16 @@ std::vector<upstreams::target> upstream_resolver::configure(
             addresses_[config::to_string(e)] = addresses_of(results);
         }
     }
-    applied_ = targets();
-    // A reload looks the names up again at once, and a new interval counts from now.
-    if (!at_start && !stopped_) round();
+    if (at_start) return applied_ = targets();
+    // A name new to this reload has no address until its lookup answers: until then the
+    // upstreams serve as they were (a renamed backend would else have none meanwhile), and the
+    // round's answer applies the whole list. Without a new name the list applies now.
+    const bool awaits_new_name = std::ranges::any_of(list_, [this](const config::endpoint& e) {
+        return is_name(e) && !addresses_.contains(config::to_string(e));
+    });
+    if (!awaits_new_name) applied_ = targets();
+    // The names are looked up again at once, and a new interval counts from now.
+    if (!stopped_) round();
     return applied_;
 }
 

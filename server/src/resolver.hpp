@@ -32,10 +32,11 @@ class upstream_resolver {
     /// changed them.
     upstream_resolver(asio::io_context& control, apply_function apply);
 
-    /// Sets the list and the interval and returns the targets. `at_start`: looks every name up
-    /// now, waiting, and a name that does not resolve throws std::runtime_error. Else (a reload)
-    /// a name keeps the addresses it has, none for a new one, until a lookup started now
-    /// answers; `apply` then takes the change.
+    /// Sets the list and the interval and returns the targets to serve. `at_start`: looks every
+    /// name up now, waiting, and a name that does not resolve throws std::runtime_error. Else (a
+    /// reload) every name is looked up again from now, and `apply` takes what changes: a name
+    /// keeps its addresses meanwhile, and while a name new to the list has none yet, the targets
+    /// returned are those served before.
     std::vector<upstreams::target> configure(const std::vector<config::endpoint>& list,
                                              std::chrono::milliseconds interval, bool at_start);
     /// On the control thread: looks names up again every interval from now on.

@@ -218,7 +218,9 @@ void server::stop_control() {
     if (health_ != nullptr) health_->stop();
     if (resolver_ != nullptr) resolver_->stop();
     history_timer_.cancel();
-    // Keep-alive admin sessions would otherwise keep run() going; a lone shard has drained.
+    // Keep-alive admin sessions would otherwise keep run() going. A lone shard shares the
+    // io_context, and stopping it leaves nothing of the shard's behind: it has drained, so all
+    // it had queued is what the drain cancelled, which was queued first and has run.
     control_.stop();
 }
 

@@ -12,12 +12,74 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
+import time
 
 import harness
 
 
 def can_unshare():
     return subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0
+
+
+class HeldDns(threading.Thread):
+    """A DNS server on 127.0.0.153:53 that holds every query until release(), then answers
+    those and every later one: an A record for a name in `answers` (name -> IPv4 address), no
+    record for its AAAA, and SERVFAIL (the lookup fails) for any other name."""
+
+    ADDRESS = "127.0.0.153"
+
+    def __init__(self, answers):
+        super().__init__(daemon=True)
+        self.answers = answers
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.ADDRESS, 53))
+        self.sock.settimeout(harness.POLL)
+        self.held = []
+        self.released = threading.Event()
+        self.stopping = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stopping.is_set():
+            try:
+                self.held.append(self.sock.recvfrom(512))
+            except socket.timeout:
+                pass
+            if self.released.is_set():
+                while self.held:
+                    query, peer = self.held.pop(0)
+                    self.sock.sendto(self.reply(query), peer)
+
+    def reply(self, query):
+        labels, at = [], 12
+        while query[at]:
+            labels.append(query[at + 1:at + 1 + query[at]].decode())
+            at += 1 + query[at]
+        qtype, question = int.from_bytes(query[at + 1:at + 3], "big"), query[12:at + 5]
+        address = self.answers.get(".".join(labels))
+        record = b""
+        if address is not None and qtype == 1:
+            record = (b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big") + (60).to_bytes(4, "big")
+                      + (4).to_bytes(2, "big") + socket.inet_aton(address))
+        rcode = 0 if address is not None else 2
+        flags = bytes([0x80 | (query[2] & 0x79), 0x80 | rcode])
+        counts = (1).to_bytes(2, "big") + (1 if record else 0).to_bytes(2, "big") + bytes(4)
+        return query[:2] + flags + counts + question + record
+
+    def wait_held(self, n):
+        deadline = time.monotonic() + harness.WAIT
+        while len(self.held) < n:
+            assert time.monotonic() < deadline, f"no {n} DNS queries held"
+            time.sleep(harness.POLL)
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.stopping.set()
+        self.join()
+        self.sock.close()
 
 
 class NamesTest(harness.SlabdTest):
@@ -63,21 +125,20 @@ class NamesTest(harness.SlabdTest):
             return ups, ups[0].port
         self.fail(f"no port free on all of {hosts}")
 
-    def use_a_silent_dns_server(self):
-        """slabd's lookups past /etc/hosts go to a DNS server that never answers (a socket that
-        reads nothing), and each gives up after 3 s."""
+    def use_a_held_dns_server(self, answers):
+        """slabd's lookups past /etc/hosts go to a HeldDns (below), each waiting at most 30 s."""
         for path in ("/etc/resolv.conf", "/etc/nsswitch.conf"):
             if not os.path.isfile(path):
                 self.skipTest(f"no {path} to mount over")
-        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(silent.close)
-        silent.bind(("127.0.0.153", 53))
+        dns = HeldDns(answers)
+        self.addCleanup(dns.close)
         self.mount_over({
             "/etc/hosts": self.hosts,
-            "/etc/resolv.conf": self.write_config("nameserver 127.0.0.153\noptions timeout:3 attempts:1\n",
+            "/etc/resolv.conf": self.write_config(f"nameserver {HeldDns.ADDRESS}\noptions timeout:30 attempts:1\n",
                                                   name="resolv.conf"),
             "/etc/nsswitch.conf": self.write_config("hosts: files dns\n", name="nsswitch.conf"),
         })
+        return dns
 
     def names(self, stats):
         return sorted(u["name"] for u in stats["upstreams"] if u["state"] != "removed")
@@ -136,10 +197,10 @@ class NamesTest(harness.SlabdTest):
 
     def test_a_slow_lookup_at_a_reload_holds_up_nobody(self):
         """A reload looks a name up on Asio's lookup thread and applies its addresses when it
-        answers (decision 29). Here the DNS server never answers (a socket that reads nothing),
-        and while the lookup waits out its 3 s, a lone shard, which shares the control thread,
-        relays and the admin endpoint answers; then the name is left without an address."""
-        self.use_a_silent_dns_server()
+        answers (decision 29). While the DNS server holds the lookup, a lone shard, which shares
+        the control thread, relays and the admin endpoint answers; then the lookup fails, and
+        the name is left without an address."""
+        dns = self.use_a_held_dns_server({})
         (up,), port = self.upstreams_at(["127.0.0.1"])
         path = self.write_config(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}"]\n')
         server = self.start("--config", path, "--mode", "proxy")
@@ -147,10 +208,11 @@ class NamesTest(harness.SlabdTest):
             f.write(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}", "slow.test:{port}"]\n')
         server.signal(signal.SIGHUP)
         server.wait_stats(lambda s: s["reload"]["applied"] == 1, "the reload applied")
+        dns.wait_held(1)
         with server.connect() as s:
             harness.assert_echo(s, b"relayed while the lookup waits")
         self.assertEqual(self.names(server.stats()), [f"127.0.0.1:{port}"])
-        self.assertNotIn("slow.test", server.stderr(), "the lookup had not answered yet")
+        dns.release()
         server.wait_stats(lambda s: s["upstream_resolve_failures"] == 1, "the lookup failed")
         self.assertIn(f"resolve: slow.test:{port} does not resolve", server.stderr())
         self.assertIn("it has no address yet", server.stderr())
@@ -158,11 +220,37 @@ class NamesTest(harness.SlabdTest):
         self.assertEqual(up.accepted, 1)
         self.stop(server)
 
+    def test_a_renamed_upstream_serves_until_its_new_name_answers(self):
+        """A reload that names a name not looked up yet keeps the upstreams as they were until
+        the lookup answers, then changes them all at once: a renamed backend is never left
+        without an address between the two."""
+        dns = self.use_a_held_dns_server({"b.test": "127.0.0.2"})
+        self.set_hosts([("127.0.0.1", "a.test")])
+        ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
+        path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["a.test:{port}"]\n')
+        server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
+        with open(path, "w") as f:
+            f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["b.test:{port}"]\n')
+        server.signal(signal.SIGHUP)
+        server.wait_stats(lambda s: s["reload"]["applied"] == 1, "the reload applied")
+        dns.wait_held(1)
+        self.assertEqual(self.names(server.stats()), [f"a.test:{port} (127.0.0.1:{port})"])
+        with server.connect() as c:
+            harness.assert_echo(c, b"to a while b.test is looked up")
+        dns.release()
+        server.wait_stats(lambda s: self.names(s) == [f"b.test:{port} (127.0.0.2:{port})"],
+                          "b.test in a.test's place")
+        with server.connect() as c:
+            harness.assert_echo(c, b"to b")
+        self.assertEqual([u.accepted for u in ups], [1, 1])
+        self.assertIn(f"resolve: upstream b.test:{port} (127.0.0.2:{port}) added", server.stderr())
+        self.stop(server)
+
     def test_a_reload_during_a_lookup_has_its_names_looked_up_next(self):
-        """Asio's resolver thread takes one lookup at a time: a reload's names wait for the
-        lookup in flight, and are looked up as soon as it answers, even when it answers for a
-        name that reload removed (with resolve_interval 0 nothing else would look them up)."""
-        self.use_a_silent_dns_server()
+        """One round of lookups at a time: a reload's names wait for the round in flight, and
+        are looked up as soon as it answers, even when it answers for a name that reload removed
+        (with resolve_interval 0 nothing else would look them up)."""
+        dns = self.use_a_held_dns_server({})
         self.set_hosts([("127.0.0.2", "fast.test")])
         ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
         literal = f"127.0.0.1:{port}"
@@ -173,7 +261,9 @@ class NamesTest(harness.SlabdTest):
                 f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}", "{name}:{port}"]\n')
             server.signal(signal.SIGHUP)
             server.wait_stats(lambda s: s["reload"]["applied"] == reload, f"reload {reload} applied")
+        dns.wait_held(1)
         self.assertEqual(self.names(server.stats()), [literal], "slow.test's lookup still waits")
+        dns.release()
         s = server.wait_stats(lambda s: len(self.names(s)) == 2, "fast.test looked up", timeout=20)
         self.assertEqual(self.names(s), [literal, f"fast.test:{port} (127.0.0.2:{port})"])
         self.assertEqual(s["upstream_resolve_failures"], 0, "a removed name's failure is not its own")
