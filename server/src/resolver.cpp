@@ -64,8 +64,12 @@ std::vector<upstreams::target> upstream_resolver::configure(
         return is_name(e) && !addresses_.contains(config::to_string(e));
     });
     if (!awaits_new_name) applied_ = targets();
-    // The names are looked up again at once, and a new interval counts from now.
-    if (!stopped_) round();
+    // The names are looked up again at once, and a new interval counts from now; after the round
+    // in flight, if there is one.
+    if (pending_ != 0)
+        reload_waits_ = true;
+    else if (!stopped_)
+        round();
     return applied_;
 }
 
@@ -93,11 +97,7 @@ void upstream_resolver::schedule() {
 }
 
 void upstream_resolver::round() {
-    // The last round is still waiting on a lookup: this one follows it, for a reload's names.
-    if (pending_ != 0) {
-        round_again_ = true;
-        return;
-    }
+    if (pending_ != 0) return;  // the last round is still waiting on a lookup
     for (const auto& e : list_) {
         if (!is_name(e)) continue;
         ++pending_;
@@ -116,7 +116,7 @@ void upstream_resolver::resolved(const config::endpoint& name, const asio::error
     --pending_;
     if (ec == asio::error::operation_aborted) return;  // stop()
     // A name that a reload removed while it was looked up is not noted, but its answer may still
-    // be the round's last, which applies the others' and starts the round the reload asked for.
+    // be the round's last.
     if (std::ranges::find(list_, name) != list_.end()) {
         const std::string key = config::to_string(name);
         if (ec) {
@@ -129,11 +129,13 @@ void upstream_resolver::resolved(const config::endpoint& name, const asio::error
         }
     }
     if (pending_ != 0) return;
+    // A reload came while this round was in flight: its own round runs now, and its answer
+    // applies its list (applied now, a name new to it would have no address meanwhile).
+    if (std::exchange(reload_waits_, false) && !stopped_) return round();
     if (auto next = targets(); next != applied_) {
         applied_ = std::move(next);
         apply_(applied_);
     }
-    if (std::exchange(round_again_, false) && !stopped_) round();
 }
 
 std::vector<upstreams::target> upstream_resolver::targets() const {

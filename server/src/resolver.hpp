@@ -61,8 +61,8 @@ class upstream_resolver {
     std::vector<config::endpoint> list_;
     std::chrono::milliseconds interval_{0};
     std::map<std::string, std::vector<asio::ip::tcp::endpoint>> addresses_;  // by "name:port"
-    std::size_t pending_ = 0;   // lookups of the round in flight
-    bool round_again_ = false;  // a round was asked for while one was in flight
+    std::size_t pending_ = 0;    // lookups of the round in flight
+    bool reload_waits_ = false;  // a reload came while a round was in flight
     std::vector<upstreams::target> applied_;
     std::atomic<std::uint64_t> failures_{0};
     bool stopped_ = false;

@@ -246,6 +246,33 @@ class NamesTest(harness.SlabdTest):
         self.assertIn(f"resolve: upstream b.test:{port} (127.0.0.2:{port}) added", server.stderr())
         self.stop(server)
 
+    def test_a_rename_during_another_reloads_lookup_changes_the_upstreams_in_one_step(self):
+        """A reload that renames the upstream while another reload's lookup is in flight
+        applies when its own lookup answers, in one change (the new name added, then the old one
+        removed), not the old name removed first when the lookup in flight answers."""
+        dns = self.use_a_held_dns_server({})
+        self.set_hosts([("127.0.0.1", "a.test"), ("127.0.0.2", "b.test")])
+        ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
+        a, b = f"a.test:{port} (127.0.0.1:{port})", f"b.test:{port} (127.0.0.2:{port})"
+        path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["a.test:{port}"]\n')
+        server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
+        for reload, names in enumerate((f'"a.test:{port}", "slow.test:{port}"', f'"b.test:{port}"'), start=1):
+            with open(path, "w") as f:
+                f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = [{names}]\n')
+            server.signal(signal.SIGHUP)
+            server.wait_stats(lambda s: s["reload"]["applied"] == reload, f"reload {reload} applied")
+        dns.wait_held(1)
+        self.assertEqual(self.names(server.stats()), [a], "a.test serves while slow.test is looked up")
+        dns.release()
+        server.wait_stats(lambda s: self.names(s) == [b], "b.test in a.test's place")
+        log = server.stderr()
+        self.assertLess(log.index(f"resolve: upstream {b} added"), log.index(f"resolve: upstream {a} removed"),
+                        "one change")
+        with server.connect() as c:
+            harness.assert_echo(c, b"to b")
+        self.assertEqual([u.accepted for u in ups], [0, 1])
+        self.stop(server)
+
     def test_a_reload_during_a_lookup_has_its_names_looked_up_next(self):
         """One round of lookups at a time: a reload's names wait for the round in flight, and
         are looked up as soon as it answers, even when it answers for a name that reload removed
