@@ -55,8 +55,8 @@ std::vector<upstreams::target> upstream_resolver::configure(
                                          " does not resolve: " + ec.message());
             addresses_[config::to_string(e)] = addresses_of(results);
         }
+        return applied_ = targets();
     }
-    if (at_start) return applied_ = targets();
     // A name new to this reload has no address until its lookup answers: until then the
     // upstreams serve as they were (a renamed backend would else have none meanwhile), and the
     // round's answer applies the whole list. Without a new name the list applies now.
