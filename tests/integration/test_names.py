@@ -140,6 +140,14 @@ class NamesTest(harness.SlabdTest):
         })
         return dns
 
+    def reload(self, server, path, text, applied):
+        """Rewrites the config to `text`, sends SIGHUP and waits for /stats to count `applied`
+        reloads."""
+        with open(path, "w") as f:
+            f.write(text)
+        server.signal(signal.SIGHUP)
+        server.wait_stats(lambda s: s["reload"]["applied"] == applied, f"reload {applied} applied")
+
     def names(self, stats):
         return sorted(u["name"] for u in stats["upstreams"] if u["state"] != "removed")
 
@@ -204,10 +212,8 @@ class NamesTest(harness.SlabdTest):
         (up,), port = self.upstreams_at(["127.0.0.1"])
         path = self.write_config(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}"]\n')
         server = self.start("--config", path, "--mode", "proxy")
-        with open(path, "w") as f:
-            f.write(f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}", "slow.test:{port}"]\n')
-        server.signal(signal.SIGHUP)
-        server.wait_stats(lambda s: s["reload"]["applied"] == 1, "the reload applied")
+        self.reload(server, path,
+                    f'[server]\nthreads = 1\n[proxy]\nupstreams = ["127.0.0.1:{port}", "slow.test:{port}"]\n', 1)
         dns.wait_held(1)
         with server.connect() as s:
             harness.assert_echo(s, b"relayed while the lookup waits")
@@ -229,10 +235,7 @@ class NamesTest(harness.SlabdTest):
         ups, port = self.upstreams_at(["127.0.0.1", "127.0.0.2"])
         path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["a.test:{port}"]\n')
         server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
-        with open(path, "w") as f:
-            f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["b.test:{port}"]\n')
-        server.signal(signal.SIGHUP)
-        server.wait_stats(lambda s: s["reload"]["applied"] == 1, "the reload applied")
+        self.reload(server, path, f'[proxy]\nresolve_interval = "0s"\nupstreams = ["b.test:{port}"]\n', 1)
         dns.wait_held(1)
         self.assertEqual(self.names(server.stats()), [f"a.test:{port} (127.0.0.1:{port})"])
         with server.connect() as c:
@@ -257,10 +260,7 @@ class NamesTest(harness.SlabdTest):
         path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["a.test:{port}"]\n')
         server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
         for reload, names in enumerate((f'"a.test:{port}", "slow.test:{port}"', f'"b.test:{port}"'), start=1):
-            with open(path, "w") as f:
-                f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = [{names}]\n')
-            server.signal(signal.SIGHUP)
-            server.wait_stats(lambda s: s["reload"]["applied"] == reload, f"reload {reload} applied")
+            self.reload(server, path, f'[proxy]\nresolve_interval = "0s"\nupstreams = [{names}]\n', reload)
         dns.wait_held(1)
         self.assertEqual(self.names(server.stats()), [a], "a.test serves while slow.test is looked up")
         dns.release()
@@ -284,10 +284,8 @@ class NamesTest(harness.SlabdTest):
         path = self.write_config(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}"]\n')
         server = self.start("--config", path, "--mode", "proxy", "--threads", "1")
         for reload, name in enumerate(("slow.test", "fast.test"), start=1):
-            with open(path, "w") as f:
-                f.write(f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}", "{name}:{port}"]\n')
-            server.signal(signal.SIGHUP)
-            server.wait_stats(lambda s: s["reload"]["applied"] == reload, f"reload {reload} applied")
+            self.reload(server, path,
+                        f'[proxy]\nresolve_interval = "0s"\nupstreams = ["{literal}", "{name}:{port}"]\n', reload)
         dns.wait_held(1)
         self.assertEqual(self.names(server.stats()), [literal], "slow.test's lookup still waits")
         dns.release()
