@@ -1,5 +1,5 @@
 // Sockets slabd opens non-blocking itself: what an accepted socket inherits from its listener
-// instead of a setsockopt each, and what Asio then knows of it.
+// instead of a setsockopt each.
 #include "new_socket.hpp"
 
 #include <arpa/inet.h>
@@ -32,11 +32,12 @@ TEST_CASE(
     slabd::server::set_inherited_options(listener.native_handle());
     listener.non_blocking(true);
 
-    socket_type peer(context);
+    slabd::server::owned_fd peer;
     asio::ip::tcp::endpoint from;
     asio::error_code ec;
     CHECK_FALSE(slabd::server::accept_into(listener, peer, from, ec));
     CHECK(ec == asio::error::would_block);
+    CHECK_FALSE(peer.is_open());
 
     socket_type client(context);
     client.connect(listener.local_endpoint());
@@ -44,33 +45,40 @@ TEST_CASE(
     REQUIRE(::poll(&ready, 1, 5000) == 1);  // the handshake's last ACK may still be in flight
     REQUIRE(slabd::server::accept_into(listener, peer, from, ec));
     CHECK(from == client.local_endpoint());
-    const int fd = peer.native_handle();
+    const int fd = peer.get();
     CHECK(option(fd, IPPROTO_TCP, TCP_NODELAY) == 1);
     CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
     CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
-    // Asio knows: a read on the empty socket says would_block instead of waiting.
-    CHECK(peer.non_blocking());
-    std::array<char, 8> buffer{};
-    peer.read_some(asio::buffer(buffer), ec);
-    CHECK(ec == asio::error::would_block);
 }
 
 TEST_CASE("an upstream socket opens non-blocking with TCP_NODELAY and connects") {
     asio::io_context context;
     asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
-    socket_type upstream(context);
     asio::error_code ec;
-    REQUIRE(slabd::server::open_for_connect(upstream, acceptor.local_endpoint(), ec));
-    const int fd = upstream.native_handle();
+    const auto to = acceptor.local_endpoint();
+    const slabd::server::owned_fd upstream(slabd::server::open_for_connect(to, ec));
+    REQUIRE(upstream.is_open());
+    const int fd = upstream.get();
     CHECK(option(fd, IPPROTO_TCP, TCP_NODELAY) == 1);
     CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
     CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
-    CHECK(upstream.non_blocking());
-    bool connected = false;
-    upstream.async_connect(acceptor.local_endpoint(), [&](const asio::error_code& e) {
-        CHECK_FALSE(e);
-        connected = true;
-    });
-    context.run();
-    CHECK(connected);
+    const int connected = ::connect(fd, to.data(), static_cast<socklen_t>(to.size()));
+    CHECK((connected == 0 || errno == EINPROGRESS));
+    pollfd done{fd, POLLOUT, 0};
+    REQUIRE(::poll(&done, 1, 5000) == 1);
+    CHECK(option(fd, SOL_SOCKET, SO_ERROR) == 0);
+}
+
+TEST_CASE("a socket lingering in Asio's hands is known to it as non-blocking") {
+    asio::io_context context;
+    int pair[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    const slabd::server::owned_fd other(pair[1]);
+    socket_type socket(context);
+    asio::error_code ec;
+    REQUIRE(slabd::server::adopt_nonblocking(socket, asio::ip::tcp::v4(), pair[0], ec));
+    CHECK(socket.non_blocking());
+    std::array<char, 8> buffer{};
+    socket.read_some(asio::buffer(buffer), ec);
+    CHECK(ec == asio::error::would_block);
 }

@@ -4,7 +4,6 @@
 #include <asio/post.hpp>
 
 #include <arpa/inet.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -26,54 +25,18 @@ connection_ref::~connection_ref() {
     if (c_ != nullptr && --c_->refs_ == 0) c_->shard_.destroy(*c_);
 }
 
-// Handlers are tiny structs rather than lambdas so that their allocator, the relay's in-block
-// op_memory, is visible to Asio through get_allocator(). Each holds a counted reference: Asio
-// frees the operation's memory before it calls the handler, and destroys the handler (dropping
-// the reference, perhaps the last) only after the call returns.
-struct connection::ready_handler {
-    connection_ref self;
-    relay* r;
-    bool writable;
-    using allocator_type = op_allocator<std::byte, io_op_memory>;
-    allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
-    void operator()(const asio::error_code& ec, ready_event event = {}) const noexcept {
-        if (writable)
-            self->on_writable(*r, ec);
-        else
-            self->on_readable(*r, ec, event);
-    }
-};
-
+// The yield's handler is a tiny struct rather than a lambda so that its allocator, the relay's
+// in-block post_op_memory, is visible to Asio through get_allocator(). It holds a counted
+// reference: Asio frees the operation's memory before it calls the handler, and destroys the
+// handler (dropping the reference, perhaps the last) only after the call returns.
 struct connection::yield_handler {
     connection_ref self;
     relay* r;
-    using allocator_type = op_allocator<std::byte, io_op_memory>;
+    using allocator_type = op_allocator<std::byte, post_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(r->memory); }
     void operator()() const noexcept {
         if (!self->is_closing()) self->pump(*r);
     }
-};
-
-struct connection::header_handler {
-    connection_ref self;
-    using allocator_type = op_allocator<std::byte, io_op_memory>;
-    allocator_type get_allocator() const noexcept {
-        return allocator_type(self->to_target_.memory);
-    }
-    void operator()(const asio::error_code& ec) const noexcept {
-        if (self->is_closing()) return;
-        if (ec) return self->refuse(refusal_reason::proxy_invalid);
-        self->read_proxy_header();
-    }
-};
-
-struct connection::connect_handler {
-    connection_ref self;
-    using allocator_type = op_allocator<std::byte, io_op_memory>;
-    allocator_type get_allocator() const noexcept {
-        return allocator_type(self->leg_->to_client.memory);
-    }
-    void operator()(const asio::error_code& ec) const noexcept { self->on_connected(ec); }
 };
 
 namespace {
@@ -109,18 +72,19 @@ close_counter counted_as(close_reason why) noexcept {
 
 }  // namespace
 
-connection::connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept
-    : shard_(owner),
-      client_(std::move(client)),
-      leg_(leg),
-      started_ns_(since_epoch_ns(std::chrono::steady_clock::now())) {
+connection::connection(shard& owner, owned_fd&& client, upstream_leg* leg) noexcept
+    : shard_(owner), leg_(leg), started_ns_(since_epoch_ns(std::chrono::steady_clock::now())) {
+    client_.serve(&on_socket_event, this);
     to_target_.from = &client_;
     to_target_.to = leg_ != nullptr ? &leg_->socket : &client_;
     if (leg_ != nullptr) {
+        leg_->socket.serve(&on_socket_event, this);
         leg_->to_client.from = &leg_->socket;
         leg_->to_client.to = &client_;
     }
     bump(shard_.stats().active);
+    // A client that cannot be registered fails in start().
+    register_socket(client_, client.release());
 }
 
 connection::~connection() {
@@ -137,14 +101,72 @@ connection::~connection() {
         give_back_lent(leg_->to_client);
         shard_.destroy_leg(leg_);
     }
-    if (closing_ == close_reason::client_eof) {
-        // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
-        asio::error_code ignored;
-        client_.close(ignored);
-    } else {
-        shard_.linger(std::move(client_));
-    }
     drop(stats.active);
+}
+
+bool connection::register_socket(event_socket& s, int fd) noexcept {
+    asio::error_code ec;
+    if (!s.open(shard_.reactor(), fd, ec)) [[unlikely]]
+        return false;
+    [[maybe_unused]] connection* registration = connection_ref(*this).release();
+    return true;
+}
+
+void connection::close_socket(event_socket& s) noexcept {
+    if (!s.is_open()) return;
+    // Every caller holds a reference of its own, so the registration's is never the last here.
+    if (s.close()) {
+        const connection_ref registration = connection_ref::adopt(*this);
+    }
+}
+
+void connection::close_client() noexcept {
+    if (!client_.is_open()) return;
+    // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
+    if (closing_ == close_reason::client_eof) return close_socket(client_);
+    bool registration_ended = false;
+    shard_.linger(client_.release(registration_ended));
+    if (registration_ended) {
+        const connection_ref registration = connection_ref::adopt(*this);
+    }
+}
+
+void connection::on_socket_event(event_socket& s, bool released) noexcept {
+    auto& self = *static_cast<connection*>(s.owner());
+    // The event that was queued when the socket closed: the registration ends with it.
+    if (released) {
+        const connection_ref registration = connection_ref::adopt(self);
+        return;
+    }
+    const connection_ref hold(self);
+    self.on_event(s);
+}
+
+void connection::on_event(event_socket& s) noexcept {
+    if (awaiting_header_) {
+        if (!s.readable) return;
+        awaiting_header_ = false;
+        return read_proxy_header();
+    }
+    if (connecting_ && &s == &leg_->socket) {
+        if (!s.writable) return;  // set by the connect's completion, or its failure
+        connecting_ = false;
+        int error = 0;
+        socklen_t size = sizeof error;
+        if (::getsockopt(s.fd(), SOL_SOCKET, SO_ERROR, &error, &size) != 0) error = errno;
+        return on_connected(asio::error_code(error, asio::error::get_system_category()));
+    }
+    // In echo both relays named here are the one; in proxy each socket has one of each.
+    relay& writer = to_target_.to == &s ? to_target_ : leg_->to_client;
+    relay& reader = to_target_.from == &s ? to_target_ : leg_->to_client;
+    if (writer.waiting_write && s.writable) {
+        writer.waiting_write = false;
+        on_writable(writer);
+    }
+    if (reader.waiting_read && s.readable && !is_closing()) {
+        reader.waiting_read = false;
+        pump(reader);
+    }
 }
 
 void connection::record_close(const char* reason) noexcept {
@@ -175,6 +197,8 @@ void connection::record_close(const char* reason) noexcept {
 }
 
 void connection::start() noexcept {
+    if (!client_.is_open()) [[unlikely]]
+        return fail(close_reason::error);
     // The client is non-blocking and has TCP_NODELAY since accept (new_socket.hpp). Read at once,
     // as pump does: the header usually came with the connection.
     if (shard_.live().accept_proxy) return read_proxy_header();
@@ -191,41 +215,34 @@ void connection::read_proxy_header() noexcept {
     // Peeked, not read: the header's length is known only once it is whole, and the bytes after
     // it are the client's, for the relay. The stack, not the heap, holds the copy.
     std::array<std::byte, proxy_protocol::max_header_size> bytes;
-    const int fd = client_.native_handle();
+    const int fd = client_.fd();
     const ssize_t n = ::recv(fd, bytes.data(), bytes.size(), MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        client_.readable = false;
+        awaiting_header_ = true;
+        return;
+    }
     // Every failure before the header is a refusal: the connection was never served.
     if (n < 0) return refuse(refusal_reason::proxy_invalid);
     if (n == 0) return closed_before_header();
     const auto result = proxy_protocol::parse({bytes.data(), static_cast<std::size_t>(n)});
     using status = proxy_protocol::parse_result::status;
     if (result.state == status::need_more) [[unlikely]]
-        return await_more_header(static_cast<int>(n));
+        return await_more_header();
     if (result.state == status::error) return refuse(refusal_reason::proxy_invalid);
-    if (header_lowat_) {
-        const int one = 1;
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-    }
     // What was peeked is there to read: this takes exactly the header.
     if (::recv(fd, bytes.data(), result.length, 0) != static_cast<ssize_t>(result.length))
         return refuse(refusal_reason::proxy_invalid);
     on_proxy_header(result.value);
 }
 
-void connection::await_more_header(int have) noexcept {
-    const int fd = client_.native_handle();
-    // A peer done sending will never finish its header.
-    pollfd p{fd, POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0)
-        return refuse(refusal_reason::proxy_invalid);
-    // The peeked bytes stay unread, and Asio re-arms epoll for each wait, so the socket would
-    // test readable at once, for ever: readable now means more than we have.
-    const int more = have + 1;
-    if (::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &more, sizeof more) != 0)
-        return refuse(refusal_reason::proxy_invalid);
-    header_lowat_ = true;
-    client_.async_wait(socket_type::wait_read, header_handler{connection_ref(*this)});
+void connection::await_more_header() noexcept {
+    // A peer done sending will never finish its header. (A hang-up before this peek was
+    // reported; one after it raises an edge, and the next peek comes back here.)
+    if (client_.peer_done) return refuse(refusal_reason::proxy_invalid);
+    // The peeked bytes stay queued, but the socket is edge-triggered: the next byte is an edge.
+    client_.readable = false;
+    awaiting_header_ = true;
 }
 
 void connection::closed_before_header() noexcept {
@@ -236,9 +253,12 @@ void connection::closed_before_header() noexcept {
 }
 
 void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
-    asio::error_code ec;
-    asio::ip::address client = client_.remote_endpoint(ec).address();
-    if (ec) return refuse(refusal_reason::proxy_invalid);
+    asio::ip::tcp::endpoint peer;
+    socklen_t peer_size = static_cast<socklen_t>(peer.capacity());
+    if (::getpeername(client_.fd(), peer.data(), &peer_size) != 0)
+        return refuse(refusal_reason::proxy_invalid);
+    peer.resize(peer_size);
+    asio::ip::address client = peer.address();
     // LOCAL (the balancer's own health check) and UNKNOWN keep the connection's addresses.
     if (!h.local) {
         if (h.source.ss_family == AF_INET) {
@@ -264,7 +284,7 @@ void connection::on_proxy_header(const proxy_protocol::header& h) noexcept {
 void connection::refuse(refusal_reason why, bool busy_line) noexcept {
     if (is_closing()) return;  // the header's deadline may pass while it is already closing
     shard_.count_refusal(why);
-    if (busy_line) shard_.send_busy_line(client_);
+    if (busy_line) shard_.send_busy_line(client_.fd());
     fail(close_reason::refused);
 }
 
@@ -276,12 +296,10 @@ bool connection::send_proxy_header() noexcept {
     if (leg_->client_source.sin6_family == AF_UNSPEC) {
         // No header came in: the client is the peer, and it reached us at our address.
         socklen_t size = sizeof own_source;
-        if (::getpeername(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_source),
-                          &size) != 0)
+        if (::getpeername(client_.fd(), reinterpret_cast<sockaddr*>(&own_source), &size) != 0)
             return false;
         size = sizeof own_destination;
-        if (::getsockname(client_.native_handle(), reinterpret_cast<sockaddr*>(&own_destination),
-                          &size) != 0)
+        if (::getsockname(client_.fd(), reinterpret_cast<sockaddr*>(&own_destination), &size) != 0)
             return false;
         source = reinterpret_cast<const sockaddr*>(&own_source);
         destination = reinterpret_cast<const sockaddr*>(&own_destination);
@@ -293,8 +311,7 @@ bool connection::send_proxy_header() noexcept {
     const std::size_t size = proxy_protocol::build(version, source, destination, header);
     // A fresh connection's send buffer is empty, so the whole header goes in one call or the
     // upstream is broken.
-    if (::send(leg_->socket.native_handle(), header.data(), size, MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(size))
+    if (::send(leg_->socket.fd(), header.data(), size, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
         return false;
     bump(shard_.stats().proxy_headers_sent);
     return true;
@@ -310,20 +327,30 @@ void connection::connect_next_upstream() noexcept {
     if (leg_->tried_mask == 0) bump(shard_.stats().accepted);
     leg_->tried_mask |= std::uint64_t{1} << shard_.upstream_list().index_of(*up);
     leg_->upstream.claim(*up);
-    asio::error_code ec;
-    leg_->socket.close(ec);
+    close_socket(leg_->socket);  // the attempt before, if any
     // No descriptor left is this process's failure, not the upstream's: it stays up.
-    if (!open_for_connect(leg_->socket, up->endpoint, ec)) [[unlikely]]
+    asio::error_code ec;
+    const int fd = open_for_connect(up->endpoint, ec);
+    if (fd < 0) [[unlikely]]
+        return fail(close_reason::error);
+    const int connected =
+        ::connect(fd, up->endpoint.data(), static_cast<socklen_t>(up->endpoint.size()));
+    const int connect_errno = errno;
+    if (!register_socket(leg_->socket, fd)) [[unlikely]]
         return fail(close_reason::error);
     shard_.link_connecting(*this);  // each attempt gets the full connect timeout
-    leg_->socket.async_connect(up->endpoint, connect_handler{connection_ref(*this)});
+    if (connected == 0) return on_connected({});
+    if (connect_errno != EINPROGRESS)
+        return on_connected(asio::error_code(connect_errno, asio::error::get_system_category()));
+    // The connect's completion, or its failure, is the socket's first write edge.
+    leg_->socket.writable = false;
+    connecting_ = true;
 }
 
 void connection::on_connected(const asio::error_code& ec) noexcept {
-    if (is_closing()) return;
     upstreams::upstream& up = *leg_->upstream.get();
     if (ec) {
-        // Refused, unreachable, or cancelled by the connect timeout: mark it, try the next one.
+        // Refused, unreachable, or out of time: mark it, try the next one.
         // Marked while still claimed: once released, a reload may give the slot to another.
         shard_.upstream_list().mark_failed(up);
         leg_->upstream.release();
@@ -348,14 +375,9 @@ constexpr unsigned splice_flags = SPLICE_F_NONBLOCK;
 
 }  // namespace
 
-void connection::pump(relay& r, bool errors_announced) noexcept {
+void connection::pump(relay& r) noexcept {
     if (r.splicing) [[unlikely]]
         return pump_spliced(r);
-    // Echo writes to the socket it reads, and that write reports a reset. A proxy writes
-    // elsewhere: a read that drains its socket is trusted only if every reset since the last
-    // drain would raise an edge for the next wait, that is when this pump answers a read wait
-    // whose event showed none; else one more read asks (EAGAIN, EOF or the error).
-    const bool drain_is_final = leg_ == nullptr || errors_announced;
     const std::size_t capacity = shard_.buffer_size();
     for (int round = 0; round < max_rounds; ++round) {
         if (r.buffer == nullptr) {
@@ -367,10 +389,7 @@ void connection::pump(relay& r, bool errors_announced) noexcept {
             }
         }
         asio::error_code ec;
-        // Notes whether the read drained the socket, so that the wait after it stays registered.
-        bool drained = false;
-        const std::size_t n =
-            read_noting_rest(r.from->native_handle(), r.buffer, capacity, ec, drained);
+        const std::size_t n = r.from->read(r.buffer, capacity, ec);
         if (ec) {
             give_back_lent(r);
             if (ec == asio::error::would_block) return wait_read(r);
@@ -383,12 +402,11 @@ void connection::pump(relay& r, bool errors_announced) noexcept {
         r.filled = static_cast<std::uint32_t>(n);
         r.written = 0;
         if (!flush(r)) return;
-        if (n < capacity && drained && drain_is_final) {
+        if (!r.from->readable) {
             give_back_lent(r);
             return wait_read(r);
         }
-        if (n < capacity) continue;
-        if (r.from != r.to && shard_.pipes().enabled()) [[unlikely]] {
+        if (n == capacity && r.from != r.to && shard_.pipes().enabled()) [[unlikely]] {
             // A full buffer means a bulk transfer; between two sockets the rest of it need not
             // pass through user space. With every pipe lent, this burst goes on copying.
             r.pipe = shard_.take_pipe();
@@ -410,7 +428,7 @@ void connection::pump_spliced(relay& r) noexcept {
             return pump(r);
         }
     }
-    const int from = r.from->native_handle();
+    const int from = r.from->fd();
     const int pipe_in = shard_.pipes().write_end(r.pipe);
     const std::size_t pipe_size = shard_.pipes().size(r.pipe);
     std::size_t moved = 0;
@@ -424,6 +442,7 @@ void connection::pump_spliced(relay& r) noexcept {
             give_back_lent(r);
             if (n == 0) return finish_direction(r);
             if (error == EAGAIN) {
+                r.from->readable = false;
                 // Less than a buffer's worth since the last wait: no longer a bulk transfer.
                 if (moved < shard_.buffer_size()) r.splicing = false;
                 return wait_read(r);
@@ -443,12 +462,13 @@ void connection::pump_spliced(relay& r) noexcept {
 
 bool connection::flush_pipe(relay& r) noexcept {
     const int pipe_out = shard_.pipes().read_end(r.pipe);
-    const int to = r.to->native_handle();
+    const int to = r.to->fd();
     while (r.written < r.filled) {
         const ssize_t n =
             ::splice(pipe_out, nullptr, to, nullptr, r.filled - r.written, splice_flags);
         if (n <= 0) {  // 0 would mean an empty pipe, which holds `filled - written` bytes
             if (n < 0 && errno == EAGAIN) {
+                r.to->writable = false;
                 wait_write(r);
                 return false;
             }
@@ -468,8 +488,7 @@ bool connection::flush(relay& r) noexcept {
         return flush_pipe(r);
     while (r.written < r.filled) {
         asio::error_code ec;
-        const std::size_t n =
-            write_now(r.to->native_handle(), r.buffer + r.written, r.filled - r.written, ec);
+        const std::size_t n = r.to->write(r.buffer + r.written, r.filled - r.written, ec);
         if (ec == asio::error::would_block) {
             wait_write(r);
             return false;
@@ -485,40 +504,29 @@ bool connection::flush(relay& r) noexcept {
     return true;
 }
 
-void connection::on_readable(relay& r, const asio::error_code& ec, ready_event event) noexcept {
-    if (is_closing()) return;
-    if (ec) return fail(failure_of(r.from));
-    pump(r, !event.hung_up);
-}
-
-void connection::on_writable(relay& r, const asio::error_code& ec) noexcept {
-    // While closing, only the bytes an upstream sent before it failed still go to the client.
-    const bool delivering = !ec && (!is_closing() || (r.to == &client_ && !client_cancelled_));
-    if (!delivering) {
-        if (is_closing()) return give_back_lent(r);
-        return write_failed(r);
-    }
+void connection::on_writable(relay& r) noexcept {
     if (!flush(r)) return;
     give_back_lent(r);
-    // Delivered: nothing is owed to the client any more, so the rest of it may close.
-    if (is_closing()) return cancel_client();
+    // While closing, only the bytes an upstream sent before it failed still go to the client:
+    // delivered, nothing is owed to it any more.
+    if (is_closing()) return close_client();
     // Read at once: bytes may have arrived while we waited to write.
     pump(r);
 }
 
 void connection::wait_read(relay& r) noexcept {
-    static_assert(sizeof(detail::ready_op<ready_handler>) <= io_op_memory::capacity,
-                  "the wait lives in the relay's operation memory");
-    // Every caller has just drained `from`, its FIN included, and a proxy has ruled out a reset
-    // that no edge would announce (pump), so the wait can stay registered (ready_wait.hpp).
-    async_wait_readable(shard_.reactor(), *r.from, ready_handler{connection_ref(*this), &r, false});
+    r.waiting_read = true;
 }
 
 void connection::wait_write(relay& r) noexcept {
-    r.to->async_wait(socket_type::wait_write, ready_handler{connection_ref(*this), &r, true});
+    r.waiting_write = true;
 }
 
 void connection::yield(relay& r) noexcept {
+    static_assert(sizeof(asio::detail::executor_op<yield_handler, yield_handler::allocator_type,
+                                                   asio::detail::scheduler_operation>) <=
+                      post_op_memory::capacity,
+                  "the yield lives in the relay's operation memory");
     give_back_lent(r);
     asio::post(shard_.context(), yield_handler{connection_ref(*this), &r});
 }
@@ -553,34 +561,29 @@ void connection::finish_direction(relay& r) noexcept {
     const bool all_done = leg_ == nullptr || (to_target_.done && leg_->to_client.done);
     if (!all_done) {
         // Half-close travels on: the reader of `to` sees EOF once everything before it arrived.
-        asio::error_code ignored;
-        r.to->shutdown(socket_type::shutdown_send, ignored);
+        ::shutdown(r.to->fd(), SHUT_WR);
         return;
     }
-    // No operation is left and none starts: the last reference goes as this call unwinds.
     if (!is_closing())
         closing_ =
             upstream_write_failed_ ? close_reason::upstream_failure : close_reason::client_eof;
+    if (leg_ != nullptr) close_socket(leg_->socket);
+    close_client();
 }
 
 void connection::fail(close_reason why) noexcept {
     if (!is_closing()) closing_ = why;
     shard_.leave_buffer_wait(*this);
     to_target_.waiting_for_buffer = false;
-    asio::error_code ignored;
+    awaiting_header_ = false;
     if (leg_ != nullptr) {
         leg_->to_client.waiting_for_buffer = false;
-        leg_->socket.close(ignored);
+        connecting_ = false;
+        close_socket(leg_->socket);
         // What the upstream sent before it failed is the client's: its write finishes first.
         if (why == close_reason::upstream_failure && leg_->to_client.holds_bytes()) return;
     }
-    cancel_client();
-}
-
-void connection::cancel_client() noexcept {
-    client_cancelled_ = true;
-    asio::error_code ignored;
-    client_.cancel(ignored);
+    close_client();
 }
 
 void connection::abort(close_reason why) noexcept {
@@ -588,8 +591,9 @@ void connection::abort(close_reason why) noexcept {
 }
 
 void connection::abort_connect_attempt() noexcept {
-    asio::error_code ignored;
-    leg_->socket.close(ignored);
+    if (!connecting_) return;
+    connecting_ = false;
+    on_connected(asio::error::timed_out);
 }
 
 }  // namespace slabd::server

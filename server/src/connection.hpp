@@ -7,11 +7,11 @@
 #include <cstdint>
 #include <utility>
 
+#include "event_socket.hpp"
 #include "limits.hpp"
 #include "op_memory.hpp"
 #include "pipes.hpp"
 #include "proxy_protocol.hpp"
-#include "ready_wait.hpp"
 #include "slabd/pool/object_pool.hpp"
 #include "slabd/pool/shared_slab.hpp"
 #include "slabd/server/stats.hpp"
@@ -42,18 +42,21 @@ enum class close_reason : std::uint8_t {
 
 /// One direction of traffic: read from `from`, write to `to`. Owns a buffer, or a pipe when it
 /// splices, only while bytes it read are not yet written; `filled` and `written` count those.
-/// At most one operation of a relay is outstanding at a time, so `memory` holds it.
+/// It waits for one thing at a time: `from` to be readable, `to` writable, a buffer, or its turn
+/// after a yield, whose posted handler `memory` holds.
 struct relay {
-    socket_type* from;
-    socket_type* to;
+    event_socket* from;
+    event_socket* to;
     std::byte* buffer = nullptr;
     std::uint32_t written = 0;
     std::uint32_t filled = 0;
     std::int32_t pipe = pipe_pool::none;
     bool done = false;  // `from` reached EOF and everything read has been written
     bool waiting_for_buffer = false;
+    bool waiting_read = false;
+    bool waiting_write = false;
     bool splicing = false;  // a bulk transfer: reads go socket -> pipe, zero-copy
-    io_op_memory memory;
+    post_op_memory memory;
 
     [[nodiscard]] bool holds_bytes() const noexcept { return written < filled; }
 };
@@ -74,10 +77,10 @@ struct shard_links {
     source_key source;  // the client's whole address: the peer's, or its PROXY header's
 };
 
-/// A counted reference to a connection. The lifetime rule: every Asio operation, the buffer-wait
-/// list and every caller from outside holds one, and whoever drops the last one returns the
-/// block. Nothing else ever frees a connection, so no order of events can free it under a frame
-/// that still uses it.
+/// A counted reference to a connection. The lifetime rule: every registered socket
+/// (event_socket.hpp), every posted handler, the buffer-wait list and every caller from outside
+/// holds one, and whoever drops the last one returns the block. Nothing else ever frees a
+/// connection, so no order of events can free it under a frame that still uses it.
 class connection_ref {
   public:
     explicit connection_ref(connection& c) noexcept;
@@ -102,9 +105,9 @@ class connection {
   public:
     /// Counts itself into the shard's `active` gauge; `leg` is the proxy's upstream half, or
     /// nullptr in echo mode. The connection owns it from here on.
-    connection(shard& owner, socket_type&& client, upstream_leg* leg) noexcept;
-    /// Counts the close reason, leaves `active`, returns the leg and closes the client: at once
-    /// after a mutual EOF, by lingering otherwise.
+    connection(shard& owner, owned_fd&& client, upstream_leg* leg) noexcept;
+    /// Counts the close reason, leaves `active` and returns the leg. Its sockets are closed by
+    /// then: each one's registration held a reference.
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -114,7 +117,7 @@ class connection {
     /// Closes from outside (idle sweep, shutdown): every pending operation is cancelled and the
     /// block returns when the last reference goes.
     void abort(close_reason why) noexcept;
-    /// The connect timeout ran out: cancel this attempt so the next upstream is tried.
+    /// The connect timeout ran out: this attempt failed, the next upstream is tried.
     void abort_connect_attempt() noexcept;
     /// The buffer pool has a block again: resume the relays that stopped for lack of one.
     void resume_after_buffer_wait() noexcept;
@@ -136,26 +139,31 @@ class connection {
 
   private:
     friend class connection_ref;
-    struct ready_handler;
     struct yield_handler;
-    struct connect_handler;
-    struct header_handler;
+
+    /// event_socket's handler for both of the connection's sockets.
+    static void on_socket_event(event_socket& s, bool released) noexcept;
+    void on_event(event_socket& s) noexcept;
+    /// Opens `s` on `fd` with the reference its registration holds; false if it could not.
+    bool register_socket(event_socket& s, int fd) noexcept;
+    /// Closes `s` if open; its registration's reference goes now or with its queued event.
+    void close_socket(event_socket& s) noexcept;
+    /// Done with the client: closes it after a mutual EOF, lingers otherwise.
+    void close_client() noexcept;
 
     /// Serving starts: echo relays, proxy connects its upstream.
     void begin() noexcept;
     /// accept_proxy: peeks at what has arrived until it holds a whole PROXY header.
     void read_proxy_header() noexcept;
-    void await_more_header(int have) noexcept;
+    void await_more_header() noexcept;
     void closed_before_header() noexcept;
     void on_proxy_header(const proxy_protocol::header& h) noexcept;
     /// send_proxy: the header goes out before the first relayed byte; false if it could not.
     [[nodiscard]] bool send_proxy_header() noexcept;
-    /// Relays what `r.from` has. `errors_announced`: true when called from a read wait whose
-    /// event showed no error or hang-up, so that a reset since the last drain raises a new edge.
-    void pump(relay& r, bool errors_announced = false) noexcept;
+    /// Relays what `r.from` has until it is drained (event_socket.hpp's rule), then waits.
+    void pump(relay& r) noexcept;
     void pump_spliced(relay& r) noexcept;
-    void on_readable(relay& r, const asio::error_code& ec, ready_event event) noexcept;
-    void on_writable(relay& r, const asio::error_code& ec) noexcept;
+    void on_writable(relay& r) noexcept;
     void on_connected(const asio::error_code& ec) noexcept;
     void connect_next_upstream() noexcept;
     void wait_read(relay& r) noexcept;
@@ -168,19 +176,18 @@ class connection {
     /// Returns the relay's buffer and pipe, if it holds them, to the shard.
     void give_back_lent(relay& r) noexcept;
     void finish_direction(relay& r) noexcept;
-    /// Starts closing: `why` is kept (the first reason wins), the upstream closes, and the
-    /// client's operations are cancelled — unless the upstream failed while bytes it sent are
-    /// still on their way to the client: those are written first.
+    /// Starts closing: `why` is kept (the first reason wins), the upstream closes, and so does
+    /// the client — unless the upstream failed while bytes it sent are still on their way to the
+    /// client: those are written first.
     void fail(close_reason why) noexcept;
-    void cancel_client() noexcept;
-    [[nodiscard]] close_reason failure_of(const socket_type* s) const noexcept {
+    [[nodiscard]] close_reason failure_of(const event_socket* s) const noexcept {
         return s == &client_ ? close_reason::error : close_reason::upstream_failure;
     }
     /// Counts the connection into the shard's histograms and, when on, its connection log.
     void record_close(const char* reason) noexcept;
 
     shard& shard_;
-    socket_type client_;
+    event_socket client_;
     relay to_target_;  // client -> client (echo) or client -> upstream (proxy)
     upstream_leg* leg_;
     std::int64_t started_ns_;     // steady clock, for the duration
@@ -189,19 +196,17 @@ class connection {
     std::uint16_t client_port_ = 0;
     std::uint16_t refs_ = 0;
     close_reason closing_ = close_reason::none;
-    bool client_cancelled_ = false;       // no operation on the client may start any more
     bool upstream_write_failed_ = false;  // the upload ended on a dead upstream, not an EOF
-    bool header_lowat_ = false;           // SO_RCVLOWAT raised while a PROXY header came in pieces
+    bool awaiting_header_ = false;        // accept_proxy: the PROXY header came only in part
+    bool connecting_ = false;             // the leg's connect is in progress
 };
 
 /// The upstream half of a proxied connection, from its own pool block.
 class upstream_leg {
   public:
-    explicit upstream_leg(asio::io_context& context) noexcept : socket(context.get_executor()) {}
-    socket_type socket;
+    event_socket socket;
     relay to_client;
     upstream_claim upstream;  // the upstream connected or being connected to
-    // A connect shares to_client's operation memory: no relay runs until it completes.
     std::uint64_t tried_mask = 0;
     // The client's addresses as a trusted PROXY header gave them, for send_proxy; family
     // AF_UNSPEC: the connection's own. Here rather than in the connection: only proxy mode

@@ -1,5 +1,7 @@
 #include "linger.hpp"
 
+#include "new_socket.hpp"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,15 +22,11 @@ void close_now(int fd) noexcept {
     ::close(fd);
 }
 
-void close_now(socket_type& socket) noexcept {
-    if (!socket.is_open()) return;
-    close_now(socket.release());
-}
-
 /// A lingering socket: it always has exactly one read wait pending, and the wait's handler is
 /// the only code that frees the slot (the lifetime rule of connections, with a count of one).
 struct linger_pool::slot {
-    explicit slot(socket_type&& s, std::uint32_t now) noexcept : socket(std::move(s)), since(now) {}
+    slot(asio::io_context& context, std::uint32_t now) noexcept
+        : socket(context.get_executor()), since(now) {}
     socket_type socket;
     slot* prev = nullptr;
     slot* next = nullptr;
@@ -45,17 +43,25 @@ struct linger_pool::wait_handler {
     void operator()(const asio::error_code& ec) const noexcept { self->on_readable(*s, ec); }
 };
 
-linger_pool::linger_pool(shard_stats& stats, std::size_t slots, std::uint32_t ticks)
-    : stats_(stats), ticks_(ticks), slots_(slots) {}
+linger_pool::linger_pool(asio::io_context& context, shard_stats& stats, std::size_t slots,
+                         std::uint32_t ticks)
+    : context_(context), stats_(stats), ticks_(ticks), slots_(slots) {}
 
 linger_pool::~linger_pool() = default;
 
-void linger_pool::linger(socket_type&& socket, std::uint32_t now) noexcept {
-    if (!socket.is_open()) return;
-    slot* s = slots_.create(std::move(socket), now);
+void linger_pool::linger(int fd, std::uint32_t now) noexcept {
+    if (fd < 0) return;
+    slot* s = slots_.create(context_, now);
     if (s == nullptr) [[unlikely]] {
         bump(stats_.linger_overflows);
-        return close_now(socket);
+        return close_now(fd);
+    }
+    // Lingering never asks the socket for an address, so its protocol's family does not matter.
+    asio::error_code ec;
+    if (!adopt_nonblocking(s->socket, asio::ip::tcp::v6(), fd, ec)) [[unlikely]] {
+        slots_.destroy(s);
+        bump(stats_.linger_overflows);
+        return;
     }
     bump(stats_.lingering);
     asio::error_code ignored;  // the socket is non-blocking since accept

@@ -15,15 +15,17 @@ namespace slabd::server {
 
 class linger_pool {
   public:
-    /// `slots` sockets may linger at once, each for at most `ticks` ticks of the shard clock.
-    linger_pool(shard_stats& stats, std::size_t slots, std::uint32_t ticks);
+    /// `slots` sockets may linger at once on `context`, each for at most `ticks` ticks of the
+    /// shard clock.
+    linger_pool(asio::io_context& context, shard_stats& stats, std::size_t slots,
+                std::uint32_t ticks);
     ~linger_pool();
     linger_pool(const linger_pool&) = delete;
     linger_pool& operator=(const linger_pool&) = delete;
 
-    /// Takes `socket` over and closes it once the peer is done; with every slot taken, closes it
-    /// at once (close_now) and counts that.
-    void linger(socket_type&& socket, std::uint32_t now) noexcept;
+    /// Takes the non-blocking socket `fd` over and closes it once the peer is done; with every
+    /// slot taken, closes it at once (close_now) and counts that.
+    void linger(int fd, std::uint32_t now) noexcept;
     /// Closes the sockets whose deadline has passed; the shard calls it every tick.
     void expire(std::uint32_t now) noexcept;
     /// Closes every lingering socket (the io_context is about to go).
@@ -39,6 +41,7 @@ class linger_pool {
     void finish(slot& s) noexcept;
     void close_oldest() noexcept;
 
+    asio::io_context& context_;
     shard_stats& stats_;
     std::uint32_t ticks_;
     slot* head_ = nullptr;  // oldest first: every socket lingers as long, so this is deadline order

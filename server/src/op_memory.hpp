@@ -42,8 +42,10 @@ class op_memory {
     bool in_use_ = false;
 };
 
-/// Storage for a relay's or a listener's socket wait, a posted handler or an upstream connect.
+/// Storage for a listener's wait or a shard's posted handler.
 using io_op_memory = op_memory<112>;
+/// Storage for a relay's posted handler (its yield).
+using post_op_memory = op_memory<64>;
 
 /// The allocator Asio finds through a handler's get_allocator().
 template <typename T, typename Memory>

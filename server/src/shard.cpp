@@ -51,7 +51,7 @@ struct shard::accept_handler {
     shard* self;
     using allocator_type = op_allocator<std::byte, io_op_memory>;
     allocator_type get_allocator() const noexcept { return allocator_type(self->accept_memory_); }
-    void operator()(const asio::error_code& ec = {}, ready_event = {}) const noexcept {
+    void operator()(const asio::error_code& ec = {}) const noexcept {
         if (!ec && !self->draining_) self->accept();
     }
 };
@@ -80,11 +80,11 @@ shard::shard(const shard_setup& setup, std::uint16_t index, asio::io_context& co
       grace_timer_(context_),
       rate_timer_(context_),
       closes_seen_timer_(context_),
-      newcomer_(context_.get_executor()),
       buffer_size_(setup.buffer_size),
       buffers_(setup.buffer_size, std::max<std::size_t>(setup.buffer_count, 1), 64),
       pipes_(setup.splice_pipes),
-      lingering_(stats_, std::max<std::size_t>(setup.linger_slots, 1), to_ticks(linger_time)),
+      lingering_(context_, stats_, std::max<std::size_t>(setup.linger_slots, 1),
+                 to_ticks(linger_time)),
       live_(setup.live) {
     buffer_stats_ = buffers_.stats();
 }
@@ -155,21 +155,23 @@ void shard::accept() noexcept {
         // slot sees the count.)
         if (descriptor_reserve::any_spent()) [[unlikely]] {
             count_refusal(refusal_reason::fd_limit);
-            send_busy_line(newcomer_);
-            close_now(newcomer_);
+            send_busy_line(newcomer_.get());
+            close_now(newcomer_.release());
             continue;
         }
         backoff_ = std::chrono::milliseconds{0};
-        if (backlog_may_lack_nodelay_) [[unlikely]]
-            newcomer_.set_option(asio::ip::tcp::no_delay(true), ec);
+        if (backlog_may_lack_nodelay_) [[unlikely]] {
+            const int one = 1;
+            ::setsockopt(newcomer_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
         admit(newcomer_);
-        if (parked_) return;
+        if (parked_.is_open()) return;
     }
     // A long backlog: the connections already accepted get their turn before the next round.
     asio::post(context_, accept_handler{this});
 }
 
-void shard::admit(socket_type& peer) noexcept {
+void shard::admit(owned_fd& peer) noexcept {
     // A parked newcomer's token is its own: whatever becomes of it, the next one pays for its own.
     const bool rate_token_held = std::exchange(rate_token_held_, false);
     // Only a trusted load balancer may say who its client is; the header itself comes later.
@@ -186,7 +188,7 @@ void shard::admit(socket_type& peer) noexcept {
     };
     // The leg pool holds a spare leg per shard beyond the connection pool's capacity, so the leg
     // taken before the block is never the one another shard needed.
-    upstream_leg* leg = legs_ != nullptr ? legs_->create(context_) : nullptr;
+    upstream_leg* leg = legs_ != nullptr ? legs_->create() : nullptr;
     if (legs_ != nullptr && leg == nullptr) [[unlikely]] {
         give_back_source();
         return refuse_for_room(peer, refusal_reason::pool_full, accept_rate_.enabled());
@@ -262,7 +264,7 @@ std::optional<refusal_reason> shard::admit_proxied(connection& c,
     return std::nullopt;
 }
 
-bool shard::within_limits(socket_type& peer, source_key& source, bool& counted,
+bool shard::within_limits(owned_fd& peer, source_key& source, bool& counted,
                           bool rate_token_held) noexcept {
     // The source first: a client over its own limit must not spend the rate everyone shares.
     // Under accept_proxy the peer is the load balancer: the client's source is counted once its
@@ -308,8 +310,8 @@ bool shard::evict_idle_connection() noexcept {
     return true;
 }
 
-void shard::park(socket_type& peer, parked_until until) noexcept {
-    parked_.emplace(std::move(peer));
+void shard::park(owned_fd& peer, parked_until until) noexcept {
+    parked_ = std::move(peer);
     parked_until_ = until;
 }
 
@@ -322,14 +324,13 @@ void shard::wait_for_rate() noexcept {
 }
 
 void shard::admit_parked() noexcept {
-    socket_type peer = std::move(*parked_);
-    parked_.reset();
+    owned_fd peer = std::move(parked_);
     parked_until_ = parked_until::nothing;
     admit(peer);
-    if (!parked_) accept();
+    if (!parked_.is_open()) accept();
 }
 
-void shard::refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept {
+void shard::refuse_for_room(owned_fd& peer, refusal_reason why, bool took_rate_token) noexcept {
     if (closes_seen_since_admitting_) return refuse(peer, why);
     bump(stats_.held_for_closes);
     park(peer, parked_until::closes_seen);
@@ -360,17 +361,21 @@ void shard::count_refusal(refusal_reason why) noexcept {
     events_.refused(why);
 }
 
-void shard::refuse(socket_type& peer, refusal_reason why) noexcept {
+void shard::refuse(owned_fd& peer, refusal_reason why) noexcept {
     count_refusal(why);
-    send_busy_line(peer);
-    lingering_.linger(std::move(peer), now_);
+    send_busy_line(peer.get());
+    lingering_.linger(peer.release(), now_);
 }
 
-void shard::send_busy_line(socket_type& peer) noexcept {
-    asio::error_code ignored;  // the peer is non-blocking since accept
+void shard::send_busy_line(int fd) noexcept {
     const std::string& busy = live_.busy_message;
-    if (!busy.empty())
-        peer.write_some(std::array{asio::buffer(busy), asio::buffer("\n", 1)}, ignored);
+    if (busy.empty()) return;
+    std::array<iovec, 2> parts{
+        {{const_cast<char*>(busy.data()), busy.size()}, {const_cast<char*>("\n"), 1}}};
+    msghdr message{};
+    message.msg_iov = parts.data();
+    message.msg_iovlen = parts.size();
+    ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void shard::on_accept_error(const asio::error_code& ec) noexcept {
@@ -389,7 +394,6 @@ void shard::wait_for_newcomer() noexcept {
 bool shard::refuse_at_fd_limit() noexcept {
     // A reopen may have lost the freed descriptor to another thread: try again now.
     if (!reserve_.take_back()) return false;
-    const std::string& busy = live_.busy_message;
     for (int i = 0; i < max_fd_limit_refusals; ++i) {
         reserve_.spend();
         const int fd =
@@ -397,14 +401,7 @@ bool shard::refuse_at_fd_limit() noexcept {
         const int accept_errno = errno;
         if (fd >= 0) {
             count_refusal(refusal_reason::fd_limit);
-            if (!busy.empty()) {
-                std::array<iovec, 2> parts{
-                    {{const_cast<char*>(busy.data()), busy.size()}, {const_cast<char*>("\n"), 1}}};
-                msghdr message{};
-                message.msg_iov = parts.data();
-                message.msg_iovlen = parts.size();
-                ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-            }
+            send_busy_line(fd);
             // No lingering here: the descriptor must come back at once to be the reserve again.
             close_now(fd);
         }
@@ -619,9 +616,8 @@ void shard::begin_drain(std::chrono::milliseconds grace) {
             const connection_ref hold(c);
             c.refuse(refusal_reason::draining);
         }
-        if (parked_) {
-            refuse(*parked_, refusal_reason::draining);
-            parked_.reset();
+        if (parked_.is_open()) {
+            refuse(parked_, refusal_reason::draining);
             rate_token_held_ = false;
             if (std::exchange(parked_until_, parked_until::nothing) == parked_until::block_freed)
                 events_.paused(-1);

@@ -114,7 +114,7 @@ class shard {
 
     // Used by connections, on this shard's thread only.
     [[nodiscard]] asio::io_context& context() noexcept { return context_; }
-    /// The io_context's epoll reactor, for async_wait_readable.
+    /// The io_context's epoll reactor, for event_socket and async_wait_readable.
     [[nodiscard]] reactor_type& reactor() noexcept { return reactor_; }
     [[nodiscard]] shard_stats& stats() noexcept { return stats_; }
     [[nodiscard]] const shard_stats& stats() const noexcept { return stats_; }
@@ -156,7 +156,7 @@ class shard {
         connection& c, const asio::ip::address& client) noexcept;
     void count_refusal(refusal_reason why) noexcept;
     /// Writes pool.busy_message, if there is one, to a client about to be refused.
-    void send_busy_line(socket_type& peer) noexcept;
+    void send_busy_line(int fd) noexcept;
     /// From the connection's destructor: off every list, and no longer counted for its source.
     void forget(connection& c) noexcept {
         unlink(c);
@@ -167,7 +167,7 @@ class shard {
     void destroy(connection& c) noexcept;
     void destroy_leg(upstream_leg* leg) noexcept { legs_->destroy(leg); }
     /// A lingering close of a client the shard is done with (docs/design.md, decision 13).
-    void linger(socket_type&& socket) noexcept { lingering_.linger(std::move(socket), now_); }
+    void linger(int fd) noexcept { lingering_.linger(fd, now_); }
     /// Buffer slab statistics; read from the admin thread, so only the snapshot copy is racy-free.
     [[nodiscard]] pool::slab_stats buffer_stats() const noexcept;
 
@@ -180,15 +180,15 @@ class shard {
     };
 
     void accept() noexcept;
-    void admit(socket_type& peer) noexcept;
+    void admit(owned_fd& peer) noexcept;
     /// The limits checked before a block is taken; false when `peer` was refused or parked.
     /// `counted`: the source was counted in the table and must be given back.
     /// `rate_token_held`: a parked newcomer that took its rate token before it was parked.
-    bool within_limits(socket_type& peer, source_key& source, bool& counted,
+    bool within_limits(owned_fd& peer, source_key& source, bool& counted,
                        bool rate_token_held) noexcept;
     /// What a parked newcomer waits for before it goes through admit() again.
     enum class parked_until : std::uint8_t { nothing, block_freed, rate_token, closes_seen };
-    void park(socket_type& peer, parked_until until) noexcept;
+    void park(owned_fd& peer, parked_until until) noexcept;
     /// Takes the parked newcomer back through admit() and accepts again unless it parks anew.
     void admit_parked() noexcept;
     void wait_for_rate() noexcept;
@@ -196,10 +196,10 @@ class shard {
     /// up may still hold. If the shard has admitted someone since its event loop last ran, parks
     /// `peer` and tries it again after one pass; `took_rate_token`: it keeps the token it took
     /// for that try.
-    void refuse_for_room(socket_type& peer, refusal_reason why, bool took_rate_token) noexcept;
+    void refuse_for_room(owned_fd& peer, refusal_reason why, bool took_rate_token) noexcept;
     /// evict-idle: closes the longest-silent connection if it has been silent long enough.
     bool evict_idle_connection() noexcept;
-    void refuse(socket_type& peer, refusal_reason why) noexcept;
+    void refuse(owned_fd& peer, refusal_reason why) noexcept;
     void on_accept_error(const asio::error_code& ec) noexcept;
     /// At the descriptor limit: spends the reserved descriptor to accept and refuse the backlog.
     /// True once the backlog is empty; false when no descriptor could be had for that.
@@ -231,7 +231,7 @@ class shard {
     connection_log& log_;
     std::uint16_t index_;
     asio::io_context& context_;  // made with shard_concurrency_hint
-    reactor_type& reactor_ = asio::use_service<reactor_type>(context_);
+    reactor_type& reactor_ = started_reactor(context_);
     // A socket, not an acceptor: new_socket.hpp accepts on it, and a wait for a newcomer needs the
     // socket's reactor data, which Asio's acceptor keeps private.
     socket_type listener_;
@@ -243,10 +243,9 @@ class shard {
     asio::steady_timer rate_timer_;  // pause policy over the rate: when the next token is due
     asio::steady_timer closes_seen_timer_;  // already due: fires after one pass of the event loop
     asio::ip::tcp::endpoint peer_;          // the newcomer's address, filled in by accept
-    // The socket each accept fills. admit() always moves it on (to a connection, the parked slot
-    // or the lingering pool) or closes it, so it is closed between accepts and reused as it is: a
-    // socket constructed per accept looked Asio's socket service up, under a lock, each time.
-    socket_type newcomer_;
+    // The descriptor each accept fills. admit() always moves it on (to a connection, the parked
+    // slot or the lingering pool) or closes it, so it is closed between accepts.
+    owned_fd newcomer_;
     std::chrono::milliseconds backoff_{0};
     bool backlog_may_lack_nodelay_ = false;  // after adopt(), until the backlog is drained
     descriptor_reserve reserve_;  // spent at the descriptor limit so that a newcomer can be refused
@@ -264,7 +263,7 @@ class shard {
     list awaiting_header_;
     connection* waiters_head_ = nullptr;
     connection* waiters_tail_ = nullptr;
-    std::optional<socket_type> parked_;  // a newcomer held back, accepting paused meanwhile
+    owned_fd parked_;  // a newcomer held back, accepting paused meanwhile
     parked_until parked_until_ = parked_until::nothing;
     bool rate_token_held_ = false;  // parked_ waits with its rate token taken
     // The event loop has run (refuse_for_room) since the shard last admitted a newcomer: the

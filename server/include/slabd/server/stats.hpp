@@ -86,7 +86,7 @@ inline constexpr std::array<const char*, refusal_reasons> refusal_names{
     X(linger_timeouts, "linger_timeouts", "", "/linger/timeouts",                                 \
       "Lingering closes cut short: the peer kept sending past the linger time")                   \
     X(linger_overflows, "linger_overflows", "", "/linger/overflows",                              \
-      "Closes that could not linger because every linger slot was taken")                         \
+      "Closes that could not linger: every slot was taken, or epoll had no room")                 \
     X(connection_log_skipped, "connection_log_skipped", "", "/connection_log/skipped",            \
       "Connection log lines not written: past log.connections_rate, or the writer was behind")
 
