@@ -7,6 +7,7 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -19,7 +20,7 @@ namespace {
 
 using slabd::server::event_socket;
 
-/// What the handler saw, in order: 'e' for an event, 'r' for a release.
+/// What the handler saw, in order: 'e' for an event, a digit for registrations ended.
 struct seen {
     std::vector<char> calls;
     bool readable = false;
@@ -27,9 +28,10 @@ struct seen {
     bool peer_done = false;
 };
 
-void note(event_socket& s, bool released) noexcept {
+void note(event_socket& s, unsigned registrations_ended) noexcept {
     auto& log = *static_cast<seen*>(s.owner());
-    log.calls.push_back(released ? 'r' : 'e');
+    log.calls.push_back(registrations_ended == 0 ? 'e'
+                                                 : static_cast<char>('0' + registrations_ended));
     log.readable = s.readable;
     log.writable = s.writable;
     log.peer_done = s.peer_done;
@@ -144,8 +146,62 @@ TEST_CASE("closed with an event queued: the event releases the registration, and
     CHECK_FALSE(ended_at_close);
     CHECK(p.log.calls.empty());
     CHECK(p.context.run_one() == 1);  // the queued event
-    CHECK(p.log.calls == std::vector<char>{'r'});
+    CHECK(p.log.calls == std::vector<char>{'1'});
     CHECK(p.context.poll() == 0);
+}
+
+TEST_CASE("a socket reopened and closed again while one event is queued: that event ends both") {
+    registered_pair p;
+    CHECK(p.context.run_one() == 1);
+    p.log.calls.clear();
+    bool first_ended = true;
+    bool second_ended = true;
+    int other[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, other) == 0);
+    asio::post(p.context, [&] {
+        first_ended = p.socket.close();
+        asio::error_code ec;
+        REQUIRE(p.socket.open(slabd::server::started_reactor(p.context), other[0], ec));
+        second_ended = p.socket.close();
+    });
+    REQUIRE(p.send("late"));
+    CHECK(p.context.run_one() == 1);
+    CHECK_FALSE(first_ended);
+    CHECK_FALSE(second_ended);
+    CHECK(p.context.run_one() == 1);
+    CHECK(p.log.calls == std::vector<char>{'2'});
+    ::close(other[1]);
+}
+
+TEST_CASE("urgent data: reads go on past its mark, to EAGAIN") {
+    asio::io_context context;
+    asio::executor_work_guard<asio::io_context::executor_type> work{context.get_executor()};
+    asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket client(context);
+    client.connect(acceptor.local_endpoint());
+    asio::ip::tcp::socket accepted = acceptor.accept();
+    accepted.non_blocking(true);
+    seen log;
+    event_socket socket;
+    socket.serve(&note, &log);
+    asio::error_code ec;
+    REQUIRE(socket.open(slabd::server::started_reactor(context), accepted.release(), ec));
+    const int fd = client.native_handle();
+    REQUIRE(::send(fd, "abc", 3, 0) == 3);
+    REQUIRE(::send(fd, "!", 1, MSG_OOB) == 1);
+    REQUIRE(::send(fd, "def", 3, 0) == 3);
+    // Loopback has it all queued once the last send returns; the event says urgent.
+    CHECK(context.run_one() == 1);
+    std::array<std::byte, 64> buffer{};
+    // The read stops at the urgent mark, short, with "def" queued behind it and no edge to come.
+    CHECK(socket.read(buffer.data(), buffer.size(), ec) == 3);
+    CHECK(socket.readable);
+    CHECK(socket.read(buffer.data(), buffer.size(), ec) == 3);
+    CHECK(std::memcmp(buffer.data(), "def", 3) == 0);
+    CHECK(socket.read(buffer.data(), buffer.size(), ec) == 0);
+    CHECK(ec == asio::error::would_block);
+    CHECK_FALSE(socket.readable);
+    static_cast<void>(socket.close());
 }
 
 TEST_CASE("closed with nothing queued: the registration ends at once") {

@@ -131,11 +131,14 @@ void connection::close_client() noexcept {
     }
 }
 
-void connection::on_socket_event(event_socket& s, bool released) noexcept {
+void connection::on_socket_event(event_socket& s, unsigned registrations_ended) noexcept {
     auto& self = *static_cast<connection*>(s.owner());
-    // The event that was queued when the socket closed: the registration ends with it.
-    if (released) {
-        const connection_ref registration = connection_ref::adopt(self);
+    // The event that was queued when the socket closed: the registrations end with it.
+    if (registrations_ended != 0) {
+        const connection_ref hold(self);
+        for (unsigned i = 0; i < registrations_ended; ++i) {
+            const connection_ref registration = connection_ref::adopt(self);
+        }
         return;
     }
     const connection_ref hold(self);
@@ -216,9 +219,11 @@ void connection::read_proxy_header() noexcept {
     // it are the client's, for the relay. The stack, not the heap, holds the copy.
     std::array<std::byte, proxy_protocol::max_header_size> bytes;
     const int fd = client_.fd();
-    const ssize_t n = ::recv(fd, bytes.data(), bytes.size(), MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        client_.readable = false;
+    ssize_t n = 0;
+    do n = ::recv(fd, bytes.data(), bytes.size(), MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        client_.note_would_block();
         awaiting_header_ = true;
         return;
     }
@@ -241,7 +246,7 @@ void connection::await_more_header() noexcept {
     // reported; one after it raises an edge, and the next peek comes back here.)
     if (client_.peer_done) return refuse(refusal_reason::proxy_invalid);
     // The peeked bytes stay queued, but the socket is edge-triggered: the next byte is an edge.
-    client_.readable = false;
+    client_.note_would_block();
     awaiting_header_ = true;
 }
 
@@ -442,7 +447,7 @@ void connection::pump_spliced(relay& r) noexcept {
             give_back_lent(r);
             if (n == 0) return finish_direction(r);
             if (error == EAGAIN) {
-                r.from->readable = false;
+                r.from->note_would_block();
                 // Less than a buffer's worth since the last wait: no longer a bulk transfer.
                 if (moved < shard_.buffer_size()) r.splicing = false;
                 return wait_read(r);

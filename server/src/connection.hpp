@@ -142,7 +142,7 @@ class connection {
     struct yield_handler;
 
     /// event_socket's handler for both of the connection's sockets.
-    static void on_socket_event(event_socket& s, bool released) noexcept;
+    static void on_socket_event(event_socket& s, unsigned registrations_ended) noexcept;
     void on_event(event_socket& s) noexcept;
     /// Opens `s` on `fd` with the reference its registration holds; false if it could not.
     bool register_socket(event_socket& s, int fd) noexcept;

@@ -12,10 +12,14 @@
 // once the peer is known done, reads go on to the EOF or the error. A reset is reported as
 // EPOLLERR | EPOLLHUP, so no error goes unread either.
 //
+// Urgent data stops a read at its mark, short, with the bytes after it queued and no edge to
+// come; an urgent edge (EPOLLPRI) has reads go on until EAGAIN.
+//
 // Lifetime: the registration counts as a reference to the owner (connection_ref). close()
 // and release() end it; while an event for the socket is already queued in the scheduler (the
 // reactor harvested it, the handler has not run), the owner's block must stay, so that event
-// ends the registration instead, by calling the handler with `released` set.
+// ends the registration instead, by calling the handler with the number of registrations it
+// ends.
 #pragma once
 
 #include <asio/error.hpp>
@@ -30,6 +34,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +80,13 @@ inline reactor_type& started_reactor(asio::io_context& context) {
     return reactor;
 }
 
+/// Whether a thread other than the closing one may be spawning a process. From its clone to its
+/// closefrom the child holds a copy of every descriptor, and a close then leaves the open file,
+/// and with it the registration and its events, behind: such a close takes the socket out of
+/// the epoll set first, at one system call more. With one shard the control work, the spawn of
+/// a successor included, runs on the shard's own thread, and the server clears this.
+inline std::atomic<bool> spawns_race_closes{true};
+
 /// The epoll set the reactor waits on.
 inline int epoll_fd_of(reactor_type& reactor) noexcept {
     return reactor.*member(detail::epoll_fd_member{});
@@ -82,9 +94,10 @@ inline int epoll_fd_of(reactor_type& reactor) noexcept {
 
 class event_socket : public asio::detail::scheduler_operation {
   public:
-    /// Called on the shard's thread with the socket's new readiness, or with `released` when a
-    /// queued event ends a registration that close() or release() could not end at once.
-    using handler = void (*)(event_socket& socket, bool released) noexcept;
+    /// Called on the shard's thread with the socket's new readiness (`registrations_ended` 0),
+    /// or with the number of registrations that close() or release() could not end at once and
+    /// the queued event ends now.
+    using handler = void (*)(event_socket& socket, unsigned registrations_ended) noexcept;
 
     event_socket() noexcept : scheduler_operation(&complete) {}
     ~event_socket() {
@@ -104,7 +117,7 @@ class event_socket : public asio::detail::scheduler_operation {
     /// failure `fd` is closed, `ec` says why, and there is no registration.
     bool open(reactor_type& reactor, int fd, asio::error_code& ec) noexcept {
         epoll_event event{};
-        event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
         event.data.ptr = static_cast<asio::detail::scheduler_operation*>(this);
         epoll_fd_ = epoll_fd_of(reactor);
         if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) [[unlikely]] {
@@ -118,6 +131,7 @@ class event_socket : public asio::detail::scheduler_operation {
         readable = true;
         writable = true;
         peer_done = false;
+        urgent_ = false;
         return true;
     }
 
@@ -128,7 +142,10 @@ class event_socket : public asio::detail::scheduler_operation {
     /// will (the handler is then called with `released`).
     [[nodiscard]] bool close() noexcept {
         if (fd_ < 0) return true;
-        ::close(std::exchange(fd_, -1));
+        const int fd = std::exchange(fd_, -1);
+        if (spawns_race_closes.load(std::memory_order_relaxed))
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        ::close(fd);
         return end_registration();
     }
 
@@ -151,14 +168,14 @@ class event_socket : public asio::detail::scheduler_operation {
         while (n < 0 && errno == EINTR);
         if (n > 0) [[likely]] {
             ec.clear();
-            if (static_cast<std::size_t>(n) < capacity && !peer_done) readable = false;
+            if (static_cast<std::size_t>(n) < capacity && !peer_done && !urgent_) readable = false;
             return static_cast<std::size_t>(n);
         }
         if (n == 0) {
             ec = asio::error::eof;
         } else {
             ec.assign(errno, asio::error::get_system_category());
-            if (ec == asio::error::would_block) readable = false;
+            if (ec == asio::error::would_block) readable = urgent_ = false;
         }
         return 0;
     }
@@ -184,13 +201,16 @@ class event_socket : public asio::detail::scheduler_operation {
     /// The peer hung up or reset: reading goes on until the EOF or the error.
     bool peer_done = false;
 
+    /// The caller's own read (splice) found the socket drained.
+    void note_would_block() noexcept { readable = urgent_ = false; }
+
   private:
     bool end_registration() noexcept {
         readable = writable = false;
         // The reactor sets task_result_ to the event's mask as it queues the event, and
         // complete() clears it: non-zero means queued.
         if (task_result_ == 0) return true;
-        release_pending_ = true;
+        ++releases_pending_;
         return false;
     }
 
@@ -202,17 +222,21 @@ class event_socket : public asio::detail::scheduler_operation {
         // The scheduler counts each operation it runs as work finished; a socket's event was
         // never counted as work started (as Asio's own descriptor_state compensates).
         static_cast<asio::detail::scheduler*>(scheduler)->compensating_work_started();
-        if (std::exchange(self->release_pending_, false)) return self->on_event_(*self, true);
+        if (self->releases_pending_ != 0)
+            return self->on_event_(*self, std::exchange(self->releases_pending_, 0U));
         const auto events = static_cast<std::uint32_t>(mask);
-        if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) self->readable = true;
+        if ((events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0)
+            self->readable = true;
         if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) self->writable = true;
         if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) self->peer_done = true;
-        self->on_event_(*self, false);
+        if ((events & EPOLLPRI) != 0) self->urgent_ = true;
+        self->on_event_(*self, 0);
     }
 
     int fd_ = -1;
     int epoll_fd_ = -1;
-    bool release_pending_ = false;
+    unsigned releases_pending_ = 0;  // registrations ended while an event was queued
+    bool urgent_ = false;            // urgent data came: reads go on until EAGAIN
     handler on_event_ = nullptr;
     void* owner_ = nullptr;
 };
