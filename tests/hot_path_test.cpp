@@ -287,6 +287,25 @@ TEST_CASE("an accept/echo/close cycle configures nothing but the socket's epoll 
     CHECK(echo.stats().total().closed_client_eof == 50 + counted);
 }
 
+TEST_CASE("with two shards a close takes the socket out of epoll first") {
+    // Another thread may be spawning a successor, whose copy of the descriptor would keep the
+    // registration, and its events, alive past the close (event_socket.hpp).
+    slabd::test::not_counted_here();
+    auto config = loopback_config();
+    config.threads = 2;
+    running_server echo(config);
+    CHECK(cycles(echo.port(), 50, 0).failures == 0);
+    wait_until_all_closed(echo);
+    const auto before = slabd::test::socket_calls();
+    constexpr int counted = 200;
+    CHECK(cycles(echo.port(), 0, counted).failures == 0);
+    wait_until_all_closed(echo);
+    const auto after = slabd::test::socket_calls();
+    CHECK(after.epoll_add - before.epoll_add == counted);
+    CHECK(after.epoll_del - before.epoll_del == counted);
+    CHECK(after.epoll_mod - before.epoll_mod == 0);
+}
+
 TEST_CASE(
     "a proxied cycle sets TCP_NODELAY on its upstream socket, registers each socket once, and "
     "configures nothing else") {
