@@ -213,6 +213,33 @@ TEST_CASE("closed with nothing queued: the registration ends at once") {
     CHECK(p.log.calls == std::vector<char>{'e'});
 }
 
+TEST_CASE("with more than one closing thread, a close leaves epoll even if a copy lives on") {
+    // A successor's spawn holds a copy of every descriptor for a moment, as `copy` does here.
+    registered_pair p;
+    CHECK(p.context.run_one() == 1);
+    p.log.calls.clear();
+    slabd::server::socket_closing_threads = 2;
+    const int copy = ::dup(p.socket.fd());
+    CHECK(p.socket.close());
+    REQUIRE(p.send("late"));
+    CHECK(p.context.poll() == 0);  // nothing names the closed socket
+    CHECK(p.log.calls.empty());
+    ::close(copy);
+    slabd::server::socket_closing_threads = 0;
+}
+
+TEST_CASE("with one closing thread a copy elsewhere keeps the registration: why the count") {
+    registered_pair p;
+    CHECK(p.context.run_one() == 1);
+    p.log.calls.clear();
+    const int copy = ::dup(p.socket.fd());
+    CHECK(p.socket.close());
+    REQUIRE(p.send("late"));
+    CHECK(p.context.run_one() == 1);  // an event for a socket its owner has closed
+    CHECK(p.log.calls == std::vector<char>{'e'});
+    ::close(copy);
+}
+
 TEST_CASE("a socket's event leaves the io_context's count of work as it was") {
     registered_pair p;
     p.work.reset();  // which stops the io_context: it had no work left

@@ -287,7 +287,7 @@ TEST_CASE("an accept/echo/close cycle configures nothing but the socket's epoll 
     CHECK(echo.stats().total().closed_client_eof == 50 + counted);
 }
 
-TEST_CASE("with two shards a close takes the socket out of epoll first") {
+TEST_CASE("with two shards every close also takes the socket out of epoll") {
     // Another thread may be spawning a successor, whose copy of the descriptor would keep the
     // registration, and its events, alive past the close (event_socket.hpp).
     slabd::test::not_counted_here();
@@ -329,7 +329,9 @@ TEST_CASE(
     // Each registration is for reads, writes and hang-ups at once, so neither the connect nor
     // any wait changes it.
     CHECK(after.epoll_mod - before.epoll_mod == 0);
-    CHECK(after.epoll_del - before.epoll_del == 0);
+    // Two servers in one process are two threads that close sockets, so each close leaves epoll
+    // first (event_socket.hpp); a lone one-shard server does not (the echo cycle above).
+    CHECK(after.epoll_del - before.epoll_del == 3 * counted);
     CHECK(after.ioctl - before.ioctl == 0);
     CHECK(after.setsockopt - before.setsockopt == counted);
 

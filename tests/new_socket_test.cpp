@@ -77,7 +77,11 @@ TEST_CASE("a socket lingering in Asio's hands is known to it as non-blocking") {
     socket_type socket(context);
     asio::error_code ec;
     REQUIRE(slabd::server::adopt_nonblocking(socket, asio::ip::tcp::v4(), pair[0], ec));
-    CHECK(socket.non_blocking());
+    // A wrong bit would make the read below block rather than fail.
+    REQUIRE(socket.non_blocking());
+    // Not "possibly dup'ed": closing it skips EPOLL_CTL_DEL.
+    const auto state = slabd::server::detail::internals<socket_type>::of(socket).state_;
+    CHECK((state & asio::detail::socket_ops::possible_dup) == 0);
     std::array<char, 8> buffer{};
     socket.read_some(asio::buffer(buffer), ec);
     CHECK(ec == asio::error::would_block);

@@ -426,6 +426,12 @@ void connection::pump(relay& r) noexcept {
 }
 
 void connection::pump_spliced(relay& r) noexcept {
+    // splice(2) stops at urgent data's mark, short of the bytes behind it; recv(2) steps over it.
+    if (r.from->urgent()) [[unlikely]] {
+        give_back_lent(r);
+        r.splicing = false;
+        return pump(r);
+    }
     if (r.pipe == pipe_pool::none) {
         r.pipe = shard_.take_pipe();
         if (r.pipe == pipe_pool::none) {
@@ -445,7 +451,11 @@ void connection::pump_spliced(relay& r) noexcept {
         if (n <= 0) {
             const int error = errno;
             give_back_lent(r);
-            if (n == 0) return finish_direction(r);
+            // 0 is the EOF, or urgent data's mark with the FIN behind it: a copying read tells.
+            if (n == 0) {
+                r.splicing = false;
+                return pump(r);
+            }
             if (error == EAGAIN) {
                 r.from->note_would_block();
                 // Less than a buffer's worth since the last wait: no longer a bulk transfer.

@@ -1,4 +1,4 @@
-// A client connection: the socket, its state and the memory of its pending operations, all in
+// A client connection: the socket, its state and the memory of its posted handlers, all in
 // one block of the connection pool (docs/design.md, decisions 1, 4 and 11). Echo mode relays the
 // client to itself; proxy mode joins it to an upstream leg taken from a second pool of the same
 // capacity.
@@ -114,8 +114,8 @@ class connection {
 
     /// Echo: relay the client to itself. Proxy: connect the leg, then relay both ways.
     void start() noexcept;
-    /// Closes from outside (idle sweep, shutdown): every pending operation is cancelled and the
-    /// block returns when the last reference goes.
+    /// Closes from outside (idle sweep, shutdown): its sockets close (or linger) and the block
+    /// returns when the last reference goes.
     void abort(close_reason why) noexcept;
     /// The connect timeout ran out: this attempt failed, the next upstream is tried.
     void abort_connect_attempt() noexcept;

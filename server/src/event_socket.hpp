@@ -80,12 +80,13 @@ inline reactor_type& started_reactor(asio::io_context& context) {
     return reactor;
 }
 
-/// Whether a thread other than the closing one may be spawning a process. From its clone to its
-/// closefrom the child holds a copy of every descriptor, and a close then leaves the open file,
-/// and with it the registration and its events, behind: such a close takes the socket out of
-/// the epoll set first, at one system call more. With one shard the control work, the spawn of
-/// a successor included, runs on the shard's own thread, and the server clears this.
-inline std::atomic<bool> spawns_race_closes{true};
+/// How many threads of this process run event loops that close data-path sockets (a shard
+/// each). A spawn (the successor, decision 16) gives its child a copy of every descriptor from
+/// its clone to its closefrom, and a close in that window leaves the open file, and with it the
+/// registration and its events, behind. With one such thread the spawn runs on it (the control
+/// work shares a lone shard's thread, decision 29), so no close can race it; with more, a close
+/// takes the socket out of the epoll set first, at one system call more.
+inline std::atomic<unsigned> socket_closing_threads{0};
 
 /// The epoll set the reactor waits on.
 inline int epoll_fd_of(reactor_type& reactor) noexcept {
@@ -139,11 +140,11 @@ class event_socket : public asio::detail::scheduler_operation {
     [[nodiscard]] int fd() const noexcept { return fd_; }
 
     /// Closes the descriptor. True when that ended the registration; false when a queued event
-    /// will (the handler is then called with `released`).
+    /// will (the handler is then called with `registrations_ended`).
     [[nodiscard]] bool close() noexcept {
         if (fd_ < 0) return true;
         const int fd = std::exchange(fd_, -1);
-        if (spawns_race_closes.load(std::memory_order_relaxed))
+        if (socket_closing_threads.load(std::memory_order_relaxed) > 1)
             ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         ::close(fd);
         return end_registration();
@@ -201,8 +202,12 @@ class event_socket : public asio::detail::scheduler_operation {
     /// The peer hung up or reset: reading goes on until the EOF or the error.
     bool peer_done = false;
 
-    /// The caller's own read (splice) found the socket drained.
+    /// The caller's own read found nothing more to come without a new edge: a splice said
+    /// EAGAIN, or a peek saw only bytes already peeked.
     void note_would_block() noexcept { readable = urgent_ = false; }
+    /// Urgent data was reported and not yet read past: splice(2) stops at its mark, recv(2)
+    /// steps over it.
+    [[nodiscard]] bool urgent() const noexcept { return urgent_; }
 
   private:
     bool end_registration() noexcept {

@@ -61,7 +61,7 @@ void linger_pool::linger(int fd, std::uint32_t now) noexcept {
     if (!adopt_nonblocking(s->socket, asio::ip::tcp::v6(), fd, ec)) [[unlikely]] {
         slots_.destroy(s);
         bump(stats_.linger_overflows);
-        return;
+        return close_now(fd);
     }
     bump(stats_.lingering);
     asio::error_code ignored;  // the socket is non-blocking since accept

@@ -33,17 +33,18 @@ inline void set_inherited_options(int listener) {
         throw std::system_error(errno, std::generic_category(), "TCP_NODELAY on the listener");
 }
 
-/// Gives `socket` the descriptor `fd`, opened non-blocking by slabd; closes `fd` on failure.
+/// Gives `socket` the descriptor `fd`, opened non-blocking by slabd; on failure `fd` stays the
+/// caller's.
 inline bool adopt_nonblocking(socket_type& socket, const asio::ip::tcp& protocol, int fd,
                               asio::error_code& ec) noexcept {
     socket.assign(protocol, fd, ec);
-    if (ec) [[unlikely]] {
-        ::close(fd);
+    if (ec) [[unlikely]]
         return false;
-    }
-    // The descriptor is this socket's alone (slabd never dups a client's or an upstream's), so
-    // closing it takes it out of the epoll set: close() may skip EPOLL_CTL_DEL as it does for a
-    // socket Asio opened itself.
+    // The descriptor is this socket's alone (slabd never dups a client's), so closing it takes
+    // it out of the epoll set: close() may skip EPOLL_CTL_DEL as it does for a socket Asio
+    // opened itself. (A successor's spawn may hold a copy for a moment; an event that copy keeps
+    // coming names Asio's descriptor state, which Asio recycles but never frees, and at worst
+    // wakes an Asio wait that then finds nothing.)
     namespace ops = asio::detail::socket_ops;
     auto& impl = detail::internals<socket_type>::of(socket);
     impl.state_ =

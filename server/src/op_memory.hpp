@@ -42,7 +42,7 @@ class op_memory {
     bool in_use_ = false;
 };
 
-/// Storage for a listener's wait or a shard's posted handler.
+/// Storage for a listener's or a lingering socket's wait, or a shard's posted handler.
 using io_op_memory = op_memory<112>;
 /// Storage for a relay's posted handler (its yield).
 using post_op_memory = op_memory<64>;

@@ -84,8 +84,6 @@ server::server(const config::Config& settings, handover_setup handover)
         settings_.threads = static_cast<unsigned>(inherited->data.size());
     }
     const auto threads = static_cast<unsigned>(shard_count(settings_, handover_));
-    // With one shard, a successor is spawned on the thread that closes its sockets.
-    spawns_race_closes.store(threads > 1, std::memory_order_relaxed);
     history_ = std::make_unique<history>(threads);
     history_shards_.resize(threads);
     const std::size_t reserve = connections_.reserved();

@@ -87,9 +87,12 @@ shard::shard(const shard_setup& setup, std::uint16_t index, asio::io_context& co
                  to_ticks(linger_time)),
       live_(setup.live) {
     buffer_stats_ = buffers_.stats();
+    socket_closing_threads.fetch_add(1, std::memory_order_relaxed);
 }
 
-shard::~shard() = default;
+shard::~shard() {
+    socket_closing_threads.fetch_sub(1, std::memory_order_relaxed);
+}
 
 void shard::listen(const asio::ip::tcp::endpoint& at) {
     listener_.open(at.protocol());

@@ -413,6 +413,31 @@ class ProxyTest(harness.SlabdTest):
         self.stop(proxy)
         self.stop(upstream)
 
+    def test_urgent_data_in_a_spliced_upload_loses_nothing_after_it(self):
+        # splice(2) stops at urgent data's mark, short of the bytes behind it, and with the FIN
+        # behind them returns 0 as if at the EOF; recv(2) steps over the out-of-band byte. The
+        # relay must copy past the mark, or those bytes wait for ever or are lost.
+        upstream = BannerUpstream(b"")
+        upstream.start()
+        proxy = self.proxy(upstream.port, threads=1, settings="splice_pipes = 4\n")
+        head = pattern(4 << 20, seed=5)
+        tail = pattern(1 << 20, seed=6)
+        with proxy.connect() as c:
+            # In one go, so that the mark comes while the relay splices the head.
+            c.sendall(head)
+            c.send(b"!", socket.MSG_OOB)
+            c.sendall(tail)
+            c.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_to_eof(c), b"")
+        upstream.join(IO_TIMEOUT)
+        self.assertIsNone(upstream.error)
+        got = upstream.received or b""
+        self.assertEqual(len(got), len(head) + len(tail), "every byte but the urgent one arrived")
+        self.assertTrue(got == head + tail, f"differs at byte {harness.first_difference(got, head + tail)}")
+        p = proxy.wait_stats(lambda s: s["connections"]["active"] == 0, "the proxy to close")
+        self.assertGreater(p["bytes"]["spliced"], 0, "the upload was spliced")
+        self.stop(proxy)
+
     def test_half_close_upstream_to_client(self):
         banner = b"hello from upstream\n"
         upstream = BannerUpstream(banner)
