@@ -91,12 +91,6 @@ connection::~connection() {
     shard_.forget(*this);
     give_back_lent(to_target_);
     shard_stats& stats = shard_.stats();
-    // Before the leg goes: its claim keeps the upstream's name readable.
-    if (closing_ != close_reason::refused) {
-        const close_counter closed = counted_as(closing_);
-        bump(stats.*closed.counter);
-        record_close(closed.name);
-    }
     if (leg_ != nullptr) {
         give_back_lent(leg_->to_client);
         shard_.destroy_leg(leg_);
@@ -121,6 +115,15 @@ void connection::close_socket(event_socket& s) noexcept {
 }
 
 void connection::close_client() noexcept {
+    if (std::exchange(close_counted_, true)) return;
+    // Counted before the client can see the close, so that whoever saw it also sees it counted
+    // (and logged, or not, by the settings of that moment); before the leg goes, too: its
+    // claim keeps the upstream's name readable.
+    if (closing_ != close_reason::refused) {
+        const close_counter closed = counted_as(closing_);
+        bump(shard_.stats().*closed.counter);
+        record_close(closed.name);
+    }
     if (!client_.is_open()) return;
     // Both ways read to EOF, nothing unread: closing sends the FIN a shutdown would have.
     if (closing_ == close_reason::client_eof) return close_socket(client_);

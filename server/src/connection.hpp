@@ -106,8 +106,8 @@ class connection {
     /// Counts itself into the shard's `active` gauge; `leg` is the proxy's upstream half, or
     /// nullptr in echo mode. The connection owns it from here on.
     connection(shard& owner, owned_fd&& client, upstream_leg* leg) noexcept;
-    /// Counts the close reason, leaves `active` and returns the leg. Its sockets are closed by
-    /// then: each one's registration held a reference.
+    /// Leaves `active` and returns the leg. Its sockets are closed and its close counted by
+    /// then (close_client): each socket's registration held a reference.
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -148,7 +148,8 @@ class connection {
     bool register_socket(event_socket& s, int fd) noexcept;
     /// Closes `s` if open; its registration's reference goes now or with its queued event.
     void close_socket(event_socket& s) noexcept;
-    /// Done with the client: closes it after a mutual EOF, lingers otherwise.
+    /// Done with the client: counts the close, then closes it after a mutual EOF and lingers
+    /// otherwise. Every connection ends here once, before its last reference goes.
     void close_client() noexcept;
 
     /// Serving starts: echo relays, proxy connects its upstream.
@@ -199,6 +200,7 @@ class connection {
     bool upstream_write_failed_ = false;  // the upload ended on a dead upstream, not an EOF
     bool awaiting_header_ = false;        // accept_proxy: the PROXY header came only in part
     bool connecting_ = false;             // the leg's connect is in progress
+    bool close_counted_ = false;          // close_client() has run
 };
 
 /// The upstream half of a proxied connection, from its own pool block.

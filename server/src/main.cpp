@@ -2,6 +2,9 @@
 // Exit codes: 0 clean, 1 runtime failure, 2 bad config or usage (docs/design.md, decision 9).
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <csignal>
 #include <exception>
 #include <filesystem>
@@ -149,6 +152,14 @@ int main(int argc, char** argv) {
         daemon.on_hangup([&daemon, &reload_args] { reload(daemon, reload_args); });
         daemon.on_upgrade({program, reload_args});
         daemon.run();
+        // Done serving. Once the server's signal sets are gone a SIGINT or SIGTERM (systemd's
+        // second, an impatient operator's) would take its default action and end the exit with
+        // the signal instead of its status: blocked, it stays pending until the process is gone.
+        sigset_t stop_signals;
+        sigemptyset(&stop_signals);
+        sigaddset(&stop_signals, SIGINT);
+        sigaddset(&stop_signals, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
         const auto totals = daemon.snapshot().total();
         spdlog::info("slabd stopped: {} connections served, {} refused", totals.accepted,
                      totals.refused());

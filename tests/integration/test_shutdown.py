@@ -69,6 +69,21 @@ class ShutdownTest(harness.SlabdTest):
         server.signal(signal.SIGTERM)
         self.wait_exit(server)
 
+    def test_more_sigterms_while_it_exits_leave_its_status_zero(self):
+        # systemd may send its SIGTERM again, an operator press Ctrl-C twice: once the server's
+        # signal handlers are gone, the default action would end the exit with the signal.
+        for _ in range(5):
+            server = self.start("--threads", "2")
+            server.signal(signal.SIGTERM)
+            deadline = time.monotonic() + WAIT
+            while server.running() and time.monotonic() < deadline:
+                try:
+                    server.signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.0002)
+            self.wait_exit(server)
+
     def test_every_stop_completes(self):
         # Each shard's clock ticks every 250 ms; a SIGTERM that lands while a tick is due must
         # still let the shard finish. Many shards, many stops, spread across the tick period.
