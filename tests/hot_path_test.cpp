@@ -264,6 +264,22 @@ void wait_until_all_closed(const running_server& server) {
     }
 }
 
+constexpr int echo_cycles_counted = 200;
+
+/// The socket calls `echo_cycles_counted` accept/echo/close cycles cost `server`, counted after
+/// 50 that warm it up, and once every one of them has closed.
+slabd::test::socket_call_counts socket_calls_of_echo_cycles(const running_server& server) {
+    CHECK(cycles(server.port(), 50, 0).failures == 0);
+    wait_until_all_closed(server);
+    const auto before = slabd::test::socket_calls();
+    CHECK(cycles(server.port(), 0, echo_cycles_counted).failures == 0);
+    wait_until_all_closed(server);
+    const auto after = slabd::test::socket_calls();
+    return {after.epoll_add - before.epoll_add, after.epoll_mod - before.epoll_mod,
+            after.epoll_del - before.epoll_del, after.ioctl - before.ioctl,
+            after.setsockopt - before.setsockopt};
+}
+
 }  // namespace
 
 TEST_CASE("an accept/echo/close cycle configures nothing but the socket's epoll registration") {
@@ -272,19 +288,13 @@ TEST_CASE("an accept/echo/close cycle configures nothing but the socket's epoll 
     // descriptor out of epoll by itself.
     slabd::test::not_counted_here();
     running_server echo(loopback_config());
-    CHECK(cycles(echo.port(), 50, 0).failures == 0);
-    wait_until_all_closed(echo);
-    const auto before = slabd::test::socket_calls();
-    constexpr int counted = 200;
-    CHECK(cycles(echo.port(), 0, counted).failures == 0);
-    wait_until_all_closed(echo);
-    const auto after = slabd::test::socket_calls();
-    CHECK(after.epoll_add - before.epoll_add == counted);
-    CHECK(after.epoll_mod - before.epoll_mod == 0);
-    CHECK(after.epoll_del - before.epoll_del == 0);
-    CHECK(after.ioctl - before.ioctl == 0);
-    CHECK(after.setsockopt - before.setsockopt == 0);
-    CHECK(echo.stats().total().closed_client_eof == 50 + counted);
+    const auto calls = socket_calls_of_echo_cycles(echo);
+    CHECK(calls.epoll_add == echo_cycles_counted);
+    CHECK(calls.epoll_mod == 0);
+    CHECK(calls.epoll_del == 0);
+    CHECK(calls.ioctl == 0);
+    CHECK(calls.setsockopt == 0);
+    CHECK(echo.stats().total().closed_client_eof == 50 + echo_cycles_counted);
 }
 
 TEST_CASE("with two shards every close also takes the socket out of epoll") {
@@ -294,16 +304,10 @@ TEST_CASE("with two shards every close also takes the socket out of epoll") {
     auto config = loopback_config();
     config.threads = 2;
     running_server echo(config);
-    CHECK(cycles(echo.port(), 50, 0).failures == 0);
-    wait_until_all_closed(echo);
-    const auto before = slabd::test::socket_calls();
-    constexpr int counted = 200;
-    CHECK(cycles(echo.port(), 0, counted).failures == 0);
-    wait_until_all_closed(echo);
-    const auto after = slabd::test::socket_calls();
-    CHECK(after.epoll_add - before.epoll_add == counted);
-    CHECK(after.epoll_del - before.epoll_del == counted);
-    CHECK(after.epoll_mod - before.epoll_mod == 0);
+    const auto calls = socket_calls_of_echo_cycles(echo);
+    CHECK(calls.epoll_add == echo_cycles_counted);
+    CHECK(calls.epoll_del == echo_cycles_counted);
+    CHECK(calls.epoll_mod == 0);
 }
 
 TEST_CASE(
